@@ -1,0 +1,45 @@
+# Two commands: `make run` (serve on :8081 with the CPU engine) and `make test`.
+# Both create .venv and install what is missing, Debian packages included (via apt-get when root).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Debian packages: fonts for the generated test documents.
+APT_PACKAGES := fonts-dejavu-core
+
+.PHONY: run test lint typecheck compat system-deps bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+system-deps:
+	@bash scripts/install_system_deps.sh $(APT_PACKAGES)
+
+run: system-deps $(STAMP)
+	$(PY) -m app
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check app tests scripts
+	$(VENV)/bin/ruff format --check app tests scripts
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy app
+
+# The base image runs Python 3.10: byte-compile app/ with it when this machine has one.
+compat:
+	@if command -v python3.10 >/dev/null 2>&1; then \
+		python3.10 -m compileall -q -x '/__pycache__/' app && echo "app/ compiles on Python 3.10"; \
+	else echo "python3.10 not found: skipping the 3.10 compile check"; fi
+
+test: system-deps $(STAMP) lint typecheck compat
+	$(PY) -m pytest -q --durations=15
+
+bench: system-deps $(STAMP)
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache output

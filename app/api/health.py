@@ -1,0 +1,45 @@
+"""Liveness (``/health``) and readiness (``/ready``). Both read in-memory state only: they never block."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from app import __version__
+from app.api.deps import get_service
+from app.schemas import EngineHealth, HealthResponse
+from app.service import OcrService
+
+router = APIRouter(tags=["health"])
+
+_STATUS = {"initializing": "starting", "ready": "healthy", "failed": "unhealthy"}
+
+
+def health_of(service: OcrService) -> HealthResponse:
+    runtime = service.runtime
+    return HealthResponse(
+        status=_STATUS[runtime.state],
+        engine=EngineHealth(
+            name=runtime.engine.name,
+            device=runtime.engine.device,
+            state=runtime.state,
+            error=runtime.error,
+            init_seconds=runtime.init_seconds if runtime.init_seconds is not None else runtime.elapsed_seconds,
+        ),
+        paddleocr=runtime.state,
+        s3_storage="not_configured",
+        version=__version__,
+    )
+
+
+@router.get("/health", response_model=HealthResponse)
+async def health(service: OcrService = Depends(get_service)) -> HealthResponse:
+    """Always 200 while the process lives; ``status`` says whether the engine is ready."""
+    return health_of(service)
+
+
+@router.get("/ready", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+async def ready(service: OcrService = Depends(get_service)) -> JSONResponse:
+    """200 when the engine is ready to take OCR requests, 503 otherwise."""
+    report = health_of(service)
+    return JSONResponse(report.model_dump(), status_code=200 if report.status == "healthy" else 503)

@@ -1,0 +1,1 @@
+"""OCR engines behind one interface (:mod:`app.engines.base`)."""

@@ -1,0 +1,104 @@
+"""The engine interface: load once, report name/device/state, recognise page images into blocks."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from PIL import Image
+
+from app.schemas import Block
+
+log = logging.getLogger(__name__)
+
+EngineState = Literal["initializing", "ready", "failed"]
+
+
+@dataclass
+class EnginePage:
+    """What an engine returns for one page.
+
+    ``markdown`` is set by engines that produce their own Markdown (the VLM); otherwise the service
+    builds it from the blocks. ``images`` maps relative file names referenced from the Markdown to
+    their bytes (figures cropped by the VLM pipeline).
+    """
+
+    blocks: list[Block]
+    markdown: str | None = None
+    images: dict[str, bytes] = field(default_factory=dict)
+
+
+class OcrEngine(ABC):
+    """An OCR engine. ``load`` runs once, in a background thread; ``recognize`` runs in worker threads.
+
+    Implementations must allow ``recognize`` to be called from ``max_parallel`` threads at once.
+    """
+
+    name: str
+    device: str = "cpu"
+
+    @property
+    def max_parallel(self) -> int:
+        """How many pages this engine may work on at the same time."""
+        return 1
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load models (may take minutes); raise with an actionable message on failure."""
+
+    @abstractmethod
+    def recognize(self, image: Image.Image) -> EnginePage:
+        """Recognise one RGB page image. Blocks carry ``bbox`` in that image's pixels."""
+
+    def recognize_many(self, images: Sequence[Image.Image]) -> list[EnginePage]:
+        """Recognise several pages; engines that batch internally override this."""
+        return [self.recognize(image) for image in images]
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources at shutdown."""
+
+
+class EngineRuntime:
+    """An engine plus its lifecycle: ``initializing`` -> ``ready`` | ``failed`` (with a reason)."""
+
+    def __init__(self, engine: OcrEngine) -> None:
+        self.engine = engine
+        self.state: EngineState = "initializing"
+        self.error: str | None = None
+        self._started = time.monotonic()
+        self.init_seconds: float | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+
+    @property
+    def elapsed_seconds(self) -> float:
+        return round(time.monotonic() - self._started, 2)
+
+    def start_loading(self) -> None:
+        """Load the engine in a daemon thread and return at once."""
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._load, name=f"load-{self.engine.name}", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            self.engine.load()
+        except Exception as exc:  # any failure of a third-party loader is reported, not raised
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.state = "failed"
+            log.error("engine %s failed to initialise: %s", self.engine.name, self.error)
+        else:
+            self.state = "ready"
+            log.info("engine %s ready on %s", self.engine.name, self.engine.device)
+        finally:
+            self.init_seconds = self.elapsed_seconds
+            self._ready.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until loading has finished (either way); for tests and scripts."""
+        return self._ready.wait(timeout)

@@ -1,0 +1,105 @@
+"""Application factory: routers, lifespan (background engine init), error handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from app import __version__
+from app.api import health, ocr
+from app.engines.base import EngineRuntime, OcrEngine
+from app.engines.select import build_engine
+from app.errors import ServiceError
+from app.middleware import BodyLimitMiddleware, RequestLogMiddleware
+from app.service import OcrService
+from app.settings import Settings, get_settings
+from app.storage.local import LocalStore, resolve_output_dir
+
+log = logging.getLogger("app")
+
+# Multipart framing and the small form fields ride on top of the file itself.
+_BODY_OVERHEAD = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, engine: OcrEngine | None = None) -> FastAPI:
+    """Build the app. ``engine`` overrides the configured engine (embedding, tests)."""
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("app").setLevel(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = LocalStore(resolve_output_dir(settings.output_dir))
+        selected, reason = (engine, "given to create_app") if engine else build_engine(settings)
+        log.info("engine %s selected (%s); output in %s", selected.name, reason, store.root)
+        runtime = EngineRuntime(selected)
+        runtime.start_loading()
+        service = OcrService(settings, runtime, store)
+        app.state.settings = settings
+        app.state.service = service
+        try:
+            yield
+        finally:
+            service.close()
+            selected.close()
+
+    app = FastAPI(
+        title="paddleocr-vl-service",
+        version=__version__,
+        description="Document OCR (PDF and images) with PaddleOCR-VL on GPU and PP-OCR / Tesseract on CPU.",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router)
+    app.include_router(ocr.router)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + _BODY_OVERHEAD)
+    app.add_middleware(RequestLogMiddleware)
+    _add_error_handlers(app)
+    return app
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    error: dict[str, Any] = {"code": code, "message": message, **extra}
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "upload_too_large",
+}
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+        return _error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        field = "request"
+        for item in exc.errors():
+            location = [str(part) for part in item.get("loc", ()) if part not in ("body", "query", "path")]
+            if location:
+                field = location[-1]
+            problems.append(f"{'.'.join(location) or 'request'}: {item.get('msg', 'invalid')}")
+        return _error(422, f"invalid_{field}", "; ".join(problems), details={"field": field})
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error: %s", type(exc).__name__)
+        return _error(500, "internal_error", "an unexpected error occurred; it has been logged")

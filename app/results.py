@@ -1,0 +1,93 @@
+"""Pure conversions: engine blocks -> ordered page results -> document Markdown and plain text."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Sequence
+
+from app.schemas import Block, PageResult
+
+_NUMBERED = re.compile(r"^(\d+)[.)]\s")
+_MARKDOWN_CHARS = frozenset("#>+*|-")
+
+
+def reading_order(blocks: Sequence[Block]) -> list[list[Block]]:
+    """Group blocks into line bands (top to bottom) and sort each band left to right.
+
+    A block joins the current band when it overlaps the band's last block vertically by at least
+    half the smaller height: skewed fragments of one line stay together, neighbouring lines do not.
+    Returns the bands; ``order`` is set on the blocks as a side effect.
+    """
+    bands: list[list[Block]] = []
+    for block in sorted(blocks, key=lambda b: ((b.bbox[1] + b.bbox[3]) / 2, b.bbox[0])):
+        if bands and _same_line(bands[-1][-1], block):
+            bands[-1].append(block)
+        else:
+            bands.append([block])
+    order = 0
+    for band in bands:
+        band.sort(key=lambda b: b.bbox[0])
+        for block in band:
+            block.order = order
+            order += 1
+    return bands
+
+
+def _same_line(a: Block, b: Block) -> bool:
+    overlap = min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
+    smaller = min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
+    return smaller > 0 and overlap >= 0.5 * smaller
+
+
+def lines_markdown(bands: Sequence[Sequence[Block]]) -> tuple[str, str]:
+    """(markdown, text) of a page of text lines: a band is a line; a wide vertical gap starts a paragraph."""
+    if not bands:
+        return "", ""
+    heights = [b.bbox[3] - b.bbox[1] for band in bands for b in band]
+    line_height = statistics.median(heights) if heights else 0.0
+    text_lines: list[str] = []
+    paragraphs: list[list[str]] = [[]]
+    previous_bottom: float | None = None
+    for band in bands:
+        line = " ".join(b.text.strip() for b in band if b.text.strip())
+        top = min(b.bbox[1] for b in band)
+        if previous_bottom is not None and top - previous_bottom > line_height * 0.9 and paragraphs[-1]:
+            paragraphs.append([])
+        paragraphs[-1].append(line)
+        text_lines.append(line)
+        previous_bottom = max(b.bbox[3] for b in band)
+    markdown = "\n\n".join("\n".join(_escape_md(line) for line in para) for para in paragraphs if para)
+    return markdown, "\n".join(text_lines)
+
+
+def _escape_md(line: str) -> str:
+    """Keep recognised text literal: a line that starts like Markdown syntax is escaped."""
+    stripped = line.lstrip()
+    numbered = _NUMBERED.match(stripped)
+    if numbered:  # "1. Total" would become a list item: escape the dot
+        return numbered.group(1) + "\\" + stripped[len(numbered.group(1)) :]
+    return "\\" + stripped if stripped[:1] in _MARKDOWN_CHARS else line
+
+
+def build_page(index: int, width: int, height: int, blocks: list[Block], markdown: str | None = None) -> PageResult:
+    """A page result from engine blocks. Engine Markdown, when given, is kept; text comes from blocks."""
+    if markdown is None:
+        bands = reading_order(blocks)
+        markdown, text = lines_markdown(bands)
+        ordered = [b for band in bands for b in band]
+    else:
+        ordered = sorted(blocks, key=lambda b: b.order)
+        text = "\n".join(b.text for b in ordered if b.text.strip())
+    return PageResult(index=index, width=width, height=height, blocks=ordered, markdown=markdown, text=text)
+
+
+def failed_page(index: int, error: str) -> PageResult:
+    return PageResult(index=index, width=0, height=0, blocks=[], markdown="", text="", error=error)
+
+
+def join_pages(pages: Sequence[PageResult]) -> tuple[str, str]:
+    """Document (markdown, text): pages in order, separated by a rule in Markdown and a form feed in text."""
+    markdown = "\n\n---\n\n".join(p.markdown for p in pages)
+    text = "\n\f\n".join(p.text for p in pages)
+    return markdown, text

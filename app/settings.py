@@ -1,0 +1,67 @@
+"""Service configuration: the one place where environment variables are read.
+
+Every field maps to an upper-case environment variable of the same name (``ocr_engine`` ->
+``OCR_ENGINE``) and is documented in ``ML_INFERENCE_ENV_VARS.md``; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """All settings of the service, read from the environment (and ``.env`` when present)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # --- server -------------------------------------------------------------------------------
+    host: str = "0.0.0.0"  # noqa: S104 - a container service listens on all interfaces
+    port: int = Field(8081, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    shutdown_grace_s: int = Field(30, ge=0, le=3600)
+
+    # --- engine -------------------------------------------------------------------------------
+    ocr_engine: Literal["auto", "pp-ocr"] = "auto"
+    ocr_concurrency: int = Field(default_factory=_cpu_count, ge=1, le=64)
+    engine_threads: int = Field(0, ge=0, le=64)
+
+    # --- limits -------------------------------------------------------------------------------
+    max_upload_mb: float = Field(100, gt=0)
+    max_pages: int = Field(500, ge=1)
+    max_image_pixels: int = Field(120_000_000, ge=1_000_000)
+    pdf_dpi: int = Field(150, ge=50, le=600)
+    max_dpi: int = Field(300, ge=50, le=600)
+    max_queued_requests: int = Field(64, ge=1)
+
+    # --- storage ------------------------------------------------------------------------------
+    output_dir: Path = Path("/app/output")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def threads_per_worker(self) -> int:
+        """Math threads one OCR worker may use, so that the workers together fill the cores once."""
+        if self.engine_threads:
+            return self.engine_threads
+        return max(1, _cpu_count() // self.ocr_concurrency)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Where results are kept: local disk first (:mod:`app.storage.local`)."""

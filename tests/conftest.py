@@ -1,0 +1,30 @@
+"""Shared fixtures: one real service process for the integration tests that can share it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.server import ServiceProcess
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """``python -m app`` with the pp-ocr engine, ready."""
+    with ServiceProcess(tmp_path_factory.mktemp("service")) as server:
+        server.wait_ready()
+        yield server
+
+
+@pytest.fixture
+def client(service: ServiceProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service.url, timeout=120) as http:
+        yield http
+
+
+@pytest.fixture
+def output_dir(service: ServiceProcess) -> Path:
+    return service.output_dir

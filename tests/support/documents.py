@@ -1,0 +1,85 @@
+"""Test documents generated in code: pages of known text rendered with the DejaVu fonts."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+from rapidfuzz.distance import Levenshtein
+
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+A4_150DPI = (1240, 1754)
+
+ENGLISH_LINES = [
+    "Quarterly report of the northern warehouse",
+    "The quick brown fox jumps over the lazy dog.",
+    "Invoice 2024-117 was paid on the third of May.",
+    "Total amount due: 1,234.56 EUR including tax.",
+    "Please keep this document for your records.",
+    "Shipping address: 42 Harbour Street, Dublin",
+    "Contact our support team for any questions.",
+    "Delivery expected within five working days.",
+]
+
+
+def font(size: int = 28, name: str = "DejaVuSans.ttf") -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(FONT_DIR / name), size)
+
+
+def render_page(
+    lines: Sequence[str], size: tuple[int, int] = A4_150DPI, font_size: int = 28, top: int = 120, gap: float = 2.0
+) -> Image.Image:
+    """A white page with one text line per entry, left-aligned, top to bottom."""
+    page = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(page)
+    face = font(font_size)
+    y = top
+    for line in lines:
+        draw.text((110, y), line, font=face, fill="black")
+        y += int(font_size * gap)
+    return page
+
+
+def page_lines(number: int) -> list[str]:
+    """Distinct known text for page ``number`` of a generated multi-page document."""
+    return [f"Page {number} of the generated test document", *ENGLISH_LINES[(number % 3) : (number % 3) + 4]]
+
+
+def image_bytes(image: Image.Image, fmt: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def pdf_bytes(pages: Sequence[Image.Image], dpi: int = 150) -> bytes:
+    """A scanned-style PDF: each page is one (JPEG-compressed) image at ``dpi``."""
+    buffer = io.BytesIO()
+    pages[0].save(buffer, format="PDF", save_all=True, append_images=list(pages[1:]), resolution=float(dpi))
+    return buffer.getvalue()
+
+
+def text_pdf(page_count: int, lines: Callable[[int], Sequence[str]] | None = None) -> bytes:
+    """A digital (vector text) A4 PDF of ``page_count`` pages; page n shows ``lines(n)`` (:func:`page_lines`)."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4", unit="pt")
+    pdf.set_auto_page_break(False)
+    pdf.add_font("DejaVu", fname=str(FONT_DIR / "DejaVuSans.ttf"))
+    pdf.set_font("DejaVu", size=14)
+    for number in range(1, page_count + 1):
+        pdf.add_page()
+        for row, line in enumerate((lines or page_lines)(number)):
+            pdf.text(54, 72 + row * 32, line)
+    return bytes(pdf.output())
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def cer(expected: str, actual: str) -> float:
+    """Character error rate of ``actual`` against ``expected`` on whitespace-normalised text."""
+    reference = normalise(expected)
+    return Levenshtein.distance(reference, normalise(actual)) / max(1, len(reference))

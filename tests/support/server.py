@@ -1,0 +1,134 @@
+"""Real servers for tests: the service as a subprocess (``python -m app``) or uvicorn in a thread."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class ServiceProcess:
+    """``python -m app`` (or another command) on a free port, with its output in a log file."""
+
+    def __init__(self, tmp: Path, env: dict[str, str] | None = None, command: list[str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.output_dir = tmp / "output"
+        self.log_path = tmp / f"server-{self.port}.log"
+        self.env = {
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "OUTPUT_DIR": str(self.output_dir),
+            "OCR_CONCURRENCY": "2",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.command = command or [sys.executable, "-m", "app"]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServiceProcess:
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.command, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        return self
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            response = httpx.get(self.url + "/health", timeout=2)
+        except httpx.HTTPError:
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    def wait_up(self, timeout: float = 30) -> dict[str, Any]:
+        def up() -> dict[str, Any] | None:
+            self._check_alive()
+            return self.health()
+
+        result: dict[str, Any] = wait_for(up, timeout, f"{self.url}/health")
+        return result
+
+    def wait_ready(self, timeout: float = 120) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            self._check_alive()
+            health = self.health()
+            if health and health["status"] == "unhealthy":
+                raise RuntimeError(f"engine failed: {health['engine']['error']}")
+            return health if health and health["status"] == "healthy" else None
+
+        result: dict[str, Any] = wait_for(ready, timeout, "engine ready", interval=0.2)
+        return result
+
+    def _check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self._log.close()
+        return self.process.returncode
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ThreadServer:
+    """An ASGI app served by a real uvicorn server in a background thread (for injected engines)."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ThreadServer:
+        self.thread.start()
+        wait_for(lambda: self.server.started, 15, "uvicorn start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
