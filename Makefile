@@ -31,9 +31,7 @@ typecheck: $(STAMP)
 
 # The base image runs Python 3.10: byte-compile app/ with it when this machine has one.
 compat:
-	@if command -v python3.10 >/dev/null 2>&1; then \
-		python3.10 -m compileall -q -x '/__pycache__/' app && echo "app/ compiles on Python 3.10"; \
-	else echo "python3.10 not found: skipping the 3.10 compile check"; fi
+	@bash scripts/check_py310.sh
 
 test: system-deps $(STAMP) lint typecheck compat
 	$(PY) -m pytest -q --durations=15

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Throughput, /health latency and peak memory of the service against the engine called directly.
+
+Usage: .venv/bin/python scripts/bench.py [--requests 24] [--pdf-pages 100] [--write BENCHMARKS.md]
+
+Measures, on this machine:
+  1. pages/s of the pp-ocr engine called directly (same pages, same engine settings as the service);
+  2. pages/s through HTTP (one page per request) at 1, 2 and 4 concurrent clients, with the CPU the
+     server process used (cores busy);
+  3. /health latency (p50/p99) while 4 OCR clients are running;
+  4. peak RSS of the server while it processes a PDF of --pdf-pages pages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.engines.pp_ocr import PpOcrEngine  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from tests.support.documents import ENGLISH_LINES, image_bytes, render_page, text_pdf  # noqa: E402
+from tests.support.server import ServiceProcess  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def bench_pages(count: int) -> list[bytes]:
+    """Distinct A4 pages of ~24 lines each, as PNG."""
+    pages = []
+    for n in range(count):
+        lines = [f"Benchmark page {n + 1}"] + [ENGLISH_LINES[(n + i) % len(ENGLISH_LINES)] for i in range(23)]
+        pages.append(image_bytes(render_page(lines, font_size=24, top=90, gap=2.6), "PNG"))
+    return pages
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def direct(pages: list[bytes], threads: int) -> float:
+    from io import BytesIO
+
+    from PIL import Image
+
+    engine = PpOcrEngine(parallel=1, threads=threads)
+    engine.load()
+    images = [Image.open(BytesIO(p)).convert("RGB") for p in pages]
+    engine.recognize(images[0])
+    began = time.perf_counter()
+    for image in images:
+        engine.recognize(image)
+    return len(images) / (time.perf_counter() - began)
+
+
+def http_run(url: str, pages: list[bytes], clients: int, pid: int) -> tuple[float, float]:
+    """(pages/s, cores busy in the server) with ``clients`` concurrent clients, one page per request."""
+    work = list(enumerate(pages))
+    lock = threading.Lock()
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=300) as http:
+            while True:
+                with lock:
+                    if not work:
+                        return
+                    _, page = work.pop()
+                response = http.post("/ocr", files={"file": ("p.png", page)})
+                response.raise_for_status()
+
+    cpu0, began = cpu_seconds(pid), time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(client) for _ in range(clients)]:
+            future.result()
+    wall = time.perf_counter() - began
+    return len(pages) / wall, (cpu_seconds(pid) - cpu0) / wall
+
+
+def health_under_load(url: str, pages: list[bytes], clients: int = 4) -> list[float]:
+    done = threading.Event()
+    latencies: list[float] = []
+
+    def poll() -> None:
+        with httpx.Client(base_url=url, timeout=10) as http:
+            while not done.is_set():
+                began = time.perf_counter()
+                http.get("/health").raise_for_status()
+                latencies.append((time.perf_counter() - began) * 1000)
+                time.sleep(0.02)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        http_run(url, pages, clients, os.getpid())
+    finally:
+        done.set()
+        poller.join()
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=24, help="pages sent per client count")
+    parser.add_argument("--pdf-pages", type=int, default=100)
+    parser.add_argument("--write", type=Path, help="replace the foundation section of this Markdown file")
+    args = parser.parse_args()
+
+    settings = Settings()
+    cores = os.cpu_count() or 1
+    pages = bench_pages(args.requests)
+    lines = [f"Machine: {cores} cores, Python {sys.version.split()[0]}; {args.requests} A4 pages (PNG, ~24 lines).", ""]
+
+    threads = settings.threads_per_worker
+    direct_same = direct(pages[:8], threads)
+    direct_all_cores = direct(pages[:8], cores)
+    lines += [
+        "| Measurement | Result |",
+        "|---|---|",
+        f"| Engine called directly, {threads} thread(s) (the service's per-worker setting) "
+        f"| {direct_same:.2f} pages/s |",
+        f"| Engine called directly, {cores} threads | {direct_all_cores:.2f} pages/s |",
+    ]
+
+    with tempfile.TemporaryDirectory() as tmp, ServiceProcess(Path(tmp), env={"OCR_CONCURRENCY": str(cores)}) as server:
+        server.wait_ready()
+        assert server.process is not None
+        pid = server.process.pid
+        http_run(server.url, pages[:2], 1, pid)  # warm up
+        for clients in (1, 2, 4):
+            rate, busy = http_run(server.url, pages, clients, pid)
+            note = f" ({rate / direct_same:.2f}x direct)" if clients == 1 else ""
+            lines.append(
+                f"| HTTP, {clients} client(s), OCR_CONCURRENCY={cores} "
+                f"| {rate:.2f} pages/s{note}, {busy:.2f} cores busy |"
+            )
+        latencies = health_under_load(server.url, pages)
+        lines.append(
+            f"| `/health` while 4 OCR clients run ({len(latencies)} probes) | "
+            f"p50 {percentile(latencies, 50):.1f} ms, p99 {percentile(latencies, 99):.1f} ms, "
+            f"max {max(latencies):.1f} ms |"
+        )
+
+    with tempfile.TemporaryDirectory() as tmp, ServiceProcess(Path(tmp), env={"OCR_CONCURRENCY": str(cores)}) as server:
+        server.wait_ready()
+        assert server.process is not None
+        pid = server.process.pid
+        with httpx.Client(base_url=server.url, timeout=3600) as http:
+            http.post("/ocr", files={"file": ("one.pdf", text_pdf(1))}).raise_for_status()
+            after_one = peak_rss_mb(pid)
+            document = text_pdf(args.pdf_pages)
+            began = time.perf_counter()
+            response = http.post("/ocr", files={"file": ("big.pdf", document)})
+            response.raise_for_status()
+            took = time.perf_counter() - began
+        lines.append(
+            f"| Peak RSS of the server: after a 1-page PDF / after a {args.pdf_pages}-page PDF "
+            f"({len(document) / 1e6:.1f} MB, {took:.0f} s) | {after_one:.0f} MB / {peak_rss_mb(pid):.0f} MB |"
+        )
+
+    report = "\n".join(lines)
+    print(report)
+    if args.write:
+        write_section(args.write, "foundation", report)
+
+
+def write_section(path: Path, name: str, body: str) -> None:
+    """Replace the text between ``<!-- bench:name -->`` markers (append the section when missing)."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{start}\n{body}\n{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
