@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from app import __version__
-from app.api import health, ocr
+from app.api import health, jobs, ocr
 from app.engines.base import EngineRuntime, OcrEngine
 from app.engines.select import build_engine
 from app.errors import ServiceError
@@ -44,10 +48,17 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
         service = OcrService(settings, runtime, store)
         app.state.settings = settings
         app.state.service = service
+        restore_signals = _drain_on_sigterm(service)
+        resumed = await service.resume()
+        if resumed:
+            log.info("resumed %d unfinished job(s)", resumed)
+        housekeeping = asyncio.get_running_loop().create_task(_clean_up_periodically(service))
         try:
             yield
         finally:
-            service.close()
+            housekeeping.cancel()
+            await service.drain(settings.shutdown_grace_s)
+            restore_signals()
             selected.close()
 
     app = FastAPI(
@@ -58,10 +69,47 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
     )
     app.include_router(health.router)
     app.include_router(ocr.router)
+    app.include_router(jobs.router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + _BODY_OVERHEAD)
     app.add_middleware(RequestLogMiddleware)
     _add_error_handlers(app)
     return app
+
+
+def _drain_on_sigterm(service: OcrService) -> Callable[[], None]:
+    """Start draining as soon as SIGTERM/SIGINT arrives (before uvicorn waits for open requests),
+    then hand the signal on to uvicorn's own handler. Returns a function that restores the handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # embedded servers (tests) do not own the process signals
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handle(sig: int, frame: FrameType | None) -> None:
+        service.begin_drain()
+        handler = previous[signal.Signals(sig)]
+        if callable(handler):
+            handler(sig, frame)
+        elif handler == signal.SIG_DFL:
+            raise SystemExit(128 + sig)
+
+    for sig in previous:
+        signal.signal(sig, handle)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+async def _clean_up_periodically(service: OcrService, every_s: float = 600) -> None:
+    while True:
+        try:
+            removed = await service.cleanup()
+            if removed:
+                log.info("retention: removed %d expired job(s)", removed)
+        except OSError as exc:
+            log.warning("retention clean-up failed: %s", exc)
+        await asyncio.sleep(every_s)
 
 
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:

@@ -80,3 +80,33 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class JobAccepted(BaseModel):
+    """202 answer of ``POST /jobs`` (and of ``POST /ocr`` when the document outlasts ``SYNC_TIMEOUT_S``)."""
+
+    id: str
+    status: str
+    status_url: str
+    result_url: str
+
+
+class JobError(BaseModel):
+    status: int
+    code: str
+    message: str
+
+
+class JobStatus(BaseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    filename: str | None
+    pages_done: int
+    pages_total: int
+    failed_pages: list[int]
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: JobError | None
+    queue_position: int | None
+    result_url: str

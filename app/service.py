@@ -1,30 +1,39 @@
-"""The OCR use case: an uploaded file on disk -> recognised pages -> a stored :class:`DocumentResult`.
+"""The OCR use case. Every document becomes a persisted job processed page by page.
 
-Routes stay thin and call :class:`OcrService`; engines never see HTTP, and HTTP never sees engines.
+``POST /jobs`` submits and returns; ``POST /ocr`` submits and waits up to ``SYNC_TIMEOUT_S``. Pages run
+on the fair :class:`PageScheduler` (never on the event loop), at most ``scheduler.workers`` pages of
+a job at a time and rendered only when a worker takes them, so memory stays flat for any page count.
+Each finished page is written to disk at once; after a restart a job resumes at its first
+unfinished page. All job state is changed on the event loop; worker threads only compute pages.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import shutil
 import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import anyio
 
 from app.documents import Document, Limits, open_document, parse_page_spec
-from app.engines.base import EnginePage, EngineRuntime
+from app.engines.base import EngineRuntime
 from app.errors import ServiceError
+from app.jobs.store import JobRecord, JobStore, utc_now
 from app.results import build_page, failed_page, join_pages
 from app.scheduler import PageScheduler
 from app.schemas import DocumentResult, PageResult, ResultFiles, Timings
 from app.settings import Settings
-from app.storage.local import LocalStore
+from app.storage.local import LocalStore, new_id
 
 log = logging.getLogger(__name__)
 
@@ -36,30 +45,33 @@ class OcrOptions:
 
 
 @dataclass
-class _PageOutcome:
-    number: int
-    width: int
-    height: int
-    page: EnginePage | None
-    decode_s: float
-    ocr_s: float
-    error: ServiceError | None = None
+class _ActiveJob:
+    record: JobRecord
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_requested: bool = False
+    task: asyncio.Task[None] | None = None
 
 
 class OcrService:
-    """Runs documents through the engine on a fair page scheduler and stores the results."""
+    """Submits, runs, persists, resumes and reports OCR jobs."""
 
     def __init__(self, settings: Settings, runtime: EngineRuntime, store: LocalStore) -> None:
         self.settings = settings
         self.runtime = runtime
         self.store = store
+        self.jobs = JobStore(store.root / "jobs")
         self.scheduler = PageScheduler(runtime.engine.max_parallel)
         self.limits = Limits(max_pages=settings.max_pages, max_image_pixels=settings.max_image_pixels)
-        self._admitted = 0
+        self.draining = False
+        self._active: dict[str, _ActiveJob] = {}
 
     # --- admission -------------------------------------------------------------------------------
-    def check_engine(self) -> None:
-        """503 unless the engine is ready: ``Retry-After`` while it initialises, the reason when it failed."""
+    def check_accepting(self) -> None:
+        """503 while shutting down or while the engine is not ready (``Retry-After`` when it will be)."""
+        if self.draining:
+            raise ServiceError(
+                503, "shutting_down", "the service is restarting; retry shortly", headers={"Retry-After": "15"}
+            )
         runtime = self.runtime
         if runtime.state == "initializing":
             raise ServiceError(
@@ -71,107 +83,340 @@ class OcrService:
         if runtime.state == "failed":
             raise ServiceError(503, "engine_failed", f"the OCR engine {runtime.engine.name} failed: {runtime.error}")
 
-    @asynccontextmanager
-    async def admitted(self) -> AsyncIterator[None]:
-        """Hold one of ``MAX_QUEUED_REQUESTS`` places; beyond them the caller gets 429."""
-        if self._admitted >= self.settings.max_queued_requests:
-            raise ServiceError(
-                429,
-                "queue_full",
-                f"{self._admitted} requests are already in progress; retry later",
-                headers={"Retry-After": "5"},
-            )
-        self._admitted += 1
-        try:
-            yield
-        finally:
-            self._admitted -= 1
+    check_engine = check_accepting
+
+    def _check_capacity(self, new_pages: int) -> None:
+        queued_pages = sum(len(a.record.pages) - a.record.pages_done for a in self._active.values())
+        if len(self._active) >= self.settings.max_queued_jobs:
+            reason = f"{len(self._active)} documents are already queued or running"
+        elif queued_pages + new_pages > self.settings.max_queued_pages:
+            reason = f"{queued_pages} pages are already waiting; this document adds {new_pages}"
+        else:
+            return
+        raise ServiceError(429, "queue_full", f"{reason}; retry later", headers={"Retry-After": "30"})
 
     @property
-    def in_progress(self) -> int:
-        return self._admitted
+    def active_jobs(self) -> int:
+        return len(self._active)
 
-    # --- processing ------------------------------------------------------------------------------
-    async def process(
-        self, upload: Path, filename: str | None, content_type: str, options: OcrOptions, result_id: str
-    ) -> DocumentResult:
-        """OCR the document at ``upload`` and store the result; raises :class:`ServiceError` on bad input."""
-        started = time.perf_counter()
-        document = await anyio.to_thread.run_sync(open_document, upload, content_type, self.limits)
-        try:
-            numbers = parse_page_spec(options.pages, document.page_count)
-            outcomes = await self._recognise(document, numbers, options.dpi, owner=result_id)
-        finally:
-            await anyio.to_thread.run_sync(document.close)
+    # --- submitting and waiting ------------------------------------------------------------------
+    async def submit(self, upload: Path, filename: str | None, content_type: str, options: OcrOptions) -> JobRecord:
+        """Validate the document, persist a job for it (taking ``upload``) and start it.
 
-        failures = [o.error for o in outcomes if o.error is not None]
-        if failures and len(failures) == len(outcomes):
-            raise failures[0]
-        pages = [self._page_result(o) for o in outcomes]
-        markdown, text = join_pages(pages)
-        folder = self.store.result_dir(result_id)
-        result = DocumentResult(
-            id=result_id,
+        Raises 4xx :class:`ServiceError` for bad documents or options, 429 when the queue is full.
+        """
+        self.check_accepting()
+        page_count = await anyio.to_thread.run_sync(self._count_pages, upload, content_type)
+        numbers = parse_page_spec(options.pages, page_count)
+        self._check_capacity(len(numbers))
+        job_id = new_id()
+        record = JobRecord(
+            id=job_id,
             filename=filename,
             content_type=content_type,
+            page_count=page_count,
+            pages=numbers,
+            dpi=options.dpi,
+            result_dir=self.store.relative(self.store.result_dir(job_id)),
             engine=self.runtime.engine.name,
-            page_count=document.page_count,
+        )
+        await anyio.to_thread.run_sync(self.jobs.create, record, upload)
+        self._start(record)
+        log.info("job %s accepted: %s, %d of %d page(s)", job_id, content_type, len(numbers), page_count)
+        return record
+
+    def _count_pages(self, path: Path, content_type: str) -> int:
+        with open_document(path, content_type, self.limits) as document:
+            return document.page_count
+
+    async def wait(self, job_id: str, timeout: float | None) -> JobRecord:  # noqa: ASYNC109
+        """The job's record once it has finished, or as it is when ``timeout`` passes or a drain starts."""
+        active = self._active.get(job_id)
+        if active is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(active.finished.wait()), timeout)
+            return active.record
+        record = self.status(job_id)
+        if record is None:
+            raise ServiceError(404, "job_not_found", f"no job {job_id}")
+        return record
+
+    async def process(
+        self, upload: Path, filename: str | None, content_type: str, options: OcrOptions
+    ) -> DocumentResult:
+        """Submit and wait for the whole result (no timeout); the first page's error if every page failed."""
+        record = await self.submit(upload, filename, content_type, options)
+        record = await self.wait(record.id, None)
+        return await self.result(record)
+
+    # --- reading ---------------------------------------------------------------------------------
+    def status(self, job_id: str) -> JobRecord | None:
+        active = self._active.get(job_id)
+        if active is not None:
+            return active.record
+        try:
+            return self.jobs.load(job_id)
+        except ValueError:
+            return None
+
+    def queue_position(self, record: JobRecord) -> int | None:
+        """1-based position among jobs that have not started, or None when it has."""
+        if record.status != "queued":
+            return None
+        waiting = sorted(
+            (a.record.created_at, a.record.id) for a in self._active.values() if a.record.status == "queued"
+        )
+        return 1 + waiting.index((record.created_at, record.id)) if (record.created_at, record.id) in waiting else None
+
+    async def result(self, record: JobRecord) -> DocumentResult:
+        """The stored result of a finished job. 409 while it runs; the job's error when it failed."""
+        if record.status in ("queued", "running", "cancelled"):
+            raise ServiceError(409, f"job_{record.status}", f"job {record.id} is {record.status}; no result")
+        if record.status == "failed":
+            error = record.error or {}
+            raise ServiceError(int(error.get("status", 500)), error.get("code", "ocr_failed"), error.get("message", ""))
+        path = self.store.root / record.result_dir / "result.json"
+        try:
+            data = await anyio.to_thread.run_sync(path.read_bytes)
+        except FileNotFoundError:
+            raise ServiceError(410, "result_expired", f"the result of job {record.id} is no longer stored") from None
+        return DocumentResult.model_validate_json(data)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Stop a queued or running job: running pages finish, no new pages start."""
+        active = self._active.get(job_id)
+        if active is None:
+            record = self.status(job_id)
+            if record is None:
+                raise ServiceError(404, "job_not_found", f"no job {job_id}")
+            raise ServiceError(409, f"job_{record.status}", f"job {job_id} is already {record.status}")
+        active.cancel_requested = True
+        return active.record
+
+    # --- running ---------------------------------------------------------------------------------
+    def _start(self, record: JobRecord) -> None:
+        active = _ActiveJob(record)
+        self._active[record.id] = active
+        active.task = asyncio.get_running_loop().create_task(self._run(active), name=f"job-{record.id}")
+
+    async def _run(self, active: _ActiveJob) -> None:
+        record = active.record
+        try:
+            await self._run_pages(active)
+        except Exception as exc:  # the job fails, the service does not
+            log.exception("job %s crashed", record.id)
+            record.error = {"status": 500, "code": "ocr_failed", "message": f"internal error: {type(exc).__name__}"}
+            record.status = "failed"
+            record.finished_at = utc_now()
+            await anyio.to_thread.run_sync(self.jobs.save, record)
+        finally:
+            self._active.pop(record.id, None)
+            active.finished.set()
+
+    async def _run_pages(self, active: _ActiveJob) -> None:
+        record = active.record
+        done = await anyio.to_thread.run_sync(self.jobs.done_pages, record.id)
+        pending = [n for n in record.pages if n not in done]
+        record.pages_done = len(record.pages) - len(pending)
+        if pending:
+            path = self.jobs.input_path(record.id)
+            document = await anyio.to_thread.run_sync(open_document, path, record.content_type, self.limits)
+            try:
+                await self._recognise(active, document, pending)
+            finally:
+                await anyio.to_thread.run_sync(document.close)
+        if active.cancel_requested:
+            record.status = "cancelled"
+        elif self.draining and record.pages_done < len(record.pages):
+            log.info("job %s paused at %d/%d pages for shutdown", record.id, record.pages_done, len(record.pages))
+            await anyio.to_thread.run_sync(self.jobs.save, record)
+            return
+        else:
+            await self._finish(record)
+        record.finished_at = utc_now()
+        await anyio.to_thread.run_sync(self.jobs.save, record)
+        await anyio.to_thread.run_sync(self.jobs.discard_input, record.id)
+        log.info(
+            "job %s %s: %d page(s), %d failed", record.id, record.status, record.pages_done, len(record.failed_pages)
+        )
+
+    async def _recognise(self, active: _ActiveJob, document: Document, pending: list[int]) -> None:
+        record = active.record
+        loop = asyncio.get_running_loop()
+        document_lock = threading.Lock()  # a Document is used by one thread at a time
+        engine = self.runtime.engine
+        folder = self.store.root / record.result_dir
+        started_at: dict[int, float] = {}
+        in_flight: dict[asyncio.Future[dict[str, Any]], int] = {}
+        queue = list(pending)
+        timeout = self.settings.page_timeout_s
+
+        def mark_started(number: int) -> None:
+            started_at[number] = time.monotonic()
+            if record.status == "queued":
+                record.status = "running"
+                record.started_at = utc_now()
+
+        def run_page(number: int) -> dict[str, Any]:
+            loop.call_soon_threadsafe(mark_started, number)
+            began = time.perf_counter()
+            with document_lock:
+                image = document.render(number, record.dpi)
+            decoded = time.perf_counter()
+            page = engine.recognize(image)
+            ocr_s = time.perf_counter() - decoded
+            if page.images:
+                self.store.save_images(folder, page.images)
+            result = build_page(number, image.width, image.height, page.blocks, page.markdown)
+            return {
+                "page": result.model_dump(mode="json"),
+                "decode_ms": (decoded - began) * 1000,
+                "ocr_ms": ocr_s * 1000,
+            }
+
+        while queue or in_flight:
+            while queue and len(in_flight) < self.scheduler.workers and not self._stopping(active):
+                number = queue.pop(0)
+                future: Future[dict[str, Any]] = self.scheduler.submit(record.id, functools.partial(run_page, number))
+                in_flight[asyncio.wrap_future(future)] = number
+            if not in_flight:
+                break
+            finished, _ = await asyncio.wait(in_flight, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in finished:
+                number = in_flight.pop(waiter)
+                await self._record_page(record, number, self._page_payload(waiter, number))
+            now = time.monotonic()
+            for waiter, number in list(in_flight.items()):
+                if number in started_at and now - started_at[number] > timeout:
+                    in_flight.pop(waiter)  # the worker finishes on its own; its result is dropped
+                    waiter.cancel()
+                    error = ServiceError(504, "page_timeout", f"page {number} took longer than {timeout} s")
+                    await self._record_page(record, number, self._error_payload(number, error))
+
+    def _stopping(self, active: _ActiveJob) -> bool:
+        return active.cancel_requested or self.draining
+
+    def _page_payload(self, waiter: asyncio.Future[dict[str, Any]], number: int) -> dict[str, Any]:
+        exc = waiter.exception()
+        if exc is None:
+            return waiter.result()
+        if not isinstance(exc, ServiceError):
+            log.error("page %d failed in %s: %r", number, self.runtime.engine.name, exc)
+            exc = ServiceError(500, "ocr_failed", f"the OCR engine failed on page {number}: {type(exc).__name__}")
+        return self._error_payload(number, exc)
+
+    @staticmethod
+    def _error_payload(number: int, error: ServiceError) -> dict[str, Any]:
+        page = failed_page(number, error.message)
+        return {
+            "page": page.model_dump(mode="json"),
+            "decode_ms": 0.0,
+            "ocr_ms": 0.0,
+            "error": {"status": error.status, "code": error.code, "message": error.message},
+        }
+
+    async def _record_page(self, record: JobRecord, number: int, payload: dict[str, Any]) -> None:
+        await anyio.to_thread.run_sync(self.jobs.save_page, record.id, number, payload)
+        record.pages_done += 1
+        if payload.get("error"):
+            record.failed_pages.append(number)
+        await anyio.to_thread.run_sync(self.jobs.save, record)
+        log.info("job %s page %d done (%d/%d)", record.id, number, record.pages_done, len(record.pages))
+
+    async def _finish(self, record: JobRecord) -> None:
+        """Assemble the stored pages into the result document, or fail the job when every page failed."""
+        payloads = await anyio.to_thread.run_sync(lambda: [self.jobs.load_page(record.id, n) for n in record.pages])
+        errors = [p["error"] for p in payloads if p.get("error")]
+        record.failed_pages = sorted(n for n, p in zip(record.pages, payloads, strict=True) if p.get("error"))
+        if errors and len(errors) == len(payloads):
+            record.status = "failed"
+            record.error = errors[0]
+            return
+        pages = [PageResult.model_validate(p["page"]) for p in payloads]
+        markdown, text = join_pages(pages)
+        created = datetime.fromisoformat(record.created_at)
+        folder = self.store.root / record.result_dir
+        result = DocumentResult(
+            id=record.id,
+            filename=record.filename,
+            content_type=record.content_type,
+            engine=record.engine,
+            page_count=record.page_count,
             pages=pages,
             markdown=markdown,
             text=text,
             timings=Timings(
-                decode_ms=round(sum(o.decode_s for o in outcomes) * 1000, 1),
-                ocr_ms=round(sum(o.ocr_s for o in outcomes) * 1000, 1),
-                total_ms=0.0,
+                decode_ms=round(sum(p["decode_ms"] for p in payloads), 1),
+                ocr_ms=round(sum(p["ocr_ms"] for p in payloads), 1),
+                total_ms=round((datetime.now(timezone.utc) - created).total_seconds() * 1000, 1),
             ),
             files=ResultFiles(
                 json=self.store.relative(folder / "result.json"),
                 markdown=self.store.relative(folder / "result.md"),
             ),
         )
-        images = {name: data for o in outcomes if o.page for name, data in o.page.images.items()}
-        result.timings.total_ms = round((time.perf_counter() - started) * 1000, 1)
         payload = result.model_dump_json(by_alias=True, indent=1).encode("utf-8")
-        await anyio.to_thread.run_sync(self.store.save_result, folder, payload, markdown, images)
-        return result
+        await anyio.to_thread.run_sync(self.store.save_result, folder, payload, markdown, {})
+        record.status = "succeeded"
 
-    async def _recognise(self, document: Document, numbers: list[int], dpi: int, owner: str) -> list[_PageOutcome]:
-        engine = self.runtime.engine
-        document_lock = threading.Lock()  # a Document is used by one thread at a time
+    # --- lifecycle -------------------------------------------------------------------------------
+    async def resume(self) -> int:
+        """Restart the jobs that were queued or running when the process stopped; returns how many."""
+        records = await anyio.to_thread.run_sync(self._unfinished_records)
+        for record in records:
+            record.status = "queued"
+            self._start(record)
+            log.info("job %s resumed", record.id)
+        return len(records)
 
-        def run_page(number: int) -> _PageOutcome:
-            began = time.perf_counter()
-            try:
-                with document_lock:
-                    image = document.render(number, dpi)
-            except ServiceError as exc:
-                return _PageOutcome(number, 0, 0, None, time.perf_counter() - began, 0.0, exc)
-            decoded = time.perf_counter()
-            page = engine.recognize(image)
-            return _PageOutcome(number, image.width, image.height, page, decoded - began, time.perf_counter() - decoded)
+    def _unfinished_records(self) -> list[JobRecord]:
+        records = (self.jobs.load(job_id) for job_id in self.jobs.ids())
+        return sorted((r for r in records if r is not None and not r.finished), key=lambda r: r.created_at)
 
-        futures = [self.scheduler.submit(owner, functools.partial(run_page, n)) for n in numbers]
-        results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
-        outcomes: list[_PageOutcome] = []
-        for number, item in zip(numbers, results, strict=True):
-            if isinstance(item, _PageOutcome):
-                outcomes.append(item)
-            elif isinstance(item, ServiceError):
-                outcomes.append(_PageOutcome(number, 0, 0, None, 0.0, 0.0, item))
-            else:
-                log.error("page %d of %s failed in %s: %r", number, owner, engine.name, item)
-                error = ServiceError(
-                    500, "ocr_failed", f"the OCR engine failed on page {number}: {type(item).__name__}"
-                )
-                outcomes.append(_PageOutcome(number, 0, 0, None, 0.0, 0.0, error))
-        return outcomes
+    def begin_drain(self) -> None:
+        """Stop taking work and stop starting pages; wake sync waiters (their jobs resume after restart)."""
+        if not self.draining:
+            log.info("draining: %d job(s) active", len(self._active))
+        self.draining = True
+        for active in self._active.values():
+            active.finished.set()
 
-    @staticmethod
-    def _page_result(outcome: _PageOutcome) -> PageResult:
-        if outcome.error is not None or outcome.page is None:
-            message = outcome.error.message if outcome.error else "not recognised"
-            return failed_page(outcome.number, message)
-        return build_page(outcome.number, outcome.width, outcome.height, outcome.page.blocks, outcome.page.markdown)
-
-    def close(self) -> None:
+    async def drain(self, grace: float) -> None:
+        """Let running pages finish (at most ``grace`` seconds), checkpoint, stop the workers."""
+        self.begin_drain()
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()
         self.scheduler.shutdown(wait=False)
+
+    async def cleanup(self, now: datetime | None = None) -> int:
+        """Delete finished jobs (and their results) older than ``RESULT_TTL_HOURS``; returns how many."""
+        cutoff = (now or datetime.now(timezone.utc)) - timedelta(hours=self.settings.result_ttl_hours)
+        return await anyio.to_thread.run_sync(self._delete_older_than, cutoff)
+
+    def _delete_older_than(self, cutoff: datetime) -> int:
+        removed = 0
+        for job_id in self.jobs.ids():
+            if job_id in self._active:
+                continue
+            record = self.jobs.load(job_id)
+            stamp = record.finished_at or record.created_at if record else None
+            if record is None or stamp is None or datetime.fromisoformat(stamp) < cutoff:
+                if record is not None:
+                    shutil.rmtree(self.store.root / record.result_dir, ignore_errors=True)
+                self.jobs.delete(job_id)
+                removed += 1
+        for day in _day_folders(self.store.root):
+            if datetime.strptime(day.name, "%Y-%m-%d").replace(tzinfo=timezone.utc) + timedelta(days=1) < cutoff:
+                shutil.rmtree(day, ignore_errors=True)
+        return removed
+
+
+def _day_folders(root: Path) -> Iterable[Path]:
+    for path in root.iterdir():
+        if path.is_dir() and len(path.name) == 10:
+            with contextlib.suppress(ValueError):
+                datetime.strptime(path.name, "%Y-%m-%d")
+                yield path

@@ -44,7 +44,13 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(120_000_000, ge=1_000_000)
     pdf_dpi: int = Field(150, ge=50, le=600)
     max_dpi: int = Field(300, ge=50, le=600)
-    max_queued_requests: int = Field(64, ge=1)
+    max_queued_jobs: int = Field(64, ge=1)
+    max_queued_pages: int = Field(5000, ge=1)
+
+    # --- jobs ---------------------------------------------------------------------------------
+    sync_timeout_s: float = Field(90, gt=0)
+    page_timeout_s: float = Field(300, gt=0)
+    result_ttl_hours: float = Field(72, gt=0)
 
     # --- storage ------------------------------------------------------------------------------
     output_dir: Path = Path("/app/output")

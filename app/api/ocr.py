@@ -1,20 +1,23 @@
-"""``POST /ocr``: one document in, its recognised pages out (JSON, Markdown or plain text)."""
+"""``POST /ocr``: one document in, its recognised pages out (JSON, Markdown or plain text).
+
+The document runs as a job; when it is not done within ``SYNC_TIMEOUT_S`` (below the gateway's cut)
+the answer is 202 with the job's URLs and the work goes on.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import get_service
-from app.documents import check_dpi
-from app.errors import bad_request, invalid_field
-from app.schemas import DocumentResult, ErrorResponse
-from app.service import OcrOptions, OcrService
-from app.storage.local import new_id
-from app.uploads import save_upload
+from app.api.inputs import DocumentInput, document_input
+from app.errors import invalid_field
+from app.jobs.store import JobRecord
+from app.schemas import DocumentResult, ErrorResponse, JobAccepted
+from app.service import OcrService
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ocr"])
@@ -25,7 +28,7 @@ OUTPUT_TYPES = {
     "text": "text/plain; charset=utf-8",
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 429, 500, 503)
+    status: {"model": ErrorResponse} for status in (400, 404, 409, 413, 415, 422, 429, 500, 502, 503, 504)
 }
 
 
@@ -46,42 +49,36 @@ def check_output(output: str | None) -> str:
     return value
 
 
+def accepted(request: Request, record: JobRecord) -> JSONResponse:
+    """202 with the job's URLs and a ``Location`` header."""
+    status_url = str(request.url_for("job_status", job_id=record.id).path)
+    body = JobAccepted(id=record.id, status=record.status, status_url=status_url, result_url=status_url + "/result")
+    return JSONResponse(body.model_dump(), status_code=202, headers={"Location": status_url})
+
+
 @router.post(
     "/ocr",
     response_model=DocumentResult,
     responses={
         **ERRORS,
         200: {"content": {"text/markdown": {}, "text/plain": {}}, "description": "the recognised document"},
+        202: {"model": JobAccepted, "description": "not done within SYNC_TIMEOUT_S: continues as a job"},
     },
 )
 async def ocr(
-    file: UploadFile | None = File(None, description="PDF, PNG, JPEG, TIFF, WebP or BMP"),
-    pages: str | None = Form(None, description="pages to recognise, e.g. '1-3,5' (all by default)"),
-    dpi: int | None = Form(None, description="PDF rasterising resolution (default 150)"),
+    request: Request,
     output: str | None = Form("json", description="json | markdown | text"),
+    document: DocumentInput = Depends(document_input),
     service: OcrService = Depends(get_service),
 ) -> Response:
-    """Recognise a document synchronously."""
-    settings = service.settings
-    output = check_output(output)
-    options = OcrOptions(pages=pages, dpi=check_dpi(dpi, settings.pdf_dpi, settings.max_dpi))
-    if file is None:
-        raise bad_request("no_file", "send the document in the multipart field 'file'")
-    result_id = new_id()
-    upload = service.store.incoming / f"{result_id}.upload"
+    """Recognise a document, waiting at most ``SYNC_TIMEOUT_S`` before handing back a job."""
     try:
-        content_type = await save_upload(file.file, upload, settings.max_upload_bytes)
-        service.check_engine()
-        async with service.admitted():
-            result = await service.process(upload, file.filename, content_type, options, result_id)
+        output = check_output(output)
+        record = await service.submit(document.path, document.filename, document.content_type, document.options)
     finally:
-        upload.unlink(missing_ok=True)
-    log.info(
-        "ocr id=%s type=%s pages=%d engine=%s total_ms=%.0f",
-        result.id,
-        result.content_type,
-        len(result.pages),
-        result.engine,
-        result.timings.total_ms,
-    )
-    return render_result(result, output)
+        document.discard()
+    record = await service.wait(record.id, service.settings.sync_timeout_s)
+    if not record.finished:
+        log.info("ocr id=%s continues as a job after %.0f s", record.id, service.settings.sync_timeout_s)
+        return accepted(request, record)
+    return render_result(await service.result(record), output)

@@ -70,13 +70,17 @@ class LocalStore:
         day = (created or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
         return self.root / day / result_id
 
-    def save_result(self, folder: Path, result_json: bytes, markdown: str, images: dict[str, bytes]) -> None:
-        """Write images and Markdown first and ``result.json`` last: its presence marks a complete result."""
+    def save_images(self, folder: Path, images: dict[str, bytes]) -> None:
+        """Write images referenced from a page's Markdown, by their relative names, inside ``folder``."""
         for name, data in images.items():
             target = (folder / name).resolve()
             if folder.resolve() not in target.parents:
                 raise ValueError(f"image path {name!r} leaves the result folder")
             atomic_write(target, data)
+
+    def save_result(self, folder: Path, result_json: bytes, markdown: str, images: dict[str, bytes]) -> None:
+        """Write images and Markdown first and ``result.json`` last: its presence marks a complete result."""
+        self.save_images(folder, images)
         atomic_write(folder / "result.md", markdown.encode("utf-8"))
         atomic_write(folder / "result.json", result_json)
 

@@ -97,7 +97,7 @@ def test_queue_full_gets_429(tmp_path: Path) -> None:
     engine = GatedEngine()
     engine.gate.set()
     engine.release_pages.clear()  # the first request holds the only worker
-    app = create_app(Settings(output_dir=tmp_path, max_queued_requests=1), engine=engine)
+    app = create_app(Settings(output_dir=tmp_path, max_queued_jobs=1), engine=engine)
     with ThreadServer(app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
         deadline = time.monotonic() + 60
         while client.get("/health").json()["status"] != "healthy":

@@ -1,0 +1,82 @@
+"""Async jobs for long documents: submit, poll, fetch the result, cancel."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from app.api.deps import get_service
+from app.api.inputs import DocumentInput, document_input
+from app.api.ocr import ERRORS, accepted, check_output, render_result
+from app.errors import ServiceError
+from app.jobs.store import JobRecord
+from app.schemas import DocumentResult, JobAccepted, JobError, JobStatus
+from app.service import OcrService
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+def find(service: OcrService, job_id: str) -> JobRecord:
+    record = service.status(job_id)
+    if record is None:
+        raise ServiceError(404, "job_not_found", f"no job {job_id}")
+    return record
+
+
+def status_body(request: Request, service: OcrService, record: JobRecord) -> JobStatus:
+    return JobStatus(
+        id=record.id,
+        status=record.status,
+        filename=record.filename,
+        pages_done=record.pages_done,
+        pages_total=len(record.pages),
+        failed_pages=record.failed_pages,
+        created_at=record.created_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        error=JobError(**record.error) if record.error else None,
+        queue_position=service.queue_position(record),
+        result_url=str(request.url_for("job_result", job_id=record.id).path),
+    )
+
+
+@router.post("", status_code=202, response_model=JobAccepted, responses=ERRORS)
+async def create_job(
+    request: Request,
+    document: DocumentInput = Depends(document_input),
+    service: OcrService = Depends(get_service),
+) -> JSONResponse:
+    """Accept a document and answer at once with the job's URLs (same inputs as ``POST /ocr``)."""
+    try:
+        record = await service.submit(document.path, document.filename, document.content_type, document.options)
+    finally:
+        document.discard()
+    return accepted(request, record)
+
+
+@router.get("/{job_id}", response_model=JobStatus, name="job_status", responses=ERRORS)
+async def job_status(job_id: str, request: Request, service: OcrService = Depends(get_service)) -> JobStatus:
+    """Status and progress (``pages_done`` of ``pages_total``)."""
+    return status_body(request, service, find(service, job_id))
+
+
+@router.get(
+    "/{job_id}/result",
+    response_model=DocumentResult,
+    name="job_result",
+    responses={**ERRORS, 200: {"content": {"text/markdown": {}, "text/plain": {}}}},
+)
+async def job_result(
+    job_id: str,
+    output: str | None = Query("json", description="json | markdown | text"),
+    service: OcrService = Depends(get_service),
+) -> Response:
+    """The finished document, as ``POST /ocr`` returns it; 409 while the job is not finished."""
+    output = check_output(output)
+    return render_result(await service.result(find(service, job_id)), output)
+
+
+@router.delete("/{job_id}", response_model=JobStatus, responses=ERRORS)
+async def cancel_job(job_id: str, request: Request, service: OcrService = Depends(get_service)) -> JobStatus:
+    """Cancel a queued or running job: pages in progress finish, no new pages start."""
+    return status_body(request, service, service.cancel(job_id))
