@@ -25,6 +25,7 @@ run: system-deps $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app tests scripts
 	$(VENV)/bin/ruff format --check app tests scripts
+	bash scripts/check_secrets.sh
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy app

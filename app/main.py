@@ -13,15 +13,18 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from app import __version__
-from app.api import health, jobs, ocr
+from app.api import health, jobs, ocr, ops
 from app.engines.base import EngineRuntime, OcrEngine
 from app.engines.select import build_engine
 from app.errors import ServiceError
-from app.middleware import BodyLimitMiddleware, RequestLogMiddleware
+from app.logging_setup import configure_logging
+from app.metrics import Metrics
+from app.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestLogMiddleware
 from app.service import OcrService
 from app.settings import Settings, get_settings
 from app.storage.local import LocalStore, resolve_output_dir
@@ -35,8 +38,8 @@ _BODY_OVERHEAD = 1024 * 1024
 def create_app(settings: Settings | None = None, engine: OcrEngine | None = None) -> FastAPI:
     """Build the app. ``engine`` overrides the configured engine (embedding, tests)."""
     settings = settings or get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("app").setLevel(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,9 +48,11 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
         log.info("engine %s selected (%s); output in %s", selected.name, reason, store.root)
         runtime = EngineRuntime(selected)
         runtime.start_loading()
-        service = OcrService(settings, runtime, store)
+        service = OcrService(settings, runtime, store, metrics)
+        metrics.watch(service.snapshot)
         app.state.settings = settings
         app.state.service = service
+        app.state.metrics = metrics
         restore_signals = _drain_on_sigterm(service)
         resumed = await service.resume()
         if resumed:
@@ -70,8 +75,20 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
     app.include_router(health.router)
     app.include_router(ocr.router)
     app.include_router(jobs.router)
+    app.include_router(ops.router)
+    # Added last = outermost: request log -> CORS -> API key -> body cap -> routes.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + _BODY_OVERHEAD)
-    app.add_middleware(RequestLogMiddleware)
+    if settings.api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "X-Request-ID", "Content-Type"],
+            expose_headers=["X-Request-ID", "X-Result-Id", "Location", "Retry-After"],
+        )
+    app.add_middleware(RequestLogMiddleware, metrics=metrics)
     _add_error_handlers(app)
     return app
 

@@ -1,13 +1,15 @@
-"""ASGI middleware: request body cap (enforced while streaming) and one log line per request."""
+"""ASGI middleware: API key, request body cap (enforced while streaming), request log line and metrics."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.metrics import Metrics
 from app.uploads import BodyTooLarge
 
 log = logging.getLogger("app.access")
@@ -57,11 +59,67 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-class RequestLogMiddleware:
-    """Log method, path, status, bytes and duration for each request, with an ``X-Request-ID``."""
+_UNAUTHORIZED = (
+    b'{"error":{"code":"unauthorized","message":"missing or wrong API key: send Authorization: Bearer <key>"}}'
+)
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class ApiKeyMiddleware:
+    """When ``API_KEY`` is set, require ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+
+    Probes (``/health``, ``/ready``, ``/metrics``) and the static web page stay open: they carry no
+    documents. Keys are compared in constant time.
+    """
+
+    OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/", "/favicon.ico"})
+    OPEN_PREFIXES = ("/ui/",)
+
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app = app
+        self.key = api_key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self._open(scope["path"]) or scope["method"] == "OPTIONS" or self._allowed(scope):
+            await self.app(scope, receive, send)
+            return
+        body = (
+            b'{"error":{"code":"unauthorized","message":"missing or wrong API key: send Authorization: Bearer <key>"}}'
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b"Bearer"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _open(self, path: str) -> bool:
+        return path in self.OPEN_PATHS or path.startswith(self.OPEN_PREFIXES)
+
+    def _allowed(self, scope: Scope) -> bool:
+        offered = []
+        for name, value in scope.get("headers", []):
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                offered.append(value[7:].strip())
+            elif name == b"x-api-key":
+                offered.append(value.strip())
+        return any(hmac.compare_digest(candidate, self.key) for candidate in offered)
+
+
+class RequestLogMiddleware:
+    """One log line and the HTTP metrics per request, with an ``X-Request-ID`` (accepted or generated).
+
+    Routes add details for the line (pages, engine, job id) to ``request.state.log``.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,32 +127,47 @@ class RequestLogMiddleware:
             return
         started = time.perf_counter()
         request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
         status = 500
-        sent = 0
+        sent = received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            return message
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, counting_receive, send_with_id)
         finally:
-            level = logging.DEBUG if scope["path"] in ("/health", "/ready") else logging.INFO
+            seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
+            self.metrics.request_seconds.labels(route).observe(seconds)
+            details = scope.get("state", {}).get("log", {})
+            extra = "".join(f" {key}={value}" for key, value in details.items())
+            level = logging.DEBUG if route in ("/health", "/ready", "/metrics") else logging.INFO
             log.log(
                 level,
-                "request id=%s %s %s status=%d bytes=%d ms=%.1f",
+                "request id=%s %s %s status=%d in=%d out=%d ms=%.1f%s",
                 request_id,
                 scope["method"],
-                scope["path"],
+                route if route != "unmatched" else scope["path"][:200],
                 status,
+                received,
                 sent,
-                (time.perf_counter() - started) * 1000,
+                seconds * 1000,
+                extra,
+                extra={"request_id": request_id, "route": route, "status": status, **details},
             )
 
 

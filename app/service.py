@@ -29,6 +29,7 @@ from app.documents import Document, Limits, open_document, parse_page_spec
 from app.engines.base import EngineRuntime
 from app.errors import ServiceError
 from app.jobs.store import JobRecord, JobStore, utc_now
+from app.metrics import Metrics
 from app.results import build_page, failed_page, join_pages
 from app.scheduler import PageScheduler
 from app.schemas import DocumentResult, PageResult, ResultFiles, Timings
@@ -55,8 +56,11 @@ class _ActiveJob:
 class OcrService:
     """Submits, runs, persists, resumes and reports OCR jobs."""
 
-    def __init__(self, settings: Settings, runtime: EngineRuntime, store: LocalStore) -> None:
+    def __init__(
+        self, settings: Settings, runtime: EngineRuntime, store: LocalStore, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.runtime = runtime
         self.store = store
         self.jobs = JobStore(store.root / "jobs")
@@ -98,6 +102,19 @@ class OcrService:
     @property
     def active_jobs(self) -> int:
         return len(self._active)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Live numbers for /metrics: pages waiting and running, active jobs by status, engine state."""
+        jobs = {"queued": 0, "running": 0}
+        for active in self._active.values():
+            jobs[active.record.status] = jobs.get(active.record.status, 0) + 1
+        return {
+            "pages_waiting": self.scheduler.queued,
+            "pages_running": self.scheduler.running,
+            "jobs": jobs,
+            "engine": self.runtime.engine.name,
+            "engine_state": self.runtime.state,
+        }
 
     # --- submitting and waiting ------------------------------------------------------------------
     async def submit(self, upload: Path, filename: str | None, content_type: str, options: OcrOptions) -> JobRecord:
@@ -236,6 +253,7 @@ class OcrService:
         record.finished_at = utc_now()
         await anyio.to_thread.run_sync(self.jobs.save, record)
         await anyio.to_thread.run_sync(self.jobs.discard_input, record.id)
+        self.metrics.jobs_finished.labels(record.status).inc()
         log.info(
             "job %s %s: %d page(s), %d failed", record.id, record.status, record.pages_done, len(record.failed_pages)
         )
@@ -318,8 +336,13 @@ class OcrService:
     async def _record_page(self, record: JobRecord, number: int, payload: dict[str, Any]) -> None:
         await anyio.to_thread.run_sync(self.jobs.save_page, record.id, number, payload)
         record.pages_done += 1
+        engine = self.runtime.engine.name
         if payload.get("error"):
             record.failed_pages.append(number)
+            self.metrics.pages.labels(engine, "failed").inc()
+        else:
+            self.metrics.pages.labels(engine, "ok").inc()
+            self.metrics.page_seconds.labels(engine).observe(payload["ocr_ms"] / 1000)
         await anyio.to_thread.run_sync(self.jobs.save, record)
         log.info("job %s page %d done (%d/%d)", record.id, number, record.pages_done, len(record.pages))
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"  # noqa: S104 - a container service listens on all interfaces
     port: int = Field(8081, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     shutdown_grace_s: int = Field(30, ge=0, le=3600)
 
     # --- engine -------------------------------------------------------------------------------
@@ -52,8 +53,21 @@ class Settings(BaseSettings):
     page_timeout_s: float = Field(300, gt=0)
     result_ttl_hours: float = Field(72, gt=0)
 
+    # --- security -----------------------------------------------------------------------------
+    api_key: SecretStr | None = None
+    cors_origins: str = ""
+
     # --- storage ------------------------------------------------------------------------------
     output_dir: Path = Path("/app/output")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     @property
     def max_upload_bytes(self) -> int:

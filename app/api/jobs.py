@@ -51,6 +51,7 @@ async def create_job(
         record = await service.submit(document.path, document.filename, document.content_type, document.options)
     finally:
         document.discard()
+    request.state.log = {"job": record.id, "pages": len(record.pages), "engine": record.engine}
     return accepted(request, record)
 
 

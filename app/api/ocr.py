@@ -77,6 +77,7 @@ async def ocr(
         record = await service.submit(document.path, document.filename, document.content_type, document.options)
     finally:
         document.discard()
+    request.state.log = {"job": record.id, "pages": len(record.pages), "engine": record.engine}
     record = await service.wait(record.id, service.settings.sync_timeout_s)
     if not record.finished:
         log.info("ocr id=%s continues as a job after %.0f s", record.id, service.settings.sync_timeout_s)
