@@ -266,6 +266,7 @@ class OcrService:
         folder = self.store.root / record.result_dir
         started_at: dict[int, float] = {}
         in_flight: dict[asyncio.Future[dict[str, Any]], int] = {}
+        submitted: dict[int, Future[dict[str, Any]]] = {}
         queue = list(pending)
         timeout = self.settings.page_timeout_s
 
@@ -296,13 +297,19 @@ class OcrService:
             while queue and len(in_flight) < self.scheduler.workers and not self._stopping(active):
                 number = queue.pop(0)
                 future: Future[dict[str, Any]] = self.scheduler.submit(record.id, functools.partial(run_page, number))
+                submitted[number] = future
                 in_flight[asyncio.wrap_future(future)] = number
             if not in_flight:
                 break
             finished, _ = await asyncio.wait(in_flight, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
             for waiter in finished:
                 number = in_flight.pop(waiter)
-                await self._record_page(record, number, self._page_payload(waiter, number))
+                if not waiter.cancelled():  # cancelled = never started: it stays pending on disk
+                    await self._record_page(record, number, self._page_payload(waiter, number))
+            if self._stopping(active):
+                for waiter, number in list(in_flight.items()):
+                    if submitted[number].cancel():  # not started yet: it stays pending for after a restart
+                        in_flight.pop(waiter)
             now = time.monotonic()
             for waiter, number in list(in_flight.items()):
                 if number in started_at and now - started_at[number] > timeout:
