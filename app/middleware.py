@@ -2,31 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import REQUEST_ID, error_payload
 from app.uploads import BodyTooLarge
 
 log = logging.getLogger("app.access")
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over ``limit`` bytes: at once from ``Content-Length``, else while streaming."""
+    """Refuse request bodies over ``limit`` bytes (``path_limits`` overrides it for some paths): at once
+    from ``Content-Length``, else while streaming."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, path_limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope["path"], self.limit)
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await self._refuse(send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._refuse(scope, send, limit)
                 return
         received = 0
 
@@ -35,18 +41,16 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLarge(self.limit)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, limited_receive, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = (
-            b'{"error":{"code":"upload_too_large","message":"the request body exceeds the limit of '
-            + f"{self.limit / 1024 / 1024:g}".encode()
-            + b' MB"}}'
-        )
+    @staticmethod
+    async def _refuse(scope: Scope, send: Send, limit: int) -> None:
+        message = f"the request body exceeds the limit of {limit / 1024 / 1024:g} MB"
+        body = json.dumps(error_payload(scope, 413, "upload_too_large", message)).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -69,6 +73,7 @@ class RequestLogMiddleware:
             return
         started = time.perf_counter()
         request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        scope.setdefault("state", {})[REQUEST_ID] = request_id
         status = 500
         sent = 0
 

@@ -24,7 +24,8 @@ from app.results import build_page, failed_page, join_pages
 from app.scheduler import PageScheduler
 from app.schemas import DocumentResult, PageResult, ResultFiles, Timings
 from app.settings import Settings
-from app.storage.local import LocalStore
+from app.storage.local import LocalStore, new_id
+from app.url_fetch import FetchPolicy
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,14 @@ log = logging.getLogger(__name__)
 class OcrOptions:
     pages: str | None = None
     dpi: int = 150
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A server-named file for one request's document, under the store's ``.incoming`` folder."""
+
+    id: str
+    path: Path
 
 
 @dataclass
@@ -91,6 +100,33 @@ class OcrService:
     def in_progress(self) -> int:
         return self._admitted
 
+    # --- input -----------------------------------------------------------------------------------
+    @asynccontextmanager
+    async def incoming(self) -> AsyncIterator[Incoming]:
+        """A fresh result id and the path its document is received at; the file is removed on exit.
+
+        Paths are built from the server-generated id only, never from a client's filename.
+        """
+        result_id = new_id()
+        path = self.store.incoming / f"{result_id}.upload"
+        try:
+            yield Incoming(result_id, path)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def url_policy(self) -> FetchPolicy:
+        """The guards for fetching a client-given URL; 400 ``url_input_disabled`` when ``ALLOW_URL_INPUT`` is off."""
+        settings = self.settings
+        if not settings.allow_url_input:
+            raise ServiceError(
+                400, "url_input_disabled", "URL input is disabled on this server (ALLOW_URL_INPUT); send the file"
+            )
+        return FetchPolicy(
+            max_bytes=settings.max_upload_bytes,
+            timeout_s=settings.url_fetch_timeout_s,
+            allow_private=settings.allow_private_urls,
+        )
+
     # --- processing ------------------------------------------------------------------------------
     async def process(
         self, upload: Path, filename: str | None, content_type: str, options: OcrOptions, result_id: str
@@ -133,6 +169,14 @@ class OcrService:
         result.timings.total_ms = round((time.perf_counter() - started) * 1000, 1)
         payload = result.model_dump_json(by_alias=True, indent=1).encode("utf-8")
         await anyio.to_thread.run_sync(self.store.save_result, folder, payload, markdown, images)
+        log.info(
+            "ocr id=%s type=%s pages=%d engine=%s total_ms=%.0f",
+            result.id,
+            result.content_type,
+            len(result.pages),
+            result.engine,
+            result.timings.total_ms,
+        )
         return result
 
     async def _recognise(self, document: Document, numbers: list[int], dpi: int, owner: str) -> list[_PageOutcome]:

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     max_dpi: int = Field(300, ge=50, le=600)
     max_queued_requests: int = Field(64, ge=1)
 
+    # --- URL input ----------------------------------------------------------------------------
+    allow_url_input: bool = True
+    allow_private_urls: bool = False
+    url_fetch_timeout_s: float = Field(60, gt=0, le=3600)
+
     # --- storage ------------------------------------------------------------------------------
     output_dir: Path = Path("/app/output")
 

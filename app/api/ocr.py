@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
@@ -13,10 +12,8 @@ from app.documents import check_dpi
 from app.errors import bad_request, invalid_field
 from app.schemas import DocumentResult, ErrorResponse
 from app.service import OcrOptions, OcrService
-from app.storage.local import new_id
 from app.uploads import save_upload
 
-log = logging.getLogger(__name__)
 router = APIRouter(tags=["ocr"])
 
 OUTPUT_TYPES = {
@@ -67,21 +64,9 @@ async def ocr(
     options = OcrOptions(pages=pages, dpi=check_dpi(dpi, settings.pdf_dpi, settings.max_dpi))
     if file is None:
         raise bad_request("no_file", "send the document in the multipart field 'file'")
-    result_id = new_id()
-    upload = service.store.incoming / f"{result_id}.upload"
-    try:
-        content_type = await save_upload(file.file, upload, settings.max_upload_bytes)
+    async with service.incoming() as upload:
+        content_type = await save_upload(file.file, upload.path, settings.max_upload_bytes)
         service.check_engine()
         async with service.admitted():
-            result = await service.process(upload, file.filename, content_type, options, result_id)
-    finally:
-        upload.unlink(missing_ok=True)
-    log.info(
-        "ocr id=%s type=%s pages=%d engine=%s total_ms=%.0f",
-        result.id,
-        result.content_type,
-        len(result.pages),
-        result.engine,
-        result.timings.total_ms,
-    )
+            result = await service.process(upload.path, file.filename, content_type, options, upload.id)
     return render_result(result, output)
