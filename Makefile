@@ -25,6 +25,8 @@ run: system-deps $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app tests scripts
 	$(VENV)/bin/ruff format --check app tests scripts
+	$(VENV)/bin/hadolint Dockerfile Dockerfile.cpu
+	$(VENV)/bin/shellcheck start.sh scripts/*.sh
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy app

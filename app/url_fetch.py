@@ -63,10 +63,9 @@ def non_public_reason(address: IPAddress) -> str | None:
     """Why ``address`` is not a public internet address (e.g. ``"loopback"``), or None when it is."""
     if isinstance(address, ipaddress.IPv6Address):
         embedded = _embedded_ipv4(address)
-        if embedded is not None:
+        if embedded is not None:  # the IPv4 address it carries decides
             reason = non_public_reason(embedded)
-            if reason:
-                return f"{reason} (IPv4 {embedded} inside IPv6)"
+            return f"{reason} (IPv4 {embedded} inside IPv6)" if reason else None
     checks = (
         ("unspecified", address.is_unspecified),
         ("loopback", address.is_loopback),

@@ -61,10 +61,11 @@ async def layout_parsing(
     refusals and fetch failures (see :mod:`app.url_fetch`).
     """
     settings = service.settings
+    policy = service.url_policy() if is_url(request.file) else None  # 400 first when URL input is off
     service.check_engine()
     async with service.admitted(), service.incoming() as upload:
-        if is_url(request.file):
-            content_type = await save_url(request.file, upload.path, service.url_policy())
+        if policy is not None:
+            content_type = await save_url(request.file, upload.path, policy)
             filename = _filename_from_url(request.file)
         else:
             content_type = await save_base64(request.file, upload.path, settings.max_upload_bytes)
