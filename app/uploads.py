@@ -89,12 +89,17 @@ def decoded_size(data: str) -> int:
 
 
 def _compact_base64(data: str) -> str:
-    """``data`` without a ``data:...;base64,`` prefix and whitespace, padded; 422 when it cannot be base64."""
+    """``data`` without a ``data:...;base64,`` prefix and whitespace."""
     prefix = _DATA_URI.match(data[:256])
     if prefix:
         data = data[prefix.end() :]
     if _WHITESPACE.search(data):
         data = "".join(data.split())
+    return data
+
+
+def _padded(data: str) -> str:
+    """``data`` with its missing ``=`` padding; 422 when no base64 string has its length."""
     remainder = len(data) % 4
     if remainder == 1:
         raise invalid_field("file", "is neither an http(s) URL nor valid base64 (wrong length)")
@@ -128,6 +133,9 @@ async def save_base64(data: str, target: Path, limit: int) -> str:
     """
     try:
         compact = _compact_base64(data)
+        if len(compact) * 3 // 4 - 2 > limit:  # before any check or decoding of the content
+            raise too_large("upload_too_large", _limit_message(limit))
+        compact = _padded(compact)
         if decoded_size(compact) > limit:
             raise too_large("upload_too_large", _limit_message(limit))
         size, head = await anyio.to_thread.run_sync(_decode_base64, compact, target)
