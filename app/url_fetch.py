@@ -24,6 +24,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,8 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    """Limits for one fetch. ``resolver`` and ``address_check`` are replaceable (tests, embedding)."""
+    """Limits for one fetch. ``resolver``, ``address_check`` and ``verify`` (the TLS trust: True for the
+    system's CA bundle, or an ``ssl.SSLContext``) are replaceable (tests, embedding)."""
 
     max_bytes: int
     timeout_s: float
@@ -104,6 +106,7 @@ class FetchPolicy:
     connect_timeout_s: float = 10.0
     resolver: Resolver = field(default=resolve_host)
     address_check: AddressCheck | None = None
+    verify: ssl.SSLContext | bool = True
 
     def refusal(self, address: IPAddress) -> str | None:
         """Why ``address`` may not be contacted, or None."""
@@ -194,7 +197,9 @@ async def fetch_to_file(url: str, target: Path, policy: FetchPolicy) -> Fetched:
     headers = {"User-Agent": f"paddleocr-vl-service/{__version__}", "Accept": "*/*"}
     try:
         with anyio.fail_after(policy.timeout_s):
-            async with httpx.AsyncClient(timeout=timeout, trust_env=False, follow_redirects=False) as client:
+            async with httpx.AsyncClient(
+                timeout=timeout, trust_env=False, follow_redirects=False, verify=policy.verify
+            ) as client:
                 for _hop in range(policy.max_redirects + 1):
                     addresses = await checked_addresses(current, policy)
                     got = await _get_once(client, current, addresses, headers=headers, target=target, policy=policy)
@@ -235,7 +240,7 @@ async def _get_once(
         except httpx.TimeoutException:
             raise TimeoutError from None
         except httpx.ConnectError as exc:
-            failure = f"{type(exc).__name__}"
+            failure = str(exc)[:200] or type(exc).__name__
             continue  # try the next checked address
         except httpx.HTTPError as exc:
             raise ServiceError(

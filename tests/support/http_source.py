@@ -1,8 +1,9 @@
-"""A real HTTP server for URL-input tests: serves documents, redirects, slow and oversized answers."""
+"""A real HTTP(S) server for URL-input tests: serves documents, redirects, slow and oversized answers."""
 
 from __future__ import annotations
 
 import contextlib
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +20,7 @@ class DocumentSource:
     * anything else — 404. ``hosts`` records the ``Host`` header of every request.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.documents: dict[str, bytes] = {"hello": b"hello"}
         self.hosts: list[str] = []
         source = self
@@ -79,8 +80,10 @@ class DocumentSource:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:  # https: the listening socket hands out TLS connections
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = int(self.server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def add(self, name: str, data: bytes) -> str:

@@ -8,12 +8,14 @@ checked), it says so with ``address_check``.
 from __future__ import annotations
 
 import ipaddress
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
+import trustme
 
 from app.errors import ServiceError
 from app.url_fetch import Fetched, FetchPolicy, IPAddress, fetch_to_file, non_public_reason, parse_url
@@ -197,3 +199,33 @@ def test_remote_errors_are_502(tmp_path: Path, source: DocumentSource) -> None:
 def test_messages_do_not_leak_the_query(tmp_path: Path) -> None:
     error = refused("http://169.254.169.254/x?X-Amz-Signature=secret-signature", tmp_path / "doc")
     assert "secret-signature" not in error.message
+
+
+@pytest.fixture(scope="module")
+def tls_source() -> Iterator[tuple[DocumentSource, ssl.SSLContext]]:
+    """An https server whose certificate names docs.example.test, and a client context that trusts it."""
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("docs.example.test").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+    with DocumentSource(tls=server_context) as server:
+        yield server, client_context
+
+
+def test_https_to_the_checked_address_verifies_the_original_name(
+    tmp_path: Path, tls_source: tuple[DocumentSource, ssl.SSLContext]
+) -> None:
+    """The connection goes to the pinned IP, yet TLS sends and verifies the URL's host name (SNI)."""
+    source, trust = tls_source
+
+    def resolver(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    policy = {"resolver": resolver, "address_check": only_127_0_0_1, "verify": trust}
+    fetch(f"https://docs.example.test:{source.port}/doc/hello", tmp_path / "doc", **policy)
+    assert (tmp_path / "doc").read_bytes() == b"hello"
+    assert source.hosts[-1] == f"docs.example.test:{source.port}"
+    # The same address under a name the certificate does not carry: the TLS check fails.
+    error = refused(f"https://other.example.test:{source.port}/doc/hello", tmp_path / "doc2", status=502, **policy)
+    assert error.code == "url_fetch_failed" and "certificate" in error.message.lower()
