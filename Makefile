@@ -26,6 +26,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check app tests scripts
 	$(VENV)/bin/ruff format --check app tests scripts
 	bash scripts/check_secrets.sh
+	$(VENV)/bin/hadolint Dockerfile Dockerfile.cpu
+	$(VENV)/bin/shellcheck start.sh scripts/*.sh
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy app

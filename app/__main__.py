@@ -1,24 +1,34 @@
 """``python -m app``: serve the API with uvicorn on ``HOST:PORT`` (one worker)."""
 
-import signal
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
 import sys
-from types import FrameType
+from collections.abc import Iterator
 
 import uvicorn
 
 from app.settings import get_settings
 
 
-def _exit_cleanly(sig: int, frame: FrameType | None) -> None:
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal with the handler it found
-    # at start: this one, so that a requested stop ends with exit code 0 rather than "killed".
-    sys.exit(0)
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT once its graceful shutdown is done, so the process would end as
+    "killed by signal" (exit 143). A completed graceful shutdown is a success here: exit 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
 
 
 def main() -> None:
     settings = get_settings()
-    signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(
+    config = uvicorn.Config(
         "app.main:create_app",
         factory=True,
         host=settings.host,
@@ -28,6 +38,15 @@ def main() -> None:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
+    server = _Server(config)
+    server.run()
+    # Shut down gracefully: requests finished, results written. Native engine libraries (onnxruntime,
+    # paddle) may still run threads of their own, e.g. a model still loading when SIGTERM came, and
+    # abort the interpreter's teardown ("terminate called without an active exception"): leave now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0 if server.started else 3)  # 3: uvicorn's code for a failed start (e.g. port in use)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from typing import Any
+
+from app.compat import PADDLEX_PATHS
+
+REQUEST_ID = "request_id"
+"""Key of the request id in the ASGI scope's ``state`` (set by ``RequestLogMiddleware``)."""
+ARRIVED = "arrived"
+"""Key of the request's arrival time (``time.monotonic()``) in the ASGI scope's ``state``."""
+
+
+def arrived_at(scope: Mapping[str, Any]) -> float | None:
+    """When the request arrived (``time.monotonic()``), if the middleware recorded it."""
+    value = scope.get("state", {}).get(ARRIVED)
+    return float(value) if value is not None else None
 
 
 class ServiceError(Exception):
@@ -49,3 +64,22 @@ def too_large(code: str, message: str) -> ServiceError:
 
 def unprocessable(code: str, message: str) -> ServiceError:
     return ServiceError(422, code, message)
+
+
+def request_id_of(scope: Mapping[str, Any]) -> str:
+    """The id ``RequestLogMiddleware`` gave this request (also sent as ``X-Request-ID``)."""
+    state = scope.get("state") or {}
+    return str(state.get(REQUEST_ID) or uuid.uuid4().hex)
+
+
+def error_payload(
+    scope: Mapping[str, Any], status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON error body for this request: ours (``{"error": {"code", "message"}}``), or PaddleX's
+    ``{logId, errorCode, errorMsg}`` (``errorCode`` = the HTTP status) on the PaddleX-compatible paths."""
+    if scope.get("path") in PADDLEX_PATHS:
+        return {"logId": request_id_of(scope), "errorCode": status, "errorMsg": message}
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return {"error": error}

@@ -18,10 +18,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from app import __version__
-from app.api import health, jobs, ocr, ops
+from app.api import compat, health, jobs, ocr, ops
 from app.engines.base import EngineRuntime, OcrEngine
 from app.engines.select import build_engine
-from app.errors import ServiceError
+from app.errors import ServiceError, error_payload
 from app.logging_setup import configure_logging
 from app.metrics import Metrics
 from app.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestLogMiddleware
@@ -33,6 +33,11 @@ log = logging.getLogger("app")
 
 # Multipart framing and the small form fields ride on top of the file itself.
 _BODY_OVERHEAD = 1024 * 1024
+
+
+def base64_body_limit(max_upload_bytes: int) -> int:
+    """Largest JSON body carrying a base64 document of ``max_upload_bytes`` (4/3 of it) plus options."""
+    return -(-max_upload_bytes // 3) * 4 + _BODY_OVERHEAD
 
 
 def create_app(settings: Settings | None = None, engine: OcrEngine | None = None) -> FastAPI:
@@ -75,9 +80,14 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
     app.include_router(health.router)
     app.include_router(ocr.router)
     app.include_router(jobs.router)
+    app.include_router(compat.router)
     app.include_router(ops.router)
     # Added last = outermost: request log -> CORS -> API key -> body cap -> routes.
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + _BODY_OVERHEAD)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_upload_bytes + _BODY_OVERHEAD,
+        path_limits={path: base64_body_limit(settings.max_upload_bytes) for path in compat.PATHS},
+    )
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
     if settings.cors_origin_list:
@@ -129,9 +139,17 @@ async def _clean_up_periodically(service: OcrService, every_s: float = 600) -> N
         await asyncio.sleep(every_s)
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    error: dict[str, Any] = {"code": code, "message": message, **extra}
-    return JSONResponse({"error": error}, status_code=status, headers=headers)
+def _error(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    details: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body = error_payload(request.scope, status, code, message, details)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 _HTTP_CODES = {
@@ -145,16 +163,16 @@ _HTTP_CODES = {
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
-    async def service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        return _error(request, exc.status, exc.code, exc.message, headers=exc.headers, details=exc.details)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return _error(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+        return _error(request, exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = []
         field = "request"
         for item in exc.errors():
@@ -162,9 +180,9 @@ def _add_error_handlers(app: FastAPI) -> None:
             if location:
                 field = location[-1]
             problems.append(f"{'.'.join(location) or 'request'}: {item.get('msg', 'invalid')}")
-        return _error(422, f"invalid_{field}", "; ".join(problems), details={"field": field})
+        return _error(request, 422, f"invalid_{field}", "; ".join(problems), details={"field": field})
 
     @app.exception_handler(Exception)
-    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error: %s", type(exc).__name__)
-        return _error(500, "internal_error", "an unexpected error occurred; it has been logged")
+        return _error(request, 500, "internal_error", "an unexpected error occurred; it has been logged")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.errors import ARRIVED, REQUEST_ID, error_payload
 from app.metrics import Metrics
 from app.uploads import BodyTooLarge
 
@@ -16,19 +19,22 @@ log = logging.getLogger("app.access")
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies over ``limit`` bytes: at once from ``Content-Length``, else while streaming."""
+    """Refuse request bodies over ``limit`` bytes (``path_limits`` overrides it for some paths): at once
+    from ``Content-Length``, else while streaming."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, path_limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope["path"], self.limit)
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await self._refuse(send)
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await self._refuse(scope, send, limit)
                 return
         received = 0
 
@@ -37,18 +43,16 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLarge(self.limit)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         await self.app(scope, limited_receive, send)
 
-    async def _refuse(self, send: Send) -> None:
-        body = (
-            b'{"error":{"code":"upload_too_large","message":"the request body exceeds the limit of '
-            + f"{self.limit / 1024 / 1024:g}".encode()
-            + b' MB"}}'
-        )
+    @staticmethod
+    async def _refuse(scope: Scope, send: Send, limit: int) -> None:
+        message = f"the request body exceeds the limit of {limit / 1024 / 1024:g} MB"
+        body = json.dumps(error_payload(scope, 413, "upload_too_large", message)).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -57,11 +61,6 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-_UNAUTHORIZED = (
-    b'{"error":{"code":"unauthorized","message":"missing or wrong API key: send Authorization: Bearer <key>"}}'
-)
 
 
 class ApiKeyMiddleware:
@@ -82,9 +81,8 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or self._open(scope["path"]) or scope["method"] == "OPTIONS" or self._allowed(scope):
             await self.app(scope, receive, send)
             return
-        body = (
-            b'{"error":{"code":"unauthorized","message":"missing or wrong API key: send Authorization: Bearer <key>"}}'
-        )
+        message = "missing or wrong API key: send Authorization: Bearer <key> or X-API-Key: <key>"
+        body = json.dumps(error_payload(scope, 401, "unauthorized", message)).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -127,7 +125,9 @@ class RequestLogMiddleware:
             return
         started = time.perf_counter()
         request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state[REQUEST_ID] = request_id
+        state[ARRIVED] = time.monotonic()
         status = 500
         sent = received = 0
 

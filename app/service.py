@@ -16,7 +16,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -35,6 +35,7 @@ from app.scheduler import PageScheduler
 from app.schemas import DocumentResult, PageResult, ResultFiles, Timings
 from app.settings import Settings
 from app.storage.local import LocalStore, new_id
+from app.url_fetch import FetchPolicy
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,20 @@ class OcrOptions:
     dpi: int = 150
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """A server-named file for one request's document, under the store's ``.incoming`` folder."""
+
+    id: str
+    path: Path
+
+
 @dataclass
 class _ActiveJob:
     record: JobRecord
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_requested: bool = False
+    waiters: int = 0  # HTTP requests waiting for this job (sync /ocr): it keeps running while draining
     task: asyncio.Task[None] | None = None
 
 
@@ -67,12 +77,15 @@ class OcrService:
         self.scheduler = PageScheduler(runtime.engine.max_parallel)
         self.limits = Limits(max_pages=settings.max_pages, max_image_pixels=settings.max_image_pixels)
         self.draining = False
+        self._drain_started = 0.0
+        self._drain_event = asyncio.Event()
         self._active: dict[str, _ActiveJob] = {}
 
     # --- admission -------------------------------------------------------------------------------
-    def check_accepting(self) -> None:
-        """503 while shutting down or while the engine is not ready (``Retry-After`` when it will be)."""
-        if self.draining:
+    def check_accepting(self, arrived: float | None = None) -> None:
+        """503 while shutting down (except for requests that ``arrived`` — ``time.monotonic()`` — before
+        the drain began: they are in flight and get served) or while the engine is not ready."""
+        if self.draining and (arrived is None or arrived >= self._drain_started):
             raise ServiceError(
                 503, "shutting_down", "the service is restarting; retry shortly", headers={"Retry-After": "15"}
             )
@@ -87,8 +100,6 @@ class OcrService:
         if runtime.state == "failed":
             raise ServiceError(503, "engine_failed", f"the OCR engine {runtime.engine.name} failed: {runtime.error}")
 
-    check_engine = check_accepting
-
     def _check_capacity(self, new_pages: int) -> None:
         queued_pages = sum(len(a.record.pages) - a.record.pages_done for a in self._active.values())
         if len(self._active) >= self.settings.max_queued_jobs:
@@ -98,6 +109,32 @@ class OcrService:
         else:
             return
         raise ServiceError(429, "queue_full", f"{reason}; retry later", headers={"Retry-After": "30"})
+
+    @contextlib.asynccontextmanager
+    async def incoming(self) -> AsyncIterator[Incoming]:
+        """A fresh id and the path a document is received at; the file is removed on exit.
+
+        Paths are built from the server-generated id only, never from a client's filename.
+        """
+        upload_id = new_id()
+        path = self.store.incoming / f"{upload_id}.upload"
+        try:
+            yield Incoming(upload_id, path)
+        finally:
+            path.unlink(missing_ok=True)
+
+    def url_policy(self) -> FetchPolicy:
+        """The guards for fetching a client-given URL; 400 ``url_input_disabled`` when ``ALLOW_URL_INPUT`` is off."""
+        settings = self.settings
+        if not settings.allow_url_input:
+            raise ServiceError(
+                400, "url_input_disabled", "URL input is disabled on this server (ALLOW_URL_INPUT); send the file"
+            )
+        return FetchPolicy(
+            max_bytes=settings.max_upload_bytes,
+            timeout_s=settings.url_fetch_timeout_s,
+            allow_private=settings.allow_private_urls,
+        )
 
     @property
     def active_jobs(self) -> int:
@@ -117,12 +154,21 @@ class OcrService:
         }
 
     # --- submitting and waiting ------------------------------------------------------------------
-    async def submit(self, upload: Path, filename: str | None, content_type: str, options: OcrOptions) -> JobRecord:
-        """Validate the document, persist a job for it (taking ``upload``) and start it.
+    async def submit(
+        self,
+        upload: Path,
+        filename: str | None,
+        content_type: str,
+        options: OcrOptions,
+        *,
+        keep_input: bool = False,
+        arrived: float | None = None,
+    ) -> JobRecord:
+        """Validate the document, persist a job for it (taking ``upload``, or a copy with ``keep_input``) and start it.
 
         Raises 4xx :class:`ServiceError` for bad documents or options, 429 when the queue is full.
         """
-        self.check_accepting()
+        self.check_accepting(arrived)
         page_count = await anyio.to_thread.run_sync(self._count_pages, upload, content_type)
         numbers = parse_page_spec(options.pages, page_count)
         self._check_capacity(len(numbers))
@@ -137,7 +183,7 @@ class OcrService:
             result_dir=self.store.relative(self.store.result_dir(job_id)),
             engine=self.runtime.engine.name,
         )
-        await anyio.to_thread.run_sync(self.jobs.create, record, upload)
+        await anyio.to_thread.run_sync(self.jobs.create, record, upload, keep_input)
         self._start(record)
         log.info("job %s accepted: %s, %d of %d page(s)", job_id, content_type, len(numbers), page_count)
         return record
@@ -147,23 +193,61 @@ class OcrService:
             return document.page_count
 
     async def wait(self, job_id: str, timeout: float | None) -> JobRecord:  # noqa: ASYNC109
-        """The job's record once it has finished, or as it is when ``timeout`` passes or a drain starts."""
+        """The job's record once it has finished, or as it is when ``timeout`` passes.
+
+        While the job has a waiter it keeps running during a drain, until shortly before the grace
+        period ends; then the waiter gets the unfinished record (the job resumes after the restart).
+        """
         active = self._active.get(job_id)
-        if active is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(active.finished.wait()), timeout)
-            return active.record
-        record = self.status(job_id)
-        if record is None:
-            raise ServiceError(404, "job_not_found", f"no job {job_id}")
-        return record
+        if active is None:
+            record = self.status(job_id)
+            if record is None:
+                raise ServiceError(404, "job_not_found", f"no job {job_id}")
+            return record
+        loop = asyncio.get_running_loop()
+        end = None if timeout is None else loop.time() + timeout
+        active.waiters += 1
+        try:
+            while not active.finished.is_set():
+                limit = end
+                if self.draining:
+                    grace_end = self._drain_started + self.settings.shutdown_grace_s - 2.0
+                    limit = grace_end if limit is None else min(limit, grace_end)
+                remaining = None if limit is None else limit - loop.time()
+                if remaining is not None and remaining <= 0:
+                    break
+                events = [active.finished.wait()] + ([] if self.draining else [self._drain_event.wait()])
+                tasks = [asyncio.ensure_future(e) for e in events]
+                done, pending = await asyncio.wait(tasks, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                for task in pending:
+                    task.cancel()
+                if not done:
+                    break
+        finally:
+            active.waiters -= 1
+        return active.record
 
     async def process(
-        self, upload: Path, filename: str | None, content_type: str, options: OcrOptions
+        self,
+        upload: Path,
+        filename: str | None,
+        content_type: str,
+        options: OcrOptions,
+        *,
+        keep_input: bool = False,
+        arrived: float | None = None,
     ) -> DocumentResult:
-        """Submit and wait for the whole result (no timeout); the first page's error if every page failed."""
-        record = await self.submit(upload, filename, content_type, options)
+        """Submit and wait for the whole result; the first page's error if every page failed, 503 when a
+        restart interrupts it (the job resumes afterwards)."""
+        record = await self.submit(upload, filename, content_type, options, keep_input=keep_input, arrived=arrived)
         record = await self.wait(record.id, None)
+        if not record.finished:
+            raise ServiceError(
+                503,
+                "shutting_down",
+                f"the service is restarting; job {record.id} resumes afterwards",
+                headers={"Retry-After": "15"},
+            )
         return await self.result(record)
 
     # --- reading ---------------------------------------------------------------------------------
@@ -319,7 +403,8 @@ class OcrService:
                     await self._record_page(record, number, self._error_payload(number, error))
 
     def _stopping(self, active: _ActiveJob) -> bool:
-        return active.cancel_requested or self.draining
+        """No new pages for a cancelled job, nor, while draining, for a job nobody waits for."""
+        return active.cancel_requested or (self.draining and active.waiters == 0)
 
     def _page_payload(self, waiter: asyncio.Future[dict[str, Any]], number: int) -> dict[str, Any]:
         exc = waiter.exception()
@@ -404,12 +489,13 @@ class OcrService:
         return sorted((r for r in records if r is not None and not r.finished), key=lambda r: r.created_at)
 
     def begin_drain(self) -> None:
-        """Stop taking work and stop starting pages; wake sync waiters (their jobs resume after restart)."""
+        """Stop taking new work; jobs without a waiting request stop starting pages (they resume after
+        the restart); requests already in flight are still served within ``SHUTDOWN_GRACE_S``."""
         if not self.draining:
             log.info("draining: %d job(s) active", len(self._active))
+            self._drain_started = time.monotonic()
         self.draining = True
-        for active in self._active.values():
-            active.finished.set()
+        self._drain_event.set()
 
     async def drain(self, grace: float) -> None:
         """Let running pages finish (at most ``grace`` seconds), checkpoint, stop the workers."""

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     cors_origins: str = ""
 
+    # --- URL input ----------------------------------------------------------------------------
+    allow_url_input: bool = True
+    allow_private_urls: bool = False
+    url_fetch_timeout_s: float = Field(60, gt=0, le=3600)
+
     # --- storage ------------------------------------------------------------------------------
     output_dir: Path = Path("/app/output")
 

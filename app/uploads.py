@@ -1,7 +1,15 @@
-"""Receiving uploads: stream to a server-named file with a size cap, sniff the type from the bytes."""
+"""Receiving documents: into a server-named file with a size cap, the type sniffed from the bytes.
+
+Three sources, one set of rules (400 empty, 413 over the limit, 415 not a document we read):
+a multipart upload (:func:`save_upload`), a base64 string (:func:`save_base64`, PaddleX-compatible
+requests) and a URL (:func:`save_url`, through the guarded fetcher in :mod:`app.url_fetch`).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from pathlib import Path
 from typing import BinaryIO
 
@@ -9,9 +17,14 @@ import anyio
 from starlette.exceptions import HTTPException
 
 from app.documents import SUPPORTED_TYPES, sniff_content_type
-from app.errors import ServiceError, bad_request, too_large
+from app.errors import ServiceError, bad_request, invalid_field, too_large
+from app.url_fetch import FetchPolicy, fetch_to_file
 
 _CHUNK = 1024 * 1024
+_B64_CHUNK = 4 * 1024 * 1024  # characters; a multiple of 4
+_HEAD = 2048
+_WHITESPACE = re.compile(r"\s")
+_DATA_URI = re.compile(r"^data:[\w.+/-]*(;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 
 
 class BodyTooLarge(HTTPException):
@@ -22,6 +35,24 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the upload exceeds the limit of {limit_bytes / 1024 / 1024:g} MB")
 
 
+def _limit_message(limit: int) -> str:
+    return f"the upload exceeds the limit of {limit / 1024 / 1024:g} MB"
+
+
+def check_received(size: int, head: bytes) -> str:
+    """The content type of a received document from its size and first bytes; 400 empty, 415 unsupported."""
+    if size == 0:
+        raise bad_request("empty_file", "the uploaded file is empty")
+    content_type = sniff_content_type(head)
+    if content_type is None:
+        raise ServiceError(
+            415,
+            "unsupported_type",
+            "the file is not a supported document; send one of: " + ", ".join(SUPPORTED_TYPES),
+        )
+    return content_type
+
+
 def _copy_capped(source: BinaryIO, target: Path, limit: int) -> tuple[int, bytes]:
     """Copy at most ``limit`` bytes; returns (size, first bytes). Raises 413 past the limit."""
     size = 0
@@ -30,10 +61,10 @@ def _copy_capped(source: BinaryIO, target: Path, limit: int) -> tuple[int, bytes
     with target.open("wb") as out:
         while chunk := source.read(_CHUNK):
             if not head:
-                head = chunk[:2048]
+                head = chunk[:_HEAD]
             size += len(chunk)
             if size > limit:
-                raise too_large("upload_too_large", f"the upload exceeds the limit of {limit / 1024 / 1024:g} MB")
+                raise too_large("upload_too_large", _limit_message(limit))
             out.write(chunk)
     return size, head
 
@@ -46,16 +77,83 @@ async def save_upload(source: BinaryIO, target: Path, limit: int) -> str:
     """
     try:
         size, head = await anyio.to_thread.run_sync(_copy_capped, source, target, limit)
-        if size == 0:
-            raise bad_request("empty_file", "the uploaded file is empty")
-        content_type = sniff_content_type(head)
-        if content_type is None:
-            raise ServiceError(
-                415,
-                "unsupported_type",
-                "the file is not a supported document; send one of: " + ", ".join(SUPPORTED_TYPES),
-            )
-        return content_type
+        return check_received(size, head)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def decoded_size(data: str) -> int:
+    """The number of bytes that the (whitespace-free, padded) base64 string ``data`` decodes to."""
+    return len(data) // 4 * 3 - data[-2:].count("=")
+
+
+def _compact_base64(data: str) -> str:
+    """``data`` without a ``data:...;base64,`` prefix and whitespace."""
+    prefix = _DATA_URI.match(data[:256])
+    if prefix:
+        data = data[prefix.end() :]
+    if _WHITESPACE.search(data):
+        data = "".join(data.split())
+    return data
+
+
+def _padded(data: str) -> str:
+    """``data`` with its missing ``=`` padding; 422 when no base64 string has its length."""
+    remainder = len(data) % 4
+    if remainder == 1:
+        raise invalid_field("file", "is neither an http(s) URL nor valid base64 (wrong length)")
+    if remainder:
+        data += "=" * (4 - remainder)
+    return data
+
+
+def _decode_base64(data: str, target: Path) -> tuple[int, bytes]:
+    size = 0
+    head = b""
+    with target.open("wb") as out:
+        for start in range(0, len(data), _B64_CHUNK):
+            try:
+                chunk = base64.b64decode(data[start : start + _B64_CHUNK], validate=True)
+            except (binascii.Error, ValueError):
+                raise invalid_field("file", "is neither an http(s) URL nor valid base64") from None
+            if not head:
+                head = chunk[:_HEAD]
+            size += len(chunk)
+            out.write(chunk)
+    return size, head
+
+
+async def save_base64(data: str, target: Path, limit: int) -> str:
+    """Decode the base64 document ``data`` into ``target``; return its sniffed content type.
+
+    The decoded size is checked against ``limit`` before anything is decoded (413). Whitespace and a
+    ``data:`` URI prefix are accepted, missing padding is added; other non-base64 characters are a 422
+    naming ``file``. Also 400 empty and 415 unsupported, as for uploads. ``target`` is removed on error.
+    """
+    try:
+        compact = _compact_base64(data)
+        if len(compact) * 3 // 4 - 2 > limit:  # before any check or decoding of the content
+            raise too_large("upload_too_large", _limit_message(limit))
+        compact = _padded(compact)
+        if decoded_size(compact) > limit:
+            raise too_large("upload_too_large", _limit_message(limit))
+        size, head = await anyio.to_thread.run_sync(_decode_base64, compact, target)
+        return check_received(size, head)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+async def save_url(url: str, target: Path, policy: FetchPolicy) -> str:
+    """Fetch ``url`` into ``target`` through the guarded fetcher; return its sniffed content type.
+
+    Errors: those of :func:`app.url_fetch.fetch_to_file`, plus 400 empty and 415 unsupported.
+    ``target`` is removed on error.
+    """
+    try:
+        fetched = await fetch_to_file(url, target, policy)
+        return check_received(fetched.size, fetched.head)
     except BaseException:
         target.unlink(missing_ok=True)
         raise

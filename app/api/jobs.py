@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, Response
 from app.api.deps import get_service
 from app.api.inputs import DocumentInput, document_input
 from app.api.ocr import ERRORS, accepted, check_output, render_result
-from app.errors import ServiceError
+from app.errors import ServiceError, arrived_at
 from app.jobs.store import JobRecord
 from app.schemas import DocumentResult, JobAccepted, JobError, JobStatus
 from app.service import OcrService
@@ -48,7 +48,13 @@ async def create_job(
 ) -> JSONResponse:
     """Accept a document and answer at once with the job's URLs (same inputs as ``POST /ocr``)."""
     try:
-        record = await service.submit(document.path, document.filename, document.content_type, document.options)
+        record = await service.submit(
+            document.path,
+            document.filename,
+            document.content_type,
+            document.options,
+            arrived=arrived_at(request.scope),
+        )
     finally:
         document.discard()
     request.state.log = {"job": record.id, "pages": len(record.pages), "engine": record.engine}

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import get_service
 from app.api.inputs import DocumentInput, document_input
-from app.errors import invalid_field
+from app.errors import arrived_at, invalid_field
 from app.jobs.store import JobRecord
 from app.schemas import DocumentResult, ErrorResponse, JobAccepted
 from app.service import OcrService
@@ -74,7 +74,13 @@ async def ocr(
     """Recognise a document, waiting at most ``SYNC_TIMEOUT_S`` before handing back a job."""
     try:
         output = check_output(output)
-        record = await service.submit(document.path, document.filename, document.content_type, document.options)
+        record = await service.submit(
+            document.path,
+            document.filename,
+            document.content_type,
+            document.options,
+            arrived=arrived_at(request.scope),
+        )
     finally:
         document.discard()
     request.state.log = {"job": record.id, "pages": len(record.pages), "engine": record.engine}

@@ -72,11 +72,14 @@ class JobStore:
     def input_path(self, job_id: str) -> Path:
         return self.folder(job_id) / "input"
 
-    def create(self, record: JobRecord, upload: Path) -> None:
-        """Take ownership of ``upload`` (moved into the job folder) and write the record."""
+    def create(self, record: JobRecord, upload: Path, copy: bool = False) -> None:
+        """Take ``upload`` into the job folder (moved, or copied with ``copy``) and write the record."""
         folder = self.folder(record.id)
         (folder / "pages").mkdir(parents=True, exist_ok=True)
-        shutil.move(str(upload), folder / "input")
+        if copy:
+            shutil.copyfile(upload, folder / "input")
+        else:
+            shutil.move(str(upload), folder / "input")
         self.save(record)
 
     def save(self, record: JobRecord) -> None:
