@@ -20,7 +20,7 @@ import anyio
 from app.documents import Document, Limits, open_document, parse_page_spec
 from app.engines.base import EnginePage, EngineRuntime
 from app.errors import ServiceError
-from app.results import build_page, failed_page, join_pages
+from app.results import build_page, failed_page, join_pages, page_image_names
 from app.scheduler import PageScheduler
 from app.schemas import DocumentResult, PageResult, ResultFiles, Timings
 from app.settings import Settings
@@ -62,10 +62,12 @@ class OcrService:
         """503 unless the engine is ready: ``Retry-After`` while it initialises, the reason when it failed."""
         runtime = self.runtime
         if runtime.state == "initializing":
+            detail = f": {runtime.engine.detail}" if runtime.engine.detail else ""
             raise ServiceError(
                 503,
                 "engine_initializing",
-                f"the OCR engine {runtime.engine.name} is still initialising ({runtime.elapsed_seconds:.0f} s so far)",
+                f"the OCR engine {runtime.engine.name} is still initialising "
+                f"({runtime.elapsed_seconds:.0f} s so far){detail}",
                 headers={"Retry-After": "10"},
             )
         if runtime.state == "failed":
@@ -148,6 +150,8 @@ class OcrService:
                 return _PageOutcome(number, 0, 0, None, time.perf_counter() - began, 0.0, exc)
             decoded = time.perf_counter()
             page = engine.recognize(image)
+            if page.images:  # one folder holds every page's images: make their names unique
+                page.markdown, page.images = page_image_names(number, page.markdown, page.images)
             return _PageOutcome(number, image.width, image.height, page, decoded - began, time.perf_counter() - decoded)
 
         futures = [self.scheduler.submit(owner, functools.partial(run_page, n)) for n in numbers]

@@ -41,6 +41,8 @@ class OcrEngine(ABC):
 
     name: str
     device: str = "cpu"
+    #: What the engine is doing or waiting for, shown in /health (e.g. "waiting for the VLM server ...").
+    detail: str | None = None
 
     @property
     def max_parallel(self) -> int:
@@ -66,8 +68,9 @@ class OcrEngine(ABC):
 class EngineRuntime:
     """An engine plus its lifecycle: ``initializing`` -> ``ready`` | ``failed`` (with a reason)."""
 
-    def __init__(self, engine: OcrEngine) -> None:
+    def __init__(self, engine: OcrEngine, selection: str | None = None) -> None:
         self.engine = engine
+        self.selection = selection  # why this engine was chosen (shown in /health)
         self.state: EngineState = "initializing"
         self.error: str | None = None
         self._started = time.monotonic()
