@@ -25,7 +25,7 @@ OUTPUT_TYPES = {
     "text": "text/plain; charset=utf-8",
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 429, 500, 503)
+    status: {"model": ErrorResponse} for status in (400, 413, 415, 422, 429, 500, 502, 503, 504)
 }
 
 

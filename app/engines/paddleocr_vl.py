@@ -127,13 +127,9 @@ class PaddleOcrVlEngine(OcrEngine):
             self.detail = None
 
     def _client_kwargs(self) -> dict[str, Any]:
-        transport = DeadlineTransport(self._timeout_s)
-        # openai's own defaults for the pool; the timeout here is overridden per request by the transport.
-        client = httpx.AsyncClient(
-            transport=transport,
-            timeout=self._timeout_s,
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
-        )
+        if not log.isEnabledFor(logging.DEBUG):  # httpx logs every VLM request (one per block) at INFO
+            logging.getLogger("httpx").setLevel(logging.WARNING)
+        client = httpx.AsyncClient(transport=DeadlineTransport(self._timeout_s), timeout=self._timeout_s)
         return {"max_retries": 0, "http_client": client}
 
     def _serialise_local_models(self) -> bool:
@@ -454,7 +450,8 @@ class DeadlineTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, timeout_s: float, connect_s: float = 10.0) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
+        # The connection pool of openai's own client (paddlex may have ~200 requests in flight).
+        self._inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100))
         connect = min(connect_s, timeout_s)
         self._timeouts = {"connect": connect, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
 
