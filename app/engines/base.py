@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 EngineState = Literal["initializing", "ready", "failed"]
 
 
+class EngineLoadError(RuntimeError):
+    """A loading failure whose message already says what is wrong and what to do; shown as it is."""
+
+
 @dataclass
 class EnginePage:
     """What an engine returns for one page.
@@ -92,7 +96,7 @@ class EngineRuntime:
         try:
             self.engine.load()
         except Exception as exc:  # any failure of a third-party loader is reported, not raised
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = str(exc) if isinstance(exc, EngineLoadError) else f"{type(exc).__name__}: {exc}"
             self.state = "failed"
             log.error("engine %s failed to initialise: %s", self.engine.name, self.error)
         else:

@@ -40,7 +40,7 @@ import httpx
 import numpy as np
 from PIL import Image, ImageDraw
 
-from app.engines.base import EnginePage, OcrEngine
+from app.engines.base import EngineLoadError, EnginePage, OcrEngine
 from app.engines.vl_mapping import page_from_vl_result
 from app.errors import ServiceError
 from app.settings import Settings
@@ -61,6 +61,7 @@ class PaddleOcrVlEngine(OcrEngine):
         self._settings = settings
         self._server = settings.vl_backend in SERVER_BACKENDS
         self._parallel = settings.vl_max_concurrency if self._server else 1
+        self._one_call_at_a_time: threading.Lock | None = None  # set when the local models cannot be guarded
         self._pipeline: Any = None
         self._stop = threading.Event()
         self._timeout_s = settings.vl_request_timeout_s
@@ -87,7 +88,7 @@ class PaddleOcrVlEngine(OcrEngine):
             import paddleocr
             from paddleocr import PaddleOCRVL
         except ImportError as exc:
-            raise RuntimeError(
+            raise EngineLoadError(
                 "paddleocr is not installed: use the GPU image, or pip install 'paddleocr[doc-parser]' "
                 "and paddlepaddle(-gpu); or set OCR_ENGINE=pp-ocr"
             ) from exc
@@ -116,13 +117,15 @@ class PaddleOcrVlEngine(OcrEngine):
         try:
             self._pipeline = PaddleOCRVL(paddlex_config=config, **kwargs)
             if self._server and self.needs_local_models and not self._serialise_local_models():
-                log.warning("paddleocr-vl: cannot guard the local models of this paddlex version; one page at a time")
-                self._parallel = 1
+                log.warning("paddleocr-vl: cannot guard the local models of this paddlex version; one call at a time")
+                self._one_call_at_a_time = threading.Lock()
             self._warm_up()
+        except EngineLoadError:
+            raise
         except Exception as exc:
             if self._stop.is_set():
-                raise RuntimeError("stopped while initialising") from exc
-            raise RuntimeError(explain_failure(exc, missing=missing, models_dir=models_dir)) from exc
+                raise EngineLoadError("stopped while initialising") from exc
+            raise EngineLoadError(explain_failure(exc, missing=missing, models_dir=models_dir)) from exc
         finally:
             self.detail = None
 
@@ -164,7 +167,7 @@ class PaddleOcrVlEngine(OcrEngine):
                 if not self._server or vlm_service_error(exc, 0) is None:
                     raise
                 if not is_transient_vlm_error(exc):
-                    raise RuntimeError(explain_vlm_rejection(exc, self._server_label())) from exc
+                    raise EngineLoadError(explain_vlm_rejection(exc, self._server_label())) from exc
                 attempt += 1
                 wait = min(_RETRY_CAP_S, 2.0 ** (attempt - 1))
                 self.detail = (
@@ -199,7 +202,11 @@ class PaddleOcrVlEngine(OcrEngine):
             raise RuntimeError("the paddleocr-vl engine is not loaded")
         arrays = [to_bgr(image) for image in images]
         try:
-            results = self._pipeline.predict(arrays, use_queues=False)
+            if self._one_call_at_a_time is None:
+                results = self._pipeline.predict(arrays, use_queues=False)
+            else:
+                with self._one_call_at_a_time:
+                    results = self._pipeline.predict(arrays, use_queues=False)
         except Exception as exc:
             error = vlm_service_error(exc, self._timeout_s)
             if error is None:
@@ -222,17 +229,17 @@ class PaddleOcrVlEngine(OcrEngine):
 
 # --- configuration (pure) ---------------------------------------------------------------------------
 def check_settings(settings: Settings) -> None:
-    """Raise ``ValueError`` with the fix for contradictory settings."""
+    """Raise :class:`EngineLoadError` with the fix for contradictory settings."""
     server = settings.vl_backend in SERVER_BACKENDS
     if server and not settings.vl_server_url.strip():
-        raise ValueError(f"VL_BACKEND={settings.vl_backend} needs VL_SERVER_URL (e.g. http://vlm:8080/v1)")
+        raise EngineLoadError(f"VL_BACKEND={settings.vl_backend} needs VL_SERVER_URL (e.g. http://vlm:8080/v1)")
     if not server and settings.vl_server_url.strip():
-        raise ValueError(
+        raise EngineLoadError(
             "VL_SERVER_URL is set but VL_BACKEND=native: set VL_BACKEND=vllm-server (or sglang-server, "
             "fastdeploy-server) to use the server, or unset VL_SERVER_URL to run the VLM in this process"
         )
     if "," in settings.ocr_device:
-        raise ValueError(f"OCR_DEVICE={settings.ocr_device}: one device per service instance (e.g. gpu:0)")
+        raise EngineLoadError(f"OCR_DEVICE={settings.ocr_device}: one device per service instance (e.g. gpu:0)")
 
 
 def normalise_server_url(url: str) -> str:
@@ -249,7 +256,7 @@ def resolve_pipeline_version(requested: str, pipeline_class: Any, installed: str
     parameter = _parameters(pipeline_class).get("pipeline_version")
     if parameter is None:  # paddleocr 3.3 knows only the first PaddleOCR-VL
         if requested not in ("", "v1"):
-            raise ValueError(
+            raise EngineLoadError(
                 f"VL_PIPELINE_VERSION={requested} needs a newer paddleocr (installed: {installed}, which has v1 only)"
             )
         return "v1"
@@ -307,17 +314,17 @@ def resolve_device(requested: str) -> str:
     kind, _, index = requested.partition(":")
     if kind == "gpu":
         if not cuda_build:
-            raise RuntimeError(
+            raise EngineLoadError(
                 f"OCR_DEVICE={requested}, but the installed paddlepaddle is a CPU build: use the GPU image "
                 "(paddlepaddle-gpu), or set OCR_DEVICE=cpu"
             )
         if count == 0:
-            raise RuntimeError(
+            raise EngineLoadError(
                 f"OCR_DEVICE={requested}, but no CUDA GPU is visible: give the container a GPU "
                 "(docker --gpus all; check nvidia-smi and the NVIDIA driver), or set OCR_DEVICE=cpu"
             )
         if index and (not index.isdigit() or int(index) >= count):
-            raise RuntimeError(f"OCR_DEVICE={requested}, but paddle sees {count} GPU(s): gpu:0..gpu:{count - 1}")
+            raise EngineLoadError(f"OCR_DEVICE={requested}, but paddle sees {count} GPU(s): gpu:0..gpu:{count - 1}")
     return requested
 
 

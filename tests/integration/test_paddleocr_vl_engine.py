@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from app.engines.base import EngineLoadError
 from app.engines.paddleocr_vl import PaddleOcrVlEngine
 from app.settings import Settings
 from tests.support.documents import cer, page_lines, render_page
@@ -71,7 +72,7 @@ def test_a_server_that_refuses_us_fails_with_the_fix(standin: VlmStandin, values
     standin.reset()
     engine = PaddleOcrVlEngine(settings(standin, **values))
     try:
-        with pytest.raises(RuntimeError, match=fix) as failure:
+        with pytest.raises(EngineLoadError, match=fix) as failure:
             engine.load()
     finally:
         engine.close()
@@ -81,11 +82,11 @@ def test_a_server_that_refuses_us_fails_with_the_fix(standin: VlmStandin, values
 
 def test_gpu_requested_on_a_cpu_build_fails_with_the_fix(standin: VlmStandin) -> None:
     engine = PaddleOcrVlEngine(settings(standin, ocr_device="gpu:0", vl_use_layout_detection=True))
-    with pytest.raises(RuntimeError, match=r"OCR_DEVICE=gpu:0, but .*(CPU build|no CUDA GPU is visible)"):
+    with pytest.raises(EngineLoadError, match=r"OCR_DEVICE=gpu:0, but .*(CPU build|no CUDA GPU is visible)"):
         engine.load()
 
 
 def test_unavailable_pipeline_version_fails_with_the_fix(standin: VlmStandin) -> None:
     engine = PaddleOcrVlEngine(settings(standin, vl_pipeline_version="v1.5"))
-    with pytest.raises(ValueError, match=r"VL_PIPELINE_VERSION=v1\.5 needs a newer paddleocr"):
+    with pytest.raises(EngineLoadError, match=r"VL_PIPELINE_VERSION=v1\.5 needs a newer paddleocr"):
         engine.load()

@@ -13,6 +13,7 @@ import openai
 import pytest
 from PIL import Image
 
+from app.engines.base import EngineLoadError
 from app.engines.paddleocr_vl import (
     SerializedCalls,
     check_settings,
@@ -43,11 +44,11 @@ def server_settings(**values: Any) -> Settings:
 
 
 def test_contradictory_settings_are_refused_with_the_fix() -> None:
-    with pytest.raises(ValueError, match="needs VL_SERVER_URL"):
+    with pytest.raises(EngineLoadError, match="needs VL_SERVER_URL"):
         check_settings(Settings(vl_backend="sglang-server"))
-    with pytest.raises(ValueError, match="set VL_BACKEND=vllm-server"):
+    with pytest.raises(EngineLoadError, match="set VL_BACKEND=vllm-server"):
         check_settings(Settings(vl_server_url="http://vlm:8080/v1"))
-    with pytest.raises(ValueError, match="one device"):
+    with pytest.raises(EngineLoadError, match="one device"):
         check_settings(Settings(ocr_device="gpu:0,1"))
     check_settings(server_settings())
     check_settings(Settings())
@@ -77,7 +78,7 @@ class New:  # paddleocr >= 3.4
 def test_pipeline_version() -> None:
     assert resolve_pipeline_version("", Old, "3.3.3") == "v1"
     assert resolve_pipeline_version("v1", Old, "3.3.3") == "v1"
-    with pytest.raises(ValueError, match=r"VL_PIPELINE_VERSION=v1.5 needs a newer paddleocr \(installed: 3.3.3"):
+    with pytest.raises(EngineLoadError, match=r"VL_PIPELINE_VERSION=v1.5 needs a newer paddleocr \(installed: 3.3.3"):
         resolve_pipeline_version("v1.5", Old, "3.3.3")
     assert resolve_pipeline_version("", New, "3.7.0") == "v1.6"
     assert resolve_pipeline_version("v1.5", New, "3.7.0") == "v1.5"
