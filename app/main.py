@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
         store = LocalStore(resolve_output_dir(settings.output_dir))
         selected, reason = (engine, "given to create_app") if engine else build_engine(settings)
         log.info("engine %s selected (%s); output in %s", selected.name, reason, store.root)
-        runtime = EngineRuntime(selected)
+        runtime = EngineRuntime(selected, selection=reason)
         runtime.start_loading()
         service = OcrService(settings, runtime, store, metrics)
         metrics.watch(service.snapshot)

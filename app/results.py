@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
 
 from app.schemas import Block, PageResult
 
@@ -91,3 +92,30 @@ def join_pages(pages: Sequence[PageResult]) -> tuple[str, str]:
     markdown = "\n\n---\n\n".join(p.markdown for p in pages)
     text = "\n\f\n".join(p.text for p in pages)
     return markdown, text
+
+
+def page_image_names(
+    page: int, markdown: str | None, images: Mapping[str, bytes]
+) -> tuple[str | None, dict[str, bytes]]:
+    """Make a page's image files unique within the document: ``imgs/x.jpg`` -> ``imgs/page3_x.jpg``.
+
+    Images of all pages are saved in one result folder, and two pages can crop figures at the same
+    coordinates (the VLM pipeline names them after the box). References in ``markdown`` follow.
+    """
+    if not images:
+        return markdown, dict(images)
+    renames = {}
+    for name in images:
+        path = PurePosixPath(name)
+        renames[name] = str(path.with_name(f"page{page}_{path.name}"))
+    renamed = {renames[name]: data for name, data in images.items()}
+    return (rewrite_image_refs(markdown, renames) if markdown is not None else None), renamed
+
+
+def rewrite_image_refs(markdown: str, renames: Mapping[str, str]) -> str:
+    """Replace whole-path references to renamed images (in ``src="..."``, ``](...)`` or bare)."""
+    if not renames:
+        return markdown
+    names = sorted(renames, key=len, reverse=True)
+    pattern = re.compile(r"(?<![\w./-])(" + "|".join(re.escape(n) for n in names) + r")(?![\w.-])")
+    return pattern.sub(lambda match: renames[match.group(1)], markdown)

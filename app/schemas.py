@@ -63,6 +63,8 @@ class EngineHealth(BaseModel):
     state: Literal["initializing", "ready", "failed"]
     error: str | None = None
     init_seconds: float | None = None
+    selection: str | None = Field(None, description="why this engine serves requests (OCR_ENGINE and what was found)")
+    detail: str | None = Field(None, description="what the engine is doing or waiting for")
 
 
 class HealthResponse(BaseModel):

@@ -30,7 +30,7 @@ from app.engines.base import EngineRuntime
 from app.errors import ServiceError
 from app.jobs.store import JobRecord, JobStore, utc_now
 from app.metrics import Metrics
-from app.results import build_page, failed_page, join_pages
+from app.results import build_page, failed_page, join_pages, page_image_names
 from app.scheduler import PageScheduler
 from app.schemas import DocumentResult, PageResult, ResultFiles, Timings
 from app.settings import Settings
@@ -91,10 +91,12 @@ class OcrService:
             )
         runtime = self.runtime
         if runtime.state == "initializing":
+            detail = f": {runtime.engine.detail}" if runtime.engine.detail else ""
             raise ServiceError(
                 503,
                 "engine_initializing",
-                f"the OCR engine {runtime.engine.name} is still initialising ({runtime.elapsed_seconds:.0f} s so far)",
+                f"the OCR engine {runtime.engine.name} is still initialising "
+                f"({runtime.elapsed_seconds:.0f} s so far){detail}",
                 headers={"Retry-After": "10"},
             )
         if runtime.state == "failed":
@@ -368,7 +370,8 @@ class OcrService:
             decoded = time.perf_counter()
             page = engine.recognize(image)
             ocr_s = time.perf_counter() - decoded
-            if page.images:
+            if page.images:  # one folder holds every page's images: make their names unique
+                page.markdown, page.images = page_image_names(number, page.markdown, page.images)
                 self.store.save_images(folder, page.images)
             result = build_page(number, image.width, image.height, page.blocks, page.markdown)
             return {

@@ -35,9 +35,22 @@ class Settings(BaseSettings):
     shutdown_grace_s: int = Field(30, ge=0, le=3600)
 
     # --- engine -------------------------------------------------------------------------------
-    ocr_engine: Literal["auto", "pp-ocr"] = "auto"
+    ocr_engine: Literal["auto", "paddleocr-vl", "pp-ocr"] = "auto"
     ocr_concurrency: int = Field(default_factory=_cpu_count, ge=1, le=64)
     engine_threads: int = Field(0, ge=0, le=64)
+    ocr_device: str = ""  # "" = gpu:0 when paddle sees a CUDA GPU, else cpu
+
+    # --- paddleocr-vl ---------------------------------------------------------------------------
+    vl_pipeline_version: str = ""  # "" = the installed paddleocr's default
+    vl_backend: Literal["native", "vllm-server", "sglang-server", "fastdeploy-server"] = "native"
+    vl_server_url: str = ""
+    vl_api_key: SecretStr = SecretStr("")
+    vl_model_name: str = ""  # "" = the pipeline's model name (PaddleOCR-VL-0.9B for v1)
+    vl_max_concurrency: int = Field(8, ge=1, le=256)
+    vl_request_timeout_s: float = Field(180, gt=0, le=3600)
+    vl_use_layout_detection: bool = True
+    vl_use_doc_orientation_classify: bool = False
+    vl_use_doc_unwarping: bool = False
 
     # --- limits -------------------------------------------------------------------------------
     max_upload_mb: float = Field(100, gt=0)

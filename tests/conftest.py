@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.server import ServiceProcess
+from tests.support.server import ROOT, ServiceProcess
+
+# paddlex (imported by the paddleocr-vl tests, here and in the service processes they start) would
+# probe model hosters at import and keep its cache in ~/.paddlex. The container's start.sh sets these.
+os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
+os.environ.setdefault("PADDLE_PDX_CACHE_HOME", str(ROOT / ".pytest_cache" / "paddlex"))
 
 
 @pytest.fixture(scope="session")

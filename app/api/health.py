@@ -25,6 +25,8 @@ def health_of(service: OcrService) -> HealthResponse:
             state=runtime.state,
             error=runtime.error,
             init_seconds=runtime.init_seconds if runtime.init_seconds is not None else runtime.elapsed_seconds,
+            selection=runtime.selection,
+            detail=runtime.engine.detail,
         ),
         paddleocr=runtime.state,
         s3_storage="not_configured",

@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 EngineState = Literal["initializing", "ready", "failed"]
 
 
+class EngineLoadError(RuntimeError):
+    """A loading failure whose message already says what is wrong and what to do; shown as it is."""
+
+
 @dataclass
 class EnginePage:
     """What an engine returns for one page.
@@ -41,6 +45,8 @@ class OcrEngine(ABC):
 
     name: str
     device: str = "cpu"
+    #: What the engine is doing or waiting for, shown in /health (e.g. "waiting for the VLM server ...").
+    detail: str | None = None
 
     @property
     def max_parallel(self) -> int:
@@ -66,8 +72,9 @@ class OcrEngine(ABC):
 class EngineRuntime:
     """An engine plus its lifecycle: ``initializing`` -> ``ready`` | ``failed`` (with a reason)."""
 
-    def __init__(self, engine: OcrEngine) -> None:
+    def __init__(self, engine: OcrEngine, selection: str | None = None) -> None:
         self.engine = engine
+        self.selection = selection  # why this engine was chosen (shown in /health)
         self.state: EngineState = "initializing"
         self.error: str | None = None
         self._started = time.monotonic()
@@ -89,7 +96,7 @@ class EngineRuntime:
         try:
             self.engine.load()
         except Exception as exc:  # any failure of a third-party loader is reported, not raised
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = str(exc) if isinstance(exc, EngineLoadError) else f"{type(exc).__name__}: {exc}"
             self.state = "failed"
             log.error("engine %s failed to initialise: %s", self.engine.name, self.error)
         else:

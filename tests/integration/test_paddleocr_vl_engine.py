@@ -1,0 +1,92 @@
+"""PaddleOcrVlEngine in this process: the real pipeline against the stand-in VLM server, without HTTP in front.
+
+Covers what the service tests do not: several pages in one pipeline call, and loading failures that a
+person has to fix (the message must say what).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from app.engines.base import EngineLoadError
+from app.engines.paddleocr_vl import PaddleOcrVlEngine
+from app.settings import Settings
+from tests.support.documents import cer, page_lines, render_page
+from tests.support.vlm_standin import VlmStandin
+
+pytestmark = pytest.mark.integration
+
+MODEL = "paddleocr-vl-standin"
+API_KEY = "sk-engine-test"
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[VlmStandin]:
+    with VlmStandin(model_id=MODEL, api_key=API_KEY) as server:
+        yield server
+
+
+def settings(standin: VlmStandin, **values: Any) -> Settings:
+    base: dict[str, Any] = {
+        "ocr_engine": "paddleocr-vl",
+        "vl_backend": "vllm-server",
+        "vl_server_url": standin.url,
+        "vl_model_name": MODEL,
+        "vl_api_key": API_KEY,
+        "vl_use_layout_detection": False,
+        "vl_request_timeout_s": 30,
+    }
+    return Settings(**{**base, **values})
+
+
+def test_several_pages_in_one_pipeline_call(standin: VlmStandin) -> None:
+    engine = PaddleOcrVlEngine(settings(standin))
+    try:
+        engine.load()
+        standin.reset()
+        texts = [page_lines(n)[:2] for n in (1, 2, 3)]
+        pages = engine.recognize_many([render_page(lines, size=(900, 200), top=30) for lines in texts])
+        engine_pipeline = engine._pipeline.paddlex_pipeline
+    finally:
+        engine.close()
+    assert len(pages) == 3 and len(standin.requests) == 3
+    # The engine's lock around in-process models (layout on) finds them inside paddlex's wrapper.
+    assert "_pipeline" in vars(engine_pipeline)
+    for page, lines in zip(pages, texts, strict=True):  # results come back in page order
+        [block] = page.blocks
+        assert cer("\n".join(lines), block.text) <= 0.05, block.text
+        assert page.images == {}
+
+
+@pytest.mark.parametrize(
+    ("values", "fix"),
+    [
+        ({"vl_model_name": "not-served"}, "VL_MODEL_NAME"),
+        ({"vl_api_key": "wrong-key"}, "VL_API_KEY"),
+    ],
+)
+def test_a_server_that_refuses_us_fails_with_the_fix(standin: VlmStandin, values: dict[str, Any], fix: str) -> None:
+    standin.reset()
+    engine = PaddleOcrVlEngine(settings(standin, **values))
+    try:
+        with pytest.raises(EngineLoadError, match=fix) as failure:
+            engine.load()
+    finally:
+        engine.close()
+    assert "rejected the warm-up request" in str(failure.value)
+    assert "wrong-key" not in str(failure.value)
+
+
+def test_gpu_requested_on_a_cpu_build_fails_with_the_fix(standin: VlmStandin) -> None:
+    engine = PaddleOcrVlEngine(settings(standin, ocr_device="gpu:0", vl_use_layout_detection=True))
+    with pytest.raises(EngineLoadError, match=r"OCR_DEVICE=gpu:0, but .*(CPU build|no CUDA GPU is visible)"):
+        engine.load()
+
+
+def test_unavailable_pipeline_version_fails_with_the_fix(standin: VlmStandin) -> None:
+    engine = PaddleOcrVlEngine(settings(standin, vl_pipeline_version="v1.5"))
+    with pytest.raises(EngineLoadError, match=r"VL_PIPELINE_VERSION=v1\.5 needs a newer paddleocr"):
+        engine.load()

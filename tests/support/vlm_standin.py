@@ -1,0 +1,224 @@
+"""A stand-in for the PaddleOCR-VL model server: the OpenAI-compatible HTTP API that vLLM serves.
+
+It speaks the real protocol (``GET /v1/models``, ``POST /v1/chat/completions`` with the page as a
+``data:image/...;base64`` URI and the task prompt, ``Authorization: Bearer``), decodes the image, and
+answers with the text it *reads* from it with the CPU engine (PP-OCR), so what comes back through
+the pipeline depends on what was uploaded. Only the GPU model is replaced; everything between the
+service and the server is real.
+
+Knobs: ``delay_s`` (answer late), ``fail_status`` (answer every completion with that HTTP error),
+``stop()`` / ``start()`` (the port refuses connections, then serves again on the same port).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import io
+import json
+import socket
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image
+
+from app.engines.pp_ocr import PpOcrEngine
+from app.results import reading_order
+from tests.support.server import free_port
+
+_ENGINE_LOCK = threading.Lock()
+_ENGINES: list[PpOcrEngine] = []
+
+
+def reader() -> PpOcrEngine:
+    """One CPU engine per test process, loaded on first use."""
+    with _ENGINE_LOCK:
+        if not _ENGINES:
+            engine = PpOcrEngine(parallel=2, threads=1)
+            engine.load()
+            _ENGINES.append(engine)
+        return _ENGINES[0]
+
+
+def read_text(image: Image.Image) -> str:
+    """The text in ``image``: one line per band of words, top to bottom."""
+    bands = reading_order(reader().recognize(image).blocks)
+    return "\n".join(" ".join(block.text for block in band) for band in bands)
+
+
+class VlmStandin:
+    """The stand-in server on ``127.0.0.1:<port>``; ``url`` is the OpenAI base URL (``.../v1``)."""
+
+    def __init__(self, model_id: str = "PaddleOCR-VL-0.9B", api_key: str | None = None) -> None:
+        self.model_id = model_id
+        self.api_key = api_key
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.delay_s = 0.0
+        self.fail_status: int | None = None
+        self.requests: list[dict[str, Any]] = []  # what each completion request carried (no image bytes)
+        self.in_flight = 0
+        self._lock = threading.Lock()
+        self._release = threading.Event()  # set by stop(): delayed answers give up at once
+        self._connections: set[socket.socket] = set()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> VlmStandin:
+        reader()  # load the CPU engine before the first request arrives
+        self._release.clear()
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        server.daemon_threads = False  # stop() joins the handlers: none is left reading at exit
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Refuse connections from now on; open (keep-alive) connections are closed, handlers joined."""
+        self._release.set()
+        if self._server is not None:
+            self._server.shutdown()
+            with self._lock:
+                connections = list(self._connections)
+            for connection in connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(10)
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def reset(self) -> None:
+        """Back to a healthy, running server with no knobs set and no requests recorded."""
+        self.delay_s = 0.0
+        self.fail_status = None
+        if not self.running:
+            self.start()
+        self.requests.clear()
+
+    def __enter__(self) -> VlmStandin:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- protocol ------------------------------------------------------------------------------
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with standin._lock:
+                    standin._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with standin._lock:
+                    standin._connections.discard(self.connection)
+                with contextlib.suppress(OSError):
+                    super().finish()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                body = json.dumps(payload).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (its deadline passed)
+
+            def _error(self, status: int, message: str, kind: str) -> None:
+                self._send(status, {"error": {"message": message, "type": kind, "code": status}})
+
+            def _authorised(self) -> bool:
+                if standin.api_key is None or self.headers.get("Authorization") == f"Bearer {standin.api_key}":
+                    return True
+                self._error(401, "invalid API key", "AuthenticationError")
+                return False
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") != "/v1/models":
+                    return self._error(404, f"no route {self.path}", "NotFoundError")
+                if self._authorised():
+                    model = {"id": standin.model_id, "object": "model", "created": 0, "owned_by": "standin"}
+                    self._send(200, {"object": "list", "data": [model]})
+                return None
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    return self._error(404, f"no route {self.path}", "NotFoundError")
+                if not self._authorised():
+                    return None
+                with standin._lock:
+                    standin.in_flight += 1
+                try:
+                    self._complete(raw)
+                finally:
+                    with standin._lock:
+                        standin.in_flight -= 1
+                return None
+
+            def _complete(self, raw: bytes) -> None:
+                try:
+                    request = json.loads(raw)
+                    prompt, image = parse_chat_request(request)
+                except (ValueError, KeyError, TypeError) as exc:
+                    return self._error(400, f"bad request: {exc}", "BadRequestError")
+                entry = {"model": request.get("model"), "prompt": prompt, "size": image.size, "time": time.time()}
+                standin.requests.append(entry)
+                if request.get("model") != standin.model_id:
+                    return self._error(404, f"The model `{request.get('model')}` does not exist.", "NotFoundError")
+                if standin.delay_s and standin._release.wait(standin.delay_s):
+                    return None  # stopped while "thinking": drop the answer
+                if standin.fail_status:
+                    return self._error(standin.fail_status, "stand-in failure", "InternalServerError")
+                began = time.monotonic()
+                text = read_text(image)
+                entry["read_s"] = round(time.monotonic() - began, 2)
+                completion = {
+                    "id": "chatcmpl-" + uuid.uuid4().hex[:12],
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": standin.model_id,
+                    "choices": [
+                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": max(1, len(text) // 4), "total_tokens": 1},
+                }
+                return self._send(200, completion)
+
+        return Handler
+
+
+def parse_chat_request(request: dict[str, Any]) -> tuple[str, Image.Image]:
+    """The text prompt and the decoded image of a chat-completion request with one user message."""
+    content = request["messages"][-1]["content"]
+    prompt = next(part["text"] for part in content if part.get("type") == "text")
+    url = next(part["image_url"]["url"] for part in content if part.get("type") == "image_url")
+    header, _, data = url.partition(",")
+    if not header.startswith("data:image/") or not header.endswith(";base64"):
+        raise ValueError(f"expected a base64 image data URI, got {header[:40]!r}")
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        image.load()
+    except (binascii.Error, OSError) as exc:
+        raise ValueError(f"undecodable image: {exc}") from exc
+    return prompt, image.convert("RGB")
