@@ -80,6 +80,8 @@ class OcrService:
         self._drain_started = 0.0
         self._drain_event = asyncio.Event()
         self._active: dict[str, _ActiveJob] = {}
+        self._reserved_jobs = 0  # places taken by submissions between the capacity check and _start
+        self._reserved_pages = 0
 
     # --- admission -------------------------------------------------------------------------------
     def check_accepting(self, arrived: float | None = None) -> None:
@@ -103,12 +105,18 @@ class OcrService:
             raise ServiceError(503, "engine_failed", f"the OCR engine {runtime.engine.name} failed: {runtime.error}")
 
     def _check_capacity(self, new_pages: int) -> None:
-        queued_pages = sum(len(a.record.pages) - a.record.pages_done for a in self._active.values())
-        if len(self._active) >= self.settings.max_queued_jobs:
-            reason = f"{len(self._active)} documents are already queued or running"
-        elif queued_pages + new_pages > self.settings.max_queued_pages:
-            reason = f"{queued_pages} pages are already waiting; this document adds {new_pages}"
+        """429 when ``MAX_QUEUED_JOBS`` documents or ``MAX_QUEUED_PAGES`` pages are already accepted
+        (submissions still being stored count too), else reserve a place for this document."""
+        running = [a.record for a in self._active.values() if not a.record.finished]
+        jobs = len(running) + self._reserved_jobs
+        pages = sum(len(r.pages) - r.pages_done for r in running) + self._reserved_pages
+        if jobs >= self.settings.max_queued_jobs:
+            reason = f"{jobs} documents are already queued or running"
+        elif pages + new_pages > self.settings.max_queued_pages:
+            reason = f"{pages} pages are already waiting; this document adds {new_pages}"
         else:
+            self._reserved_jobs += 1
+            self._reserved_pages += new_pages
             return
         raise ServiceError(429, "queue_full", f"{reason}; retry later", headers={"Retry-After": "30"})
 
@@ -174,19 +182,23 @@ class OcrService:
         page_count = await anyio.to_thread.run_sync(self._count_pages, upload, content_type)
         numbers = parse_page_spec(options.pages, page_count)
         self._check_capacity(len(numbers))
-        job_id = new_id()
-        record = JobRecord(
-            id=job_id,
-            filename=filename,
-            content_type=content_type,
-            page_count=page_count,
-            pages=numbers,
-            dpi=options.dpi,
-            result_dir=self.store.relative(self.store.result_dir(job_id)),
-            engine=self.runtime.engine.name,
-        )
-        await anyio.to_thread.run_sync(self.jobs.create, record, upload, keep_input)
-        self._start(record)
+        try:
+            job_id = new_id()
+            record = JobRecord(
+                id=job_id,
+                filename=filename,
+                content_type=content_type,
+                page_count=page_count,
+                pages=numbers,
+                dpi=options.dpi,
+                result_dir=self.store.relative(self.store.result_dir(job_id)),
+                engine=self.runtime.engine.name,
+            )
+            await anyio.to_thread.run_sync(self.jobs.create, record, upload, keep_input)
+            self._start(record)
+        finally:
+            self._reserved_jobs -= 1
+            self._reserved_pages -= len(numbers)
         log.info("job %s accepted: %s, %d of %d page(s)", job_id, content_type, len(numbers), page_count)
         return record
 
@@ -288,10 +300,10 @@ class OcrService:
     def cancel(self, job_id: str) -> JobRecord:
         """Stop a queued or running job: running pages finish, no new pages start."""
         active = self._active.get(job_id)
-        if active is None:
-            record = self.status(job_id)
-            if record is None:
-                raise ServiceError(404, "job_not_found", f"no job {job_id}")
+        record = active.record if active is not None else self.status(job_id)
+        if record is None:
+            raise ServiceError(404, "job_not_found", f"no job {job_id}")
+        if active is None or record.finished:
             raise ServiceError(409, f"job_{record.status}", f"job {job_id} is already {record.status}")
         active.cancel_requested = True
         return active.record

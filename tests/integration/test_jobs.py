@@ -175,3 +175,23 @@ def test_sigkill_mid_job_loses_nothing_done(tmp_path: Path) -> None:
     assert {name: after[name] for name in before} == before  # pages done before the kill were not redone
     assert len(after) == 12
     assert set(page_log_counts(second.log(), job["id"])).isdisjoint(int(name[:5]) for name in before)
+
+
+def test_simultaneous_submissions_respect_the_limit(small_queue: ServiceProcess) -> None:
+    """The capacity check holds under concurrency: MAX_QUEUED_JOBS=2, six submissions at once."""
+    import concurrent.futures
+
+    document = text_pdf(3)
+
+    def post() -> httpx.Response:
+        return httpx.post(small_queue.url + "/jobs", files={"file": ("d.pdf", document)}, data=FAST, timeout=60)
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(lambda _: post(), range(6)))
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(202) <= 2 and set(codes) <= {202, 429}, codes
+    assert codes.count(202) >= 1
+    with httpx.Client(base_url=small_queue.url, timeout=60) as client:
+        for response in responses:
+            if response.status_code == 202:
+                poll_until_finished(client, response.json()["id"])
