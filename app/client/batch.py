@@ -240,8 +240,8 @@ class Summary:
         resumed = sum(1 for outcome in done if outcome.resumed_job)
         lines = [
             f"documents: {self.total}",
-            f"  done:    {len(done)} ({pages} pages"
-            + (f", {page_failures} pages failed" if page_failures else "")
+            f"  done:    {len(done)} ({pages} page(s)"
+            + (f", {page_failures} page(s) failed" if page_failures else "")
             + (f", {resumed} picked up from an earlier run" if resumed else "")
             + ")",
             f"  skipped: {len(self.of('skipped'))} (outputs already complete)",
