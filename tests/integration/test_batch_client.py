@@ -200,11 +200,11 @@ def test_a_full_queue_is_waited_out(stack: Stack, tmp_path: Path) -> None:
 def test_refused_credentials_stop_before_any_upload(stack: Stack, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     make_corpus(docs)
-    env = {**platform_env(stack), "CLOUD_RU_IAM_SECRET": "wrong-secret"}
+    env = {**platform_env(stack), "CLOUD_RU_IAM_SECRET": "wrong-secret"}  # pragma: allowlist secret
     result = run_client(batch_command(str(docs)), tmp_path, env, 60)
     assert result.returncode == 1
     assert "IAM refused the key pair (HTTP 401)" in result.stderr
-    env = {**platform_env(stack), "SERVICE_API_KEY": "wrong-key"}
+    env = {**platform_env(stack), "SERVICE_API_KEY": "wrong-key"}  # pragma: allowlist secret
     result = run_client(batch_command(str(docs)), tmp_path, env, 60)
     assert result.returncode == 1
     assert "refused the credentials" in result.stderr

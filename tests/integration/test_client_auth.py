@@ -21,6 +21,7 @@ from tests.support.server import ThreadServer
 pytestmark = pytest.mark.integration
 
 KEY_ID, SECRET = "auth-key-id", "auth-secret"  # pragma: allowlist secret
+SERVICE_KEY = "service-key"  # pragma: allowlist secret
 
 
 async def echo(request: Request) -> JSONResponse:
@@ -72,9 +73,9 @@ def test_token_is_reused_then_replaced_before_expiry(stand: Stand) -> None:
 def test_a_401_gets_a_fresh_token_and_the_upload_is_sent_again(stand: Stand) -> None:
     frozen = FakeClock()  # the source never thinks its token is old: only the gateway's 401 tells it
     source = IamTokenSource(KEY_ID, SECRET, stand.iam_url, clock=frozen)
-    with DeploymentClient(stand.url, ServiceAuth(source, "service-key")) as client:
+    with DeploymentClient(stand.url, ServiceAuth(source, SERVICE_KEY)) as client:
         first = client.request("GET", "/echo").json()
-        assert first["authorization"].startswith("Bearer ") and first["api_key"] == "service-key"
+        assert first["authorization"].startswith("Bearer ") and first["api_key"] == SERVICE_KEY
         time.sleep(0.6)  # the token expires at the gateway
         response = client.request("POST", "/echo", files={"file": ("a.bin", b"x" * 5000)})
     assert response.status_code == 200
