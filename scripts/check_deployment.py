@@ -161,7 +161,8 @@ class DeploymentCheck:
     def check_reachability(self, step: Step) -> str:
         """Without credentials: /health is open in the service, so a 401 there comes from the platform;
         /version is closed by the service's API_KEY."""
-        with httpx.Client(base_url=self.url, timeout=self.args.timeout) as bare:
+        timeout = httpx.Timeout(self.args.timeout, connect=min(self.args.timeout, 15.0))
+        with httpx.Client(base_url=self.url, timeout=timeout) as bare:
             for path in ("/health", "/version"):
                 self.unauthenticated[path] = bare.get(path).status_code
         health, version = self.unauthenticated["/health"], self.unauthenticated["/version"]

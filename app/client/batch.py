@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from app.client.api import DeploymentClient, DeploymentError, Interrupted, RetryPolicy, describe
 from app.client.auth import AuthError, service_auth
-from app.client.settings import load_settings
+from app.client.settings import ClientSettings, load_settings
 
 SUPPORTED_SUFFIXES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})
 JOURNAL_NAME = ".ocr-batch-jobs.jsonl"
@@ -377,6 +377,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: " + "; ".join(problems), file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return _run(args, settings)
+    except KeyboardInterrupt:  # before the documents were handed out (while hashing, say)
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, settings: ClientSettings) -> int:
     root = args.input
     documents = plan_outputs(root, find_documents(root, args.recursive, args.output_dir), args.output_dir)
     journal = Journal((args.output_dir or root) / JOURNAL_NAME)

@@ -154,3 +154,20 @@ def test_journal_survives_a_torn_line_and_keeps_the_last_job(tmp_path: Path) -> 
     assert reloaded.job_for("a.pdf", "changed") is None  # a job for another version of the file
     assert reloaded.job_for("b.png", "d2") == "job-3"
     assert reloaded.job_for("c.png", "d3") is None
+
+
+def test_the_client_imports_nothing_of_the_server() -> None:
+    """``python -m app.client`` must run where only httpx, tqdm and pydantic-settings are installed."""
+    import subprocess
+    import sys
+
+    from tests.support.server import ROOT
+
+    server_side = ("fastapi", "starlette", "uvicorn", "rapidocr", "onnxruntime", "numpy", "PIL", "pypdfium2")
+    code = (
+        "import sys, app.client.batch, app.client.__main__, app.client.api, app.client.auth\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {server_side!r}"
+        " or (m.startswith('app.') and not m.startswith('app.client'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
