@@ -1,0 +1,411 @@
+"""Batch OCR of a folder through a deployment's jobs API: bounded concurrency, retries, resume.
+
+Every supported document under the input folder becomes one job. Its outputs, ``<name>.md`` and
+``<name>.json`` (the service's JSON result plus a ``client`` block naming the source and its SHA-256), are
+written beside it or under ``--output-dir`` in the same tree; the JSON is written last, atomically, and
+marks the document complete. Submitted job ids are appended to a journal (``.ocr-batch-jobs.jsonl`` in the
+output root), so a run that was interrupted is resumed by the next one: complete documents are skipped and
+jobs still known to the deployment are picked up where they are instead of being submitted again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
+
+from tqdm import tqdm
+
+from app.client.api import DeploymentClient, DeploymentError, Interrupted, RetryPolicy, describe
+from app.client.auth import AuthError, service_auth
+from app.client.settings import ClientSettings, load_settings
+
+SUPPORTED_SUFFIXES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})
+JOURNAL_NAME = ".ocr-batch-jobs.jsonl"
+ADOPTABLE = frozenset({"queued", "running", "succeeded"})
+
+
+@dataclass(frozen=True)
+class Document:
+    """One input and where its outputs go."""
+
+    source: Path
+    relative: str  # POSIX path under the input root, the document's name in journals and summaries
+    markdown: Path
+    json: Path
+
+
+def find_documents(root: Path, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
+    """Supported documents (by extension, any case) in ``root``, sorted; hidden files and ``exclude`` skipped."""
+    pattern = "**/*" if recursive else "*"
+    excluded = exclude.resolve() if exclude is not None else None
+    found = []
+    for path in root.glob(pattern):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts) or path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            continue
+        if excluded is not None and path.resolve().is_relative_to(excluded):
+            continue
+        if path.is_file():
+            found.append(path)
+    return sorted(found)
+
+
+def plan_outputs(root: Path, sources: Iterable[Path], output_dir: Path | None = None) -> list[Document]:
+    """Output paths: ``<stem>.md``/``<stem>.json`` beside the input (or mirrored under ``output_dir``).
+
+    When two inputs in one folder share a stem (``scan.pdf``, ``scan.png``), both keep their full name
+    (``scan.pdf.md``), so that no output is written twice.
+    """
+    sources = list(sources)
+    stems: dict[tuple[Path, str], int] = {}
+    for source in sources:
+        key = (source.parent, source.stem)
+        stems[key] = stems.get(key, 0) + 1
+    documents = []
+    for source in sources:
+        relative = source.relative_to(root)
+        folder = output_dir / relative.parent if output_dir is not None else source.parent
+        name = source.name if stems[(source.parent, source.stem)] > 1 else source.stem
+        documents.append(Document(source, relative.as_posix(), folder / f"{name}.md", folder / f"{name}.json"))
+    return documents
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_complete(document: Document, digest: str) -> bool:
+    """Both outputs exist and the JSON is a whole result made from this very input (same SHA-256)."""
+    if not document.markdown.is_file():
+        return False
+    try:
+        data = json.loads(document.json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("pages"), list)
+        and isinstance(data.get("client"), dict)
+        and data["client"].get("sha256") == digest
+    )
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+class Journal:
+    """Append-only record of submitted jobs (one JSON line each); the last line of a document wins."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self.entries: dict[str, dict[str, Any]] = {}
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.entries[str(entry["source"])] = entry
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line torn by a crash
+
+    def job_for(self, relative: str, digest: str) -> str | None:
+        entry = self.entries.get(relative)
+        return str(entry["job_id"]) if entry and entry.get("sha256") == digest and entry.get("job_id") else None
+
+    def record(self, relative: str, digest: str, job_id: str) -> None:
+        entry = {"source": relative, "sha256": digest, "job_id": job_id, "submitted_at": _now()}
+        with self._lock:
+            self.entries[relative] = entry
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(entry) + "\n")
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    pages: str | None = None
+    dpi: int | None = None
+    poll_s: float = 2.0
+    job_timeout_s: float = 3600.0
+
+
+@dataclass
+class Outcome:
+    document: Document
+    status: Literal["done", "skipped", "failed", "interrupted"]
+    pages: int = 0
+    failed_pages: int = 0
+    reason: str = ""
+    resumed_job: bool = False
+
+
+class BatchRunner:
+    """Runs one document end to end: pick up or submit its job, wait, fetch, write the outputs."""
+
+    def __init__(self, client: DeploymentClient, journal: Journal, options: BatchOptions, url: str) -> None:
+        self.client = client
+        self.journal = journal
+        self.options = options
+        self.url = url
+
+    def process(self, document: Document, digest: str) -> Outcome:
+        """Never raises for a document's own failures: they come back as a ``failed`` outcome."""
+        try:
+            return self._process(document, digest)
+        except Interrupted:
+            return Outcome(document, "interrupted")
+        except (DeploymentError, AuthError, OSError) as exc:
+            return Outcome(document, "failed", reason=str(exc))
+
+    def _process(self, document: Document, digest: str) -> Outcome:
+        job_id = self._resumable_job(document, digest)
+        resumed = job_id is not None
+        if job_id is None:
+            accepted = self.client.submit_job(
+                document.source.name, document.source.read_bytes(), self.options.pages, self.options.dpi
+            )
+            job_id = str(accepted["id"])
+            self.journal.record(document.relative, digest, job_id)
+        status = self.client.wait_job(job_id, self.options.poll_s, self.options.job_timeout_s)
+        if status["status"] != "succeeded":
+            error = status.get("error") or {}
+            reason = (
+                f"job {job_id} {status['status']}: {error.get('message') or error.get('code') or 'no reason given'}"
+            )
+            return Outcome(document, "failed", reason=reason, resumed_job=resumed)
+        result: dict[str, Any] = self.client.job_result(job_id).json()
+        self._write(document, digest, job_id, result)
+        failed = len(status.get("failed_pages") or [])
+        return Outcome(document, "done", pages=len(result.get("pages", [])), failed_pages=failed, resumed_job=resumed)
+
+    def _resumable_job(self, document: Document, digest: str) -> str | None:
+        """The journal's job for this input when the deployment still has it and it has not failed."""
+        job_id = self.journal.job_for(document.relative, digest)
+        if job_id is None:
+            return None
+        status = self.client.job_status(job_id)
+        return job_id if status is not None and status.get("status") in ADOPTABLE else None
+
+    def _write(self, document: Document, digest: str, job_id: str, result: dict[str, Any]) -> None:
+        write_atomic(document.markdown, str(result.get("markdown", "")).encode("utf-8"))
+        result["client"] = {
+            "source": document.relative,
+            "sha256": digest,
+            "size": document.source.stat().st_size,
+            "job_id": job_id,
+            "deployment": self.url,
+            "finished_at": _now(),
+        }
+        write_atomic(document.json, json.dumps(result, ensure_ascii=False, indent=1).encode("utf-8"))
+
+
+@dataclass
+class Summary:
+    total: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+    deferred: int = 0  # left for a later run by --limit
+    seconds: float = 0.0
+    interrupted: bool = False
+    retries: dict[str, int] = field(default_factory=dict)
+
+    def of(self, status: str) -> list[Outcome]:
+        return [outcome for outcome in self.outcomes if outcome.status == status]
+
+    def render(self) -> str:
+        done, failed = self.of("done"), self.of("failed")
+        pages = sum(outcome.pages for outcome in done)
+        page_failures = sum(outcome.failed_pages for outcome in done)
+        resumed = sum(1 for outcome in done if outcome.resumed_job)
+        lines = [
+            f"documents: {self.total}",
+            f"  done:    {len(done)} ({pages} page(s)"
+            + (f", {page_failures} page(s) failed" if page_failures else "")
+            + (f", {resumed} picked up from an earlier run" if resumed else "")
+            + ")",
+            f"  skipped: {len(self.of('skipped'))} (outputs already complete)",
+            f"  failed:  {len(failed)}",
+        ]
+        lines += [f"    {outcome.document.relative}: {outcome.reason}" for outcome in failed]
+        unfinished = self.total - self.deferred - len(self.outcomes) + len(self.of("interrupted"))
+        if unfinished:
+            lines.append(f"  not finished: {unfinished} (interrupted; run again to resume)")
+        if self.deferred:
+            lines.append(f"  left for a later run: {self.deferred} (--limit)")
+        if self.retries:
+            lines.append(
+                "  retries: " + ", ".join(f"{reason} x{count}" for reason, count in sorted(self.retries.items()))
+            )
+        rate = f", {pages / self.seconds:.2f} pages/s" if self.seconds > 0 and pages else ""
+        lines.append(f"  time: {self.seconds:.1f} s{rate}")
+        return "\n".join(lines)
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.of("failed") else 0
+
+
+def run_batch(
+    documents: Sequence[Document],
+    runner: BatchRunner,
+    concurrency: int,
+    *,
+    limit: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Summary:
+    """Skip complete documents, run at most ``limit`` of the rest, ``concurrency`` at a time.
+
+    Ctrl-C (``KeyboardInterrupt``) stops submitting and waiting; what finished is kept and summarised.
+    """
+    started = time.monotonic()
+    summary = Summary(total=len(documents))
+    pending: list[tuple[Document, str]] = []
+    for document in documents:
+        digest = sha256_of(document.source)
+        if not force and is_complete(document, digest):
+            summary.outcomes.append(Outcome(document, "skipped"))
+        else:
+            pending.append((document, digest))
+    if limit is not None and len(pending) > limit:
+        summary.deferred = len(pending) - limit
+        pending = pending[:limit]
+    bar = tqdm(total=len(pending), unit="doc", desc="OCR", disable=not progress, file=sys.stderr)
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="ocr-batch")
+    futures: list[Future[Outcome]] = [pool.submit(runner.process, doc, digest) for doc, digest in pending]
+    finished: dict[Future[Outcome], Outcome] = {}
+    try:
+        for future in as_completed(futures):
+            outcome = finished[future] = future.result()
+            if outcome.status == "failed":
+                bar.write(f"failed: {outcome.document.relative}: {outcome.reason}")
+            bar.update(1)
+            bar.set_postfix(pages=sum(o.pages for o in finished.values()))
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        runner.client.stop.set()
+        bar.write("interrupted: stopping; jobs already on the server are picked up by the next run")
+        pool.shutdown(wait=True, cancel_futures=True)
+        finished.update({f: f.result() for f in futures if f.done() and not f.cancelled() and f not in finished})
+    finally:
+        pool.shutdown(wait=True)
+        bar.close()
+    summary.outcomes += finished.values()
+    summary.seconds = time.monotonic() - started
+    summary.retries = dict(runner.client.retries.by_reason)
+    return summary
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m app.client",
+        description="OCR every document in a folder through a deployment's jobs API (resumable).",
+        epilog="Deployment and credentials come from the environment or .env: CLOUD_RU_INFERENCE_URL; "
+        "CLOUD_RU_IAM_KEY_ID + CLOUD_RU_IAM_SECRET (or CLOUD_RU_TOKEN); SERVICE_API_KEY; CLOUD_RU_IAM_URL.",
+    )
+    parser.add_argument("input", type=Path, help="folder with PDF, PNG, JPEG, TIFF, WebP or BMP documents")
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        help="write outputs here, mirroring the input tree (default: beside each input)",
+    )
+    parser.add_argument("-r", "--recursive", action="store_true", help="include sub-folders")
+    parser.add_argument("-c", "--concurrency", type=int, default=4, help="documents in flight at once (default 4)")
+    parser.add_argument("--pages", help="pages of each document, e.g. '1-3,5' (default all)")
+    parser.add_argument("--dpi", type=int, help="PDF rasterising resolution (default: the service's)")
+    parser.add_argument("--url", help="deployment URL (overrides CLOUD_RU_INFERENCE_URL)")
+    parser.add_argument("--env-file", type=Path, default=Path(".env"), help="dotenv file (default ./.env)")
+    parser.add_argument("--limit", type=int, help="process at most this many documents in this run")
+    parser.add_argument("--force", action="store_true", help="redo documents whose outputs are complete")
+    parser.add_argument("--poll-interval", type=float, default=2.0, help="seconds between job polls (default 2)")
+    parser.add_argument("--job-timeout", type=float, default=3600.0, help="give up on one job after this (s)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="HTTP timeout per request (s, default 300)")
+    parser.add_argument("--retries", type=int, default=8, help="attempts per request on 429/5xx/errors")
+    parser.add_argument(
+        "--max-retry-wait",
+        type=float,
+        default=60.0,
+        help="longest wait between attempts, Retry-After included (s, default 60)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.concurrency < 1 or args.retries < 1 or (args.limit is not None and args.limit < 0):
+        parser.error("--concurrency and --retries must be at least 1, --limit at least 0")
+    return args
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The batch client's command line; exit code 0 all done, 1 some failed, 2 unusable setup, 130 stopped."""
+    args = parse_args(argv)
+    settings = load_settings(args.env_file, args.url)
+    problems = settings.problems()
+    if not args.input.is_dir():
+        problems.append(f"{args.input} is not a folder")
+    if problems:
+        print("error: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return _run(args, settings)
+    except KeyboardInterrupt:  # before the documents were handed out (while hashing, say)
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace, settings: ClientSettings) -> int:
+    root = args.input
+    documents = plan_outputs(root, find_documents(root, args.recursive, args.output_dir), args.output_dir)
+    journal = Journal((args.output_dir or root) / JOURNAL_NAME)
+    policy = RetryPolicy(attempts=args.retries, max_wait_s=args.max_retry_wait)
+    url = settings.cloud_ru_inference_url
+    with DeploymentClient(
+        url, service_auth(settings), policy=policy, timeout=args.timeout, connections=args.concurrency + 2
+    ) as client:
+        try:
+            check = client.request("GET", "/version")
+        except (DeploymentError, AuthError) as exc:
+            print(f"error: {url}: {exc}", file=sys.stderr)
+            return 1
+        if check.status_code in (401, 403):
+            print(f"error: {url} refused the credentials: {describe(check)}", file=sys.stderr)
+            return 1
+        options = BatchOptions(args.pages, args.dpi, args.poll_interval, args.job_timeout)
+        runner = BatchRunner(client, journal, options, url)
+        print(f"{len(documents)} documents in {root} -> {args.output_dir or 'beside the inputs'}", file=sys.stderr)
+        summary = run_batch(
+            documents, runner, args.concurrency, limit=args.limit, force=args.force, progress=not args.no_progress
+        )
+    print(summary.render())
+    return summary.exit_code
