@@ -357,78 +357,102 @@ class OcrService:
         )
 
     async def _recognise(self, active: _ActiveJob, document: Document, pending: list[int]) -> None:
+        """Run the pending pages through the scheduler, ``engine.batch_size`` pages per task (one
+        pipeline call), at most ``scheduler.workers`` tasks of this job at a time; record each page."""
         record = active.record
         loop = asyncio.get_running_loop()
         document_lock = threading.Lock()  # a Document is used by one thread at a time
-        engine = self.runtime.engine
-        folder = self.store.root / record.result_dir
-        started_at: dict[int, float] = {}
-        in_flight: dict[asyncio.Future[dict[str, Any]], int] = {}
-        submitted: dict[int, Future[dict[str, Any]]] = {}
+        batch_size = max(1, self.runtime.engine.batch_size)
+        started_at: dict[int, float] = {}  # first page number of a batch -> when a worker took it
+        in_flight: dict[asyncio.Future[list[dict[str, Any]]], tuple[int, ...]] = {}
+        submitted: dict[tuple[int, ...], Future[list[dict[str, Any]]]] = {}
         queue = list(pending)
         timeout = self.settings.page_timeout_s
 
-        def mark_started(number: int) -> None:
-            started_at[number] = time.monotonic()
+        def mark_started(batch: tuple[int, ...]) -> None:
+            started_at[batch[0]] = time.monotonic()
             if record.status == "queued":
                 record.status = "running"
                 record.started_at = utc_now()
 
-        def run_page(number: int) -> dict[str, Any]:
-            loop.call_soon_threadsafe(mark_started, number)
-            began = time.perf_counter()
-            with document_lock:
-                image = document.render(number, record.dpi)
-            decoded = time.perf_counter()
-            page = engine.recognize(image)
-            ocr_s = time.perf_counter() - decoded
-            if page.images:  # one folder holds every page's images: make their names unique
-                page.markdown, page.images = page_image_names(number, page.markdown, page.images)
-                self.store.save_images(folder, page.images)
-            result = build_page(number, image.width, image.height, page.blocks, page.markdown)
-            return {
-                "page": result.model_dump(mode="json"),
-                "decode_ms": (decoded - began) * 1000,
-                "ocr_ms": ocr_s * 1000,
-            }
+        def run_batch(batch: tuple[int, ...]) -> list[dict[str, Any]]:
+            loop.call_soon_threadsafe(mark_started, batch)
+            return self._recognise_batch(record, document, document_lock, batch)
+
+        def in_flight_pages() -> int:
+            return sum(len(batch) for batch in in_flight.values())
 
         while queue or in_flight:
-            while queue and len(in_flight) < self.scheduler.workers and not self._stopping(active):
-                number = queue.pop(0)
-                future: Future[dict[str, Any]] = self.scheduler.submit(record.id, functools.partial(run_page, number))
-                submitted[number] = future
-                in_flight[asyncio.wrap_future(future)] = number
+            capacity = self.scheduler.workers * batch_size
+            while queue and in_flight_pages() < capacity and not self._stopping(active):
+                batch = tuple(queue[:batch_size])
+                del queue[:batch_size]
+                future = self.scheduler.submit(record.id, functools.partial(run_batch, batch))
+                submitted[batch] = future
+                in_flight[asyncio.wrap_future(future)] = batch
             if not in_flight:
                 break
             finished, _ = await asyncio.wait(in_flight, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
             for waiter in finished:
-                number = in_flight.pop(waiter)
+                batch = in_flight.pop(waiter)
                 if not waiter.cancelled():  # cancelled = never started: it stays pending on disk
-                    await self._record_page(record, number, self._page_payload(waiter, number))
+                    for number, payload in zip(batch, self._batch_payloads(waiter, batch), strict=True):
+                        await self._record_page(record, number, payload)
             if self._stopping(active):
-                for waiter, number in list(in_flight.items()):
-                    if submitted[number].cancel():  # not started yet: it stays pending for after a restart
+                for waiter, batch in list(in_flight.items()):
+                    if submitted[batch].cancel():  # not started yet: it stays pending for after a restart
                         in_flight.pop(waiter)
             now = time.monotonic()
-            for waiter, number in list(in_flight.items()):
-                if number in started_at and now - started_at[number] > timeout:
+            for waiter, batch in list(in_flight.items()):
+                if batch[0] in started_at and now - started_at[batch[0]] > timeout * len(batch):
                     in_flight.pop(waiter)  # the worker finishes on its own; its result is dropped
                     waiter.cancel()
-                    error = ServiceError(504, "page_timeout", f"page {number} took longer than {timeout} s")
-                    await self._record_page(record, number, self._error_payload(number, error))
+                    for number in batch:
+                        error = ServiceError(504, "page_timeout", f"page {number} took longer than {timeout} s")
+                        await self._record_page(record, number, self._error_payload(number, error))
 
     def _stopping(self, active: _ActiveJob) -> bool:
         """No new pages for a cancelled job, nor, while draining, for a job nobody waits for."""
         return active.cancel_requested or (self.draining and active.waiters == 0)
 
-    def _page_payload(self, waiter: asyncio.Future[dict[str, Any]], number: int) -> dict[str, Any]:
+    def _recognise_batch(
+        self, record: JobRecord, document: Document, document_lock: threading.Lock, batch: tuple[int, ...]
+    ) -> list[dict[str, Any]]:
+        """In a worker thread: render the batch's pages and recognise them in one engine call."""
+        engine = self.runtime.engine
+        folder = self.store.root / record.result_dir
+        began = time.perf_counter()
+        images, payloads = [], {}
+        for number in batch:
+            try:
+                with document_lock:
+                    images.append((number, document.render(number, record.dpi)))
+            except ServiceError as exc:  # this page is unreadable; the others go on
+                payloads[number] = self._error_payload(number, exc)
+        decoded = time.perf_counter()
+        pages = engine.recognize_many([image for _, image in images]) if images else []
+        ocr_ms = (time.perf_counter() - decoded) * 1000 / max(1, len(images))
+        decode_ms = (decoded - began) * 1000 / len(batch)
+        for (number, image), page in zip(images, pages, strict=True):
+            if page.images:  # one folder holds every page's images: make their names unique
+                page.markdown, page.images = page_image_names(number, page.markdown, page.images)
+                self.store.save_images(folder, page.images)
+            result = build_page(number, image.width, image.height, page.blocks, page.markdown)
+            payloads[number] = {"page": result.model_dump(mode="json"), "decode_ms": decode_ms, "ocr_ms": ocr_ms}
+        return [payloads[number] for number in batch]
+
+    def _batch_payloads(
+        self, waiter: asyncio.Future[list[dict[str, Any]]], batch: tuple[int, ...]
+    ) -> list[dict[str, Any]]:
+        """The pages' payloads, or each page's error payload when the engine call failed."""
         exc = waiter.exception()
         if exc is None:
             return waiter.result()
         if not isinstance(exc, ServiceError):
-            log.error("page %d failed in %s: %r", number, self.runtime.engine.name, exc)
-            exc = ServiceError(500, "ocr_failed", f"the OCR engine failed on page {number}: {type(exc).__name__}")
-        return self._error_payload(number, exc)
+            log.error("pages %s failed in %s: %r", list(batch), self.runtime.engine.name, exc)
+            first = batch[0] if len(batch) == 1 else f"{batch[0]}-{batch[-1]}"
+            exc = ServiceError(500, "ocr_failed", f"the OCR engine failed on page {first}: {type(exc).__name__}")
+        return [self._error_payload(number, exc) for number in batch]
 
     @staticmethod
     def _error_payload(number: int, error: ServiceError) -> dict[str, Any]:

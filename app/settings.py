@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     vl_api_key: SecretStr = SecretStr("")
     vl_model_name: str = ""  # "" = the pipeline's model name (PaddleOCR-VL-0.9B for v1)
     vl_max_concurrency: int = Field(8, ge=1, le=256)
+    vl_batch_pages: int = Field(4, ge=1, le=64)
     vl_request_timeout_s: float = Field(180, gt=0, le=3600)
     vl_use_layout_detection: bool = True
     vl_use_doc_orientation_classify: bool = False

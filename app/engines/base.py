@@ -61,6 +61,11 @@ class OcrEngine(ABC):
     def recognize(self, image: Image.Image) -> EnginePage:
         """Recognise one RGB page image. Blocks carry ``bbox`` in that image's pixels."""
 
+    @property
+    def batch_size(self) -> int:
+        """How many pages of a document the service hands over in one ``recognize_many`` call."""
+        return 1
+
     def recognize_many(self, images: Sequence[Image.Image]) -> list[EnginePage]:
         """Recognise several pages; engines that batch internally override this."""
         return [self.recognize(image) for image in images]

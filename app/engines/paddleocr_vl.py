@@ -72,6 +72,12 @@ class PaddleOcrVlEngine(OcrEngine):
         return self._parallel
 
     @property
+    def batch_size(self) -> int:
+        """Native: ``VL_BATCH_PAGES`` pages of a document per pipeline call (the GPU batches them).
+        Server backends: one page per call; pages of all requests run concurrently instead."""
+        return 1 if self._server else self._settings.vl_batch_pages
+
+    @property
     def needs_local_models(self) -> bool:
         """Whether any model runs in this process (then ``OCR_DEVICE`` matters)."""
         s = self._settings

@@ -7,7 +7,9 @@ the pipeline depends on what was uploaded. Only the GPU model is replaced; every
 service and the server is real.
 
 Knobs: ``delay_s`` (answer late), ``fail_status`` (answer every completion with that HTTP error),
-``stop()`` / ``start()`` (the port refuses connections, then serves again on the same port).
+``stop()`` / ``start()`` (the port refuses connections, then serves again on the same port), and for
+benchmarks ``reply`` (a fixed answer instead of reading the image: no CPU spent on OCR) and
+``capacity`` (at most that many completions at once; the rest wait, like a batching server's slots).
 """
 
 from __future__ import annotations
@@ -53,9 +55,18 @@ def read_text(image: Image.Image) -> str:
 class VlmStandin:
     """The stand-in server on ``127.0.0.1:<port>``; ``url`` is the OpenAI base URL (``.../v1``)."""
 
-    def __init__(self, model_id: str = "PaddleOCR-VL-0.9B", api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        model_id: str = "PaddleOCR-VL-0.9B",
+        api_key: str | None = None,
+        *,
+        reply: str | None = None,
+        capacity: int | None = None,
+    ) -> None:
         self.model_id = model_id
         self.api_key = api_key
+        self.reply = reply
+        self._slots = threading.BoundedSemaphore(capacity) if capacity else None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.delay_s = 0.0
@@ -70,7 +81,8 @@ class VlmStandin:
 
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> VlmStandin:
-        reader()  # load the CPU engine before the first request arrives
+        if self.reply is None:
+            reader()  # load the CPU engine before the first request arrives
         self._release.clear()
         server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
         server.daemon_threads = False  # stop() joins the handlers: none is left reading at exit
@@ -167,13 +179,14 @@ class VlmStandin:
                     return self._error(404, f"no route {self.path}", "NotFoundError")
                 if not self._authorised():
                     return None
-                with standin._lock:
-                    standin.in_flight += 1
-                try:
-                    self._complete(raw)
-                finally:
+                with standin._slots or contextlib.nullcontext():
                     with standin._lock:
-                        standin.in_flight -= 1
+                        standin.in_flight += 1
+                    try:
+                        self._complete(raw)
+                    finally:
+                        with standin._lock:
+                            standin.in_flight -= 1
                 return None
 
             def _complete(self, raw: bytes) -> None:
@@ -191,7 +204,7 @@ class VlmStandin:
                 if standin.fail_status:
                     return self._error(standin.fail_status, "stand-in failure", "InternalServerError")
                 began = time.monotonic()
-                text = read_text(image)
+                text = standin.reply if standin.reply is not None else read_text(image)
                 entry["read_s"] = round(time.monotonic() - began, 2)
                 completion = {
                     "id": "chatcmpl-" + uuid.uuid4().hex[:12],
