@@ -35,15 +35,19 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
 
 
 class ServiceProcess:
-    """``python -m app`` (or another command) on a free port, with its output in a log file."""
+    """``python -m app`` (or another command) on a free port, with its output in a log file.
+
+    S3 settings of the calling environment are not inherited: a test that wants S3 passes them in ``env``.
+    """
 
     def __init__(self, tmp: Path, env: dict[str, str] | None = None, command: list[str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.output_dir = tmp / "output"
         self.log_path = tmp / f"server-{self.port}.log"
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDRU_", "S3_"))}
         self.env = {
-            **os.environ,
+            **inherited,
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "OUTPUT_DIR": str(self.output_dir),
