@@ -182,6 +182,7 @@ class S3Mirror:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._waiters: dict[str, list[Future[bool]]] = {}
+        self._in_flight: dict[int, float] = {}  # uploader thread -> when its current PUT began
         self._waiters_lock = threading.Lock()
         # Health, written by the uploader threads, read lock-free by /health.
         self.last_ok: bool | None = None
@@ -270,10 +271,11 @@ class S3Mirror:
         return self.outbox.result_pending(job_id)
 
     async def wait_result(self, job_id: str, timeout: float) -> bool:
-        """True once the job's result is in S3; False after ``timeout`` s, or at once while S3 is failing."""
+        """True once the job's result is in S3; False after ``timeout`` s, or at once while S3 is failing
+        (the last operation failed, or an upload has been hanging for longer than ``timeout``)."""
         if not self.result_pending(job_id):
             return True
-        if self.last_ok is False or timeout <= 0:
+        if self.last_ok is False or timeout <= 0 or self._hanging_longer_than(timeout):
             return False
         future: Future[bool] = Future()
         with self._waiters_lock:
@@ -287,6 +289,10 @@ class S3Mirror:
             return False
         finally:
             self._forget(job_id, future)
+
+    def _hanging_longer_than(self, seconds: float) -> bool:
+        began = list(self._in_flight.values())
+        return bool(began) and time.monotonic() - min(began) > seconds
 
     def _forget(self, job_id: str, future: Future[bool]) -> None:
         with self._waiters_lock:
@@ -382,7 +388,14 @@ class S3Mirror:
             except FileNotFoundError:
                 log.warning("S3 mirror: %s no longer exists locally; skipped", step.item.file)
                 return False
-        self._client.put_object(Bucket=self.bucket, Key=step.item.key, Body=body, ContentType=step.item.content_type)
+        thread = threading.get_ident()
+        self._in_flight[thread] = time.monotonic()
+        try:
+            self._client.put_object(
+                Bucket=self.bucket, Key=step.item.key, Body=body, ContentType=step.item.content_type
+            )
+        finally:
+            self._in_flight.pop(thread, None)
         return True
 
     def _record_success(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import pytest
 
 from tests.support.documents import text_pdf
 from tests.support.s3server import S3Server
-from tests.support.server import ServiceProcess, wait_for
+from tests.support.server import ServiceProcess, after_job_ms, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -283,6 +284,38 @@ def test_s3_down_at_start_then_up_uploads_every_pending_result_once(tmp_path: Pa
             expected = {k for b in bodies for k in result_keys(b) + job_keys(b["id"], 1)}
             assert set(objects) == expected  # nothing lost, nothing extra
         assert_no_secrets(s3, server.log(), *(json.dumps(b) for b in bodies))
+    finally:
+        s3.kill()
+
+
+@pytest.mark.slow
+def test_a_hanging_s3_delays_answers_at_most_s3_upload_wait_s(tmp_path: Path) -> None:
+    s3 = S3Server(tmp_path / "s3").start()
+    try:
+        bucket = new_bucket(s3)
+        (tmp_path / "service").mkdir()
+        env = s3.service_env(bucket, CLOUDRU_S3_PREFIX=PREFIX, S3_UPLOAD_WAIT_S="2")
+        with ServiceProcess(tmp_path / "service", env=env) as server:
+            server.wait_ready()
+            health_when(server, lambda s3: s3["startup_check"] == "ok", "the start-up check")
+            s3.pause()  # connections are accepted, nothing answers: only the read timeout (30 s) would end a PUT
+            with httpx.Client(base_url=server.url, timeout=120) as client:
+                bodies = [ocr(client).json() for _ in range(3)]
+                health_ms = []
+                for _ in range(5):
+                    began = time.perf_counter()
+                    assert client.get("/health").status_code == 200
+                    health_ms.append((time.perf_counter() - began) * 1000)
+            assert [b["storage"]["s3"]["status"] for b in bodies] == ["pending"] * 3
+            waits = after_job_ms(server.log())
+            assert len(waits) == 3 and max(waits) < 2000 + 500, waits  # the first may wait up to S3_UPLOAD_WAIT_S
+            assert max(waits[1:]) < 500, waits  # later ones see the hanging upload and do not wait
+            assert max(health_ms) < 1000, health_ms
+            s3.resume()
+            drained(server)
+            objects = bucket_objects(s3, bucket)
+            for body in bodies:
+                assert_mirrored(objects, server, body)
     finally:
         s3.kill()
 

@@ -340,6 +340,15 @@ class S3Server:
         if self._process is not None:
             self._reap()
 
+    def pause(self) -> None:
+        """SIGSTOP: connections are still accepted by the kernel, but nothing answers (a hanging S3)."""
+        assert self._process is not None
+        os.killpg(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        os.killpg(self._process.pid, signal.SIGCONT)
+
     def restart(self) -> S3Server:
         self.stop()
         return self.start()
@@ -348,7 +357,7 @@ class S3Server:
         process = self._process
         assert process is not None
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)  # also ends a paused (SIGSTOPped) server
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(10)
         self._process = None
