@@ -219,7 +219,8 @@ class S3Mirror:
         self._resolve_all(False)
 
     def _setup(self) -> None:
-        """Create the client (retrying with backoff), then check the bucket and the credentials once."""
+        """Create the client (retrying with backoff), then check the bucket and the credentials once, within
+        ``S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S`` (a hanging S3 is reported as a timeout)."""
         attempt = 0
         while not self._stopping.is_set():
             try:
@@ -232,11 +233,23 @@ class S3Mirror:
         self._client_ready.set()
         if self._client is None:
             return
-        try:  # a listing, not HeadBucket: its errors have a body (SignatureDoesNotMatch, NoSuchBucket)
-            self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.layout.key(""), MaxKeys=1)
-        except Exception as exc:
+        outcome: list[Exception | None] = []
+
+        def check() -> None:
+            try:  # a listing, not HeadBucket: its errors have a body (SignatureDoesNotMatch, NoSuchBucket)
+                self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.layout.key(""), MaxKeys=1)
+                outcome.append(None)
+            except Exception as exc:
+                outcome.append(exc)
+
+        checker = threading.Thread(target=check, name="s3-check", daemon=True)
+        checker.start()
+        limit = self.settings.s3_connect_timeout_s + self.settings.s3_read_timeout_s
+        checker.join(limit)
+        error = outcome[0] if outcome else TimeoutError(f"no answer from S3 within {limit:.0f} s")
+        if error is not None:
             self.startup_check = "failed"
-            self._record_failure(exc, f"checking bucket {self.bucket}")
+            self._record_failure(error, f"checking bucket {self.bucket}")
             return
         self.startup_check = "ok"
         if self.last_ok is None:
