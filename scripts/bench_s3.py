@@ -97,6 +97,10 @@ def alternate(
     }
 
 
+def signed(value: float) -> str:
+    return f"{round(value):+d}"
+
+
 def pair(values: list[float]) -> str:
     return f"{percentile(values, 50):.0f} / {percentile(values, 95):.0f}"
 
@@ -109,9 +113,10 @@ def rows(label: str, run: dict[str, Any]) -> list[str]:
     added_wall = [percentile(run["mirrored"], q) - percentile(run["plain"], q) for q in (50, 95)]
     return [
         f"| {label} | after OCR | {pair(run['plain_after'])} | {pair(run['mirrored_after'])}, "
-        f"max {max(run['mirrored_after']):.0f} | **{added[0]:+.0f} / {added[1]:+.0f}** | {statuses} | {health_text} |",
+        f"max {max(run['mirrored_after']):.0f} | **{signed(added[0])} / {signed(added[1])}** "
+        f"| {statuses} | {health_text} |",
         f"| | end to end | {pair(run['plain'])} | {pair(run['mirrored'])}, max {max(run['mirrored']):.0f} "
-        f"| {added_wall[0]:+.0f} / {added_wall[1]:+.0f} (OCR noise) | | |",
+        f"| {signed(added_wall[0])} / {signed(added_wall[1])} (OCR noise) | | |",
     ]
 
 
@@ -168,7 +173,9 @@ def main() -> None:
         *rows("S3 hangs (SIGSTOP)", hung),
         *rows("S3 down (killed)", down),
         "",
-        f"Slowest after-OCR time with S3 hanging: {max(hung['mirrored_after']):.0f} ms; with S3 down: "
+        f"Slowest after-OCR time with S3 hanging: {max(hung['mirrored_after']):.0f} ms "
+        f"({sum(1 for t in hung['mirrored_after'] if t > 1000)} of {len(hung['mirrored_after'])} requests waited "
+        f"over 1 s); with S3 down: "
         f"{max(down['mirrored_after']):.0f} ms (bound: `S3_UPLOAD_WAIT_S` = {UPLOAD_WAIT_S:.0f} s). Only a request "
         "that meets the trouble first waits (up to the bound, or until the failure is detected); while an upload "
         "hangs longer than the bound or S3 is failing, requests do not wait. After S3 came back, the "
