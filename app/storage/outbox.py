@@ -203,6 +203,12 @@ class Outbox:
         entry.next_try = retry_at
         entry.busy = False
 
+    def retry_now(self) -> None:
+        """Make every entry due at once (S3 is known to work again) and wake the uploaders."""
+        for entry in self.entries.values():
+            entry.next_try = 0.0
+        self.cond.notify_all()
+
     def release(self, entry: Entry) -> None:
         entry.busy = False
 

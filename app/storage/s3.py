@@ -219,8 +219,8 @@ class S3Mirror:
         self._resolve_all(False)
 
     def _setup(self) -> None:
-        """Create the client (retrying with backoff), then check the bucket and the credentials once, within
-        ``S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S`` (a hanging S3 is reported as a timeout)."""
+        """Create the client (retrying with backoff), then check the bucket and the credentials, each try
+        within ``S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S``; a failure is reported and retried with backoff."""
         attempt = 0
         while not self._stopping.is_set():
             try:
@@ -233,10 +233,28 @@ class S3Mirror:
         self._client_ready.set()
         if self._client is None:
             return
+        attempt = 0
+        while not self._stopping.is_set():
+            error = self._check_bucket()
+            if error is None:
+                self.startup_check = "ok"
+                self._record_success(uploaded=False)
+                with self.outbox.cond:  # what failed before need not wait for its retry time
+                    self.outbox.retry_now()
+                log.info("S3 mirror ready: bucket %s reachable", self.bucket)
+                return
+            self.startup_check = "failed"
+            attempt += 1
+            self._record_failure(error, f"checking bucket {self.bucket}")
+            self._stopping.wait(self._backoff(attempt))  # again until it passes: /health recovers without traffic
+
+    def _check_bucket(self) -> Exception | None:
+        """List one key under the prefix (not HeadBucket: a listing's errors have a body, e.g.
+        SignatureDoesNotMatch or NoSuchBucket); the error, or None. A hanging S3 is a TimeoutError."""
         outcome: list[Exception | None] = []
 
         def check() -> None:
-            try:  # a listing, not HeadBucket: its errors have a body (SignatureDoesNotMatch, NoSuchBucket)
+            try:
                 self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.layout.key(""), MaxKeys=1)
                 outcome.append(None)
             except Exception as exc:
@@ -246,15 +264,7 @@ class S3Mirror:
         checker.start()
         limit = self.settings.s3_connect_timeout_s + self.settings.s3_read_timeout_s
         checker.join(limit)
-        error = outcome[0] if outcome else TimeoutError(f"no answer from S3 within {limit:.0f} s")
-        if error is not None:
-            self.startup_check = "failed"
-            self._record_failure(error, f"checking bucket {self.bucket}")
-            return
-        self.startup_check = "ok"
-        if self.last_ok is None:
-            self.last_ok = True
-        log.info("S3 mirror ready: bucket %s reachable", self.bucket)
+        return outcome[0] if outcome else TimeoutError(f"no answer from S3 within {limit:.0f} s")
 
     # --- recording what to upload (service threads) ---------------------------------------------
     def job_state(self, job_id: str, path: Path) -> None:
@@ -411,13 +421,15 @@ class S3Mirror:
             self._in_flight.pop(thread, None)
         return True
 
-    def _record_success(self) -> None:
+    def _record_success(self, uploaded: bool = True) -> None:
+        """S3 answered: healthy again, uploads no longer paused."""
         with self._health_lock:
             if self.last_ok is False:
-                log.info("S3 mirror: uploads work again")
+                log.info("S3 mirror: S3 works again")
             self.last_ok = True
-            self.uploaded += 1
-            self.last_upload_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            if uploaded:
+                self.uploaded += 1
+                self.last_upload_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self._consecutive_failures = 0
             self._paused_until = 0.0
 

@@ -276,8 +276,8 @@ def test_s3_down_at_start_then_up_uploads_every_pending_result_once(tmp_path: Pa
             assert server.health()["s3"]["pending_results"] == 3  # type: ignore[index]
 
             s3.start()
-            health = drained(server)
-            assert health["s3_storage"] == "configured"
+            ok = health_when(server, lambda s3: s3["pending"] == 0 and s3["startup_check"] == "ok", "S3 back")
+            assert ok["s3_storage"] == "configured"
             objects = bucket_objects(s3, bucket)
             for body in bodies:
                 assert_mirrored(objects, server, body)
