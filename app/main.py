@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -28,6 +29,7 @@ from app.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestLogMidd
 from app.service import OcrService
 from app.settings import Settings, get_settings
 from app.storage.local import LocalStore, resolve_output_dir
+from app.storage.s3 import build_mirror
 
 log = logging.getLogger("app")
 
@@ -53,7 +55,10 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
         log.info("engine %s selected (%s); output in %s", selected.name, reason, store.root)
         runtime = EngineRuntime(selected, selection=reason)
         runtime.start_loading()
-        service = OcrService(settings, runtime, store, metrics)
+        mirror = build_mirror(settings, store.root)
+        if mirror is not None:  # loads the outbox; the client and the bucket check run in the background
+            await anyio.to_thread.run_sync(mirror.start)
+        service = OcrService(settings, runtime, store, metrics=metrics, mirror=mirror)
         metrics.watch(service.snapshot)
         app.state.settings = settings
         app.state.service = service
@@ -68,6 +73,8 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
         finally:
             housekeeping.cancel()
             await service.drain(settings.shutdown_grace_s)
+            if mirror is not None:  # uploads in flight get a moment; the rest stays in the outbox
+                await anyio.to_thread.run_sync(mirror.close)
             restore_signals()
             selected.close()
 

@@ -42,8 +42,30 @@ class ResultFiles(BaseModel):
     model_config = {"populate_by_name": True}
 
 
+class LocalStorage(BaseModel):
+    dir: str = Field(description="the result folder, relative to OUTPUT_DIR")
+    files: list[str] = Field(description="its files, relative to the folder")
+
+
+class S3Storage(BaseModel):
+    status: Literal["uploaded", "pending", "disabled"] = Field(
+        description="uploaded: in the bucket; pending: recorded in the outbox, uploaded later; disabled: S3 is off"
+    )
+    bucket: str | None = None
+    keys: list[str] = Field(default_factory=list, description="object keys, result.json last")
+
+
+class ResultStorage(BaseModel):
+    local: LocalStorage | None = Field(None, description="null on a replica that read the result from S3")
+    s3: S3Storage
+
+
 class DocumentResult(BaseModel):
-    """The result of one document: what ``POST /ocr`` returns and what is stored as ``result.json``."""
+    """The result of one document: what ``POST /ocr`` returns and what is stored as ``result.json``.
+
+    ``storage`` is filled per response (the S3 status changes after the file is written) and is not part of
+    the stored ``result.json``, so the local file and its S3 copy are byte for byte the same.
+    """
 
     id: str
     filename: str | None
@@ -55,6 +77,7 @@ class DocumentResult(BaseModel):
     text: str
     timings: Timings
     files: ResultFiles = Field(default_factory=ResultFiles)
+    storage: ResultStorage | None = Field(None, description="where the result is stored (responses only)")
 
 
 class EngineHealth(BaseModel):
@@ -67,11 +90,34 @@ class EngineHealth(BaseModel):
     detail: str | None = Field(None, description="what the engine is doing or waiting for")
 
 
+class S3Error(BaseModel):
+    type: str
+    message: str
+    at: str | None = None
+
+
+class S3Health(BaseModel):
+    """The S3 mirror in detail; ``s3_storage`` repeats ``status`` as a plain string for older probes."""
+
+    status: Literal["not_configured", "configured", "degraded"]
+    bucket: str | None = None
+    prefix: str | None = None
+    startup_check: Literal["running", "ok", "failed"] | None = None
+    pending: int = Field(0, description="jobs with uploads waiting in the outbox")
+    pending_results: int = Field(0, description="results among them")
+    oldest_pending_s: float | None = Field(None, description="age of the oldest pending upload, seconds")
+    uploaded: int = Field(0, description="objects uploaded since start")
+    last_upload_at: str | None = None
+    last_error: S3Error | None = None
+    missing: list[str] = Field(default_factory=list, description="required variables that are not set")
+
+
 class HealthResponse(BaseModel):
     status: Literal["starting", "healthy", "unhealthy"]
     engine: EngineHealth
     paddleocr: Literal["initializing", "ready", "failed"]
-    s3_storage: str
+    s3_storage: Literal["not_configured", "configured", "degraded"]
+    s3: S3Health
     version: str
 
 

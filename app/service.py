@@ -5,6 +5,10 @@ on the fair :class:`PageScheduler` (never on the event loop), at most ``schedule
 a job at a time and rendered only when a worker takes them, so memory stays flat for any page count.
 Each finished page is written to disk at once; after a restart a job resumes at its first
 unfinished page. All job state is changed on the event loop; worker threads only compute pages.
+
+With S3 enabled every write of job state, of a page and of the result is also recorded for the S3
+mirror (:mod:`app.storage.s3`), and a job this replica does not have on disk is looked up in S3:
+a job runs on the replica that accepted it, any replica can report it.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ from app.jobs.store import JobRecord, JobStore, utc_now
 from app.metrics import Metrics
 from app.results import build_page, failed_page, join_pages, page_image_names
 from app.scheduler import PageScheduler
-from app.schemas import DocumentResult, PageResult, ResultFiles, Timings
+from app.schemas import DocumentResult, LocalStorage, PageResult, ResultFiles, ResultStorage, S3Storage, Timings
 from app.settings import Settings
-from app.storage.local import LocalStore, new_id
+from app.storage.local import LocalStore, is_valid_id, new_id
+from app.storage.s3 import S3Mirror, S3Unavailable, result_files
 from app.url_fetch import FetchPolicy
 
 log = logging.getLogger(__name__)
@@ -67,12 +72,18 @@ class OcrService:
     """Submits, runs, persists, resumes and reports OCR jobs."""
 
     def __init__(
-        self, settings: Settings, runtime: EngineRuntime, store: LocalStore, metrics: Metrics | None = None
+        self,
+        settings: Settings,
+        runtime: EngineRuntime,
+        store: LocalStore,
+        metrics: Metrics | None = None,
+        mirror: S3Mirror | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.runtime = runtime
         self.store = store
+        self.mirror = mirror
         self.jobs = JobStore(store.root / "jobs")
         self.scheduler = PageScheduler(runtime.engine.max_parallel)
         self.limits = Limits(max_pages=settings.max_pages, max_image_pixels=settings.max_image_pixels)
@@ -194,13 +205,32 @@ class OcrService:
                 result_dir=self.store.relative(self.store.result_dir(job_id)),
                 engine=self.runtime.engine.name,
             )
-            await anyio.to_thread.run_sync(self.jobs.create, record, upload, keep_input)
+            await anyio.to_thread.run_sync(self._create, record, upload, keep_input)
             self._start(record)
         finally:
             self._reserved_jobs -= 1
             self._reserved_pages -= len(numbers)
         log.info("job %s accepted: %s, %d of %d page(s)", job_id, content_type, len(numbers), page_count)
         return record
+
+    def _create(self, record: JobRecord, upload: Path, keep_input: bool = False) -> None:
+        self.jobs.create(record, upload, keep_input)
+        if self.mirror is not None:
+            self.mirror.job_state(record.id, self.jobs.record_path(record.id))
+
+    async def _save(self, record: JobRecord) -> None:
+        """Persist the job's record (and mirror it)."""
+        await anyio.to_thread.run_sync(self._save_sync, record)
+
+    def _save_sync(self, record: JobRecord) -> None:
+        self.jobs.save(record)
+        if self.mirror is not None:
+            self.mirror.job_state(record.id, self.jobs.record_path(record.id))
+
+    def _save_page(self, job_id: str, number: int, payload: dict[str, Any]) -> None:
+        self.jobs.save_page(job_id, number, payload)
+        if self.mirror is not None:
+            self.mirror.page(job_id, number, self.jobs.page_path(job_id, number))
 
     def _count_pages(self, path: Path, content_type: str) -> int:
         with open_document(path, content_type, self.limits) as document:
@@ -262,10 +292,11 @@ class OcrService:
                 f"the service is restarting; job {record.id} resumes afterwards",
                 headers={"Retry-After": "15"},
             )
-        return await self.result(record)
+        return await self.result(record, self.settings.s3_upload_wait_s)
 
     # --- reading ---------------------------------------------------------------------------------
     def status(self, job_id: str) -> JobRecord | None:
+        """The job as this replica knows it (memory, then local disk)."""
         active = self._active.get(job_id)
         if active is not None:
             return active.record
@@ -273,6 +304,23 @@ class OcrService:
             return self.jobs.load(job_id)
         except ValueError:
             return None
+
+    async def find(self, job_id: str) -> JobRecord:
+        """The job from this replica, else (S3 enabled) from S3. 404 when unknown; 503 when S3 cannot be read."""
+        record = self.status(job_id)
+        if record is None and self.mirror is not None and is_valid_id(job_id):
+            data = await self._from_s3(self.mirror.layout.job(job_id))
+            record = JobRecord.from_json(data) if data is not None else None
+        if record is None:
+            raise ServiceError(404, "job_not_found", f"no job {job_id}")
+        return record
+
+    async def _from_s3(self, key: str) -> bytes | None:
+        assert self.mirror is not None
+        try:
+            return await anyio.to_thread.run_sync(self.mirror.fetch, key)
+        except S3Unavailable as exc:
+            raise ServiceError(503, "storage_unavailable", str(exc), headers={"Retry-After": "10"}) from None
 
     def queue_position(self, record: JobRecord) -> int | None:
         """1-based position among jobs that have not started, or None when it has."""
@@ -283,26 +331,58 @@ class OcrService:
         )
         return 1 + waiting.index((record.created_at, record.id)) if (record.created_at, record.id) in waiting else None
 
-    async def result(self, record: JobRecord) -> DocumentResult:
-        """The stored result of a finished job. 409 while it runs; the job's error when it failed."""
+    async def result(self, record: JobRecord, upload_wait: float = 0) -> DocumentResult:
+        """The stored result of a finished job, with ``storage`` filled in. 409 while it runs; the job's error
+        when it failed; 410 when it is neither on this replica's disk nor in S3.
+
+        ``upload_wait``: how long to wait for the result's S3 upload before reporting it ``pending``.
+        """
         if record.status in ("queued", "running", "cancelled"):
             raise ServiceError(409, f"job_{record.status}", f"job {record.id} is {record.status}; no result")
         if record.status == "failed":
             error = record.error or {}
             raise ServiceError(int(error.get("status", 500)), error.get("code", "ocr_failed"), error.get("message", ""))
-        path = self.store.root / record.result_dir / "result.json"
+        folder = self.store.root / record.result_dir
         try:
-            data = await anyio.to_thread.run_sync(path.read_bytes)
+            data: bytes | None = await anyio.to_thread.run_sync((folder / "result.json").read_bytes)
+            local = True
         except FileNotFoundError:
-            raise ServiceError(410, "result_expired", f"the result of job {record.id} is no longer stored") from None
-        return DocumentResult.model_validate_json(data)
+            local = False
+            data = None
+            if self.mirror is not None and record.s3_mirrored:
+                data = await self._from_s3(self.mirror.layout.result(record.result_dir, "result.json"))
+        if data is None:
+            raise ServiceError(410, "result_expired", f"the result of job {record.id} is no longer stored")
+        result = DocumentResult.model_validate_json(data)
+        result.storage = await self._storage(record, folder if local else None, upload_wait)
+        return result
 
-    def cancel(self, job_id: str) -> JobRecord:
-        """Stop a queued or running job: running pages finish, no new pages start."""
+    async def _storage(self, record: JobRecord, folder: Path | None, upload_wait: float) -> ResultStorage:
+        local = None
+        if folder is not None:
+            local = LocalStorage(dir=record.result_dir, files=await anyio.to_thread.run_sync(result_files, folder))
+        mirror = self.mirror
+        if mirror is None or not record.s3_mirrored:
+            return ResultStorage(local=local, s3=S3Storage(status="disabled"))
+        if local is not None:
+            keys = [mirror.layout.result(record.result_dir, name) for name in local.files]
+        else:
+            keys = await anyio.to_thread.run_sync(mirror.list_result, record.result_dir)
+        uploaded = await mirror.wait_result(record.id, upload_wait)
+        s3 = S3Storage(status="uploaded" if uploaded else "pending", bucket=mirror.bucket, keys=keys)
+        return ResultStorage(local=local, s3=s3)
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Stop a queued or running job: running pages finish, no new pages start.
+
+        409 for a finished job, and for a job that runs on another replica (known from S3 only).
+        """
         active = self._active.get(job_id)
-        record = active.record if active is not None else self.status(job_id)
-        if record is None:
-            raise ServiceError(404, "job_not_found", f"no job {job_id}")
+        record = active.record if active is not None else await self.find(job_id)
+        if active is None and not record.finished:
+            raise ServiceError(
+                409, "job_on_other_replica", f"job {job_id} runs on another replica; only that one can cancel it"
+            )
         if active is None or record.finished:
             raise ServiceError(409, f"job_{record.status}", f"job {job_id} is already {record.status}")
         active.cancel_requested = True
@@ -323,7 +403,7 @@ class OcrService:
             record.error = {"status": 500, "code": "ocr_failed", "message": f"internal error: {type(exc).__name__}"}
             record.status = "failed"
             record.finished_at = utc_now()
-            await anyio.to_thread.run_sync(self.jobs.save, record)
+            await self._save(record)
         finally:
             self._active.pop(record.id, None)
             active.finished.set()
@@ -344,12 +424,12 @@ class OcrService:
             record.status = "cancelled"
         elif self.draining and record.pages_done < len(record.pages):
             log.info("job %s paused at %d/%d pages for shutdown", record.id, record.pages_done, len(record.pages))
-            await anyio.to_thread.run_sync(self.jobs.save, record)
+            await self._save(record)
             return
         else:
             await self._finish(record)
         record.finished_at = utc_now()
-        await anyio.to_thread.run_sync(self.jobs.save, record)
+        await self._save(record)
         await anyio.to_thread.run_sync(self.jobs.discard_input, record.id)
         self.metrics.jobs_finished.labels(record.status).inc()
         log.info(
@@ -465,7 +545,7 @@ class OcrService:
         }
 
     async def _record_page(self, record: JobRecord, number: int, payload: dict[str, Any]) -> None:
-        await anyio.to_thread.run_sync(self.jobs.save_page, record.id, number, payload)
+        await anyio.to_thread.run_sync(self._save_page, record.id, number, payload)
         record.pages_done += 1
         engine = self.runtime.engine.name
         if payload.get("error"):
@@ -474,7 +554,7 @@ class OcrService:
         else:
             self.metrics.pages.labels(engine, "ok").inc()
             self.metrics.page_seconds.labels(engine).observe(payload["ocr_ms"] / 1000)
-        await anyio.to_thread.run_sync(self.jobs.save, record)
+        await self._save(record)
         log.info("job %s page %d done (%d/%d)", record.id, number, record.pages_done, len(record.pages))
 
     async def _finish(self, record: JobRecord) -> None:
@@ -509,8 +589,11 @@ class OcrService:
                 markdown=self.store.relative(folder / "result.md"),
             ),
         )
-        payload = result.model_dump_json(by_alias=True, indent=1).encode("utf-8")
+        payload = result.model_dump_json(by_alias=True, indent=1, exclude={"storage"}).encode("utf-8")
         await anyio.to_thread.run_sync(self.store.save_result, folder, payload, markdown, {})
+        if self.mirror is not None:  # before job.json says "succeeded": see app.storage.outbox
+            await anyio.to_thread.run_sync(self.mirror.result, record.id, record.result_dir)
+            record.s3_mirrored = True
         record.status = "succeeded"
 
     # --- lifecycle -------------------------------------------------------------------------------

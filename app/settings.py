@@ -79,6 +79,35 @@ class Settings(BaseSettings):
     # --- storage ------------------------------------------------------------------------------
     output_dir: Path = Path("/app/output")
 
+    # --- S3 mirror (Cloud.ru Object Storage): on only when the first four are all set ----------------
+    cloudru_s3_endpoint: str = ""
+    cloudru_s3_bucket: str = ""
+    cloudru_s3_access_key: SecretStr = SecretStr("")
+    cloudru_s3_secret_key: SecretStr = SecretStr("")
+    cloudru_s3_region: str = "ru-central-1"
+    cloudru_s3_prefix: str = "ocr-results"
+    cloudru_s3_ca_bundle: str = ""
+    s3_upload_wait_s: float = Field(5, ge=0, le=60)
+    s3_connect_timeout_s: float = Field(3, gt=0, le=60)
+    s3_read_timeout_s: float = Field(30, gt=0, le=600)
+    s3_retry_max_s: float = Field(60, gt=0, le=3600)
+    s3_upload_concurrency: int = Field(4, ge=1, le=32)
+
+    @field_validator("cloudru_s3_endpoint", "cloudru_s3_bucket", "cloudru_s3_region", "cloudru_s3_ca_bundle")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @field_validator("cloudru_s3_access_key", "cloudru_s3_secret_key")
+    @classmethod
+    def _strip_secret(cls, value: SecretStr) -> SecretStr:
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("cloudru_s3_prefix")
+    @classmethod
+    def _strip_slashes(cls, value: str) -> str:
+        return value.strip().strip("/")
+
     @field_validator("api_key", mode="before")
     @classmethod
     def _empty_key_is_none(cls, value: object) -> object:

@@ -7,16 +7,25 @@ from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.api.deps import get_service
-from app.schemas import EngineHealth, HealthResponse
+from app.schemas import EngineHealth, HealthResponse, S3Health
 from app.service import OcrService
+from app.storage.s3 import missing_settings
 
 router = APIRouter(tags=["health"])
 
 _STATUS = {"initializing": "starting", "ready": "healthy", "failed": "unhealthy"}
 
 
+def s3_health(service: OcrService) -> S3Health:
+    """The mirror's state from memory; ``missing`` names the required variables that are not set."""
+    if service.mirror is None:
+        return S3Health(status="not_configured", missing=missing_settings(service.settings))
+    return S3Health.model_validate(service.mirror.health())
+
+
 def health_of(service: OcrService) -> HealthResponse:
     runtime = service.runtime
+    s3 = s3_health(service)
     return HealthResponse(
         status=_STATUS[runtime.state],
         engine=EngineHealth(
@@ -29,7 +38,8 @@ def health_of(service: OcrService) -> HealthResponse:
             detail=runtime.engine.detail,
         ),
         paddleocr=runtime.state,
-        s3_storage="not_configured",
+        s3_storage=s3.status,
+        s3=s3,
         version=__version__,
     )
 

@@ -8,19 +8,12 @@ from fastapi.responses import JSONResponse, Response
 from app.api.deps import get_service
 from app.api.inputs import DocumentInput, document_input
 from app.api.ocr import ERRORS, accepted, check_output, render_result
-from app.errors import ServiceError, arrived_at
+from app.errors import arrived_at
 from app.jobs.store import JobRecord
 from app.schemas import DocumentResult, JobAccepted, JobError, JobStatus
 from app.service import OcrService
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
-
-
-def find(service: OcrService, job_id: str) -> JobRecord:
-    record = service.status(job_id)
-    if record is None:
-        raise ServiceError(404, "job_not_found", f"no job {job_id}")
-    return record
 
 
 def status_body(request: Request, service: OcrService, record: JobRecord) -> JobStatus:
@@ -63,8 +56,8 @@ async def create_job(
 
 @router.get("/{job_id}", response_model=JobStatus, name="job_status", responses=ERRORS)
 async def job_status(job_id: str, request: Request, service: OcrService = Depends(get_service)) -> JobStatus:
-    """Status and progress (``pages_done`` of ``pages_total``)."""
-    return status_body(request, service, find(service, job_id))
+    """Status and progress (``pages_done`` of ``pages_total``); from S3 when another replica runs the job."""
+    return status_body(request, service, await service.find(job_id))
 
 
 @router.get(
@@ -80,10 +73,10 @@ async def job_result(
 ) -> Response:
     """The finished document, as ``POST /ocr`` returns it; 409 while the job is not finished."""
     output = check_output(output)
-    return render_result(await service.result(find(service, job_id)), output)
+    return render_result(await service.result(await service.find(job_id)), output)
 
 
 @router.delete("/{job_id}", response_model=JobStatus, responses=ERRORS)
 async def cancel_job(job_id: str, request: Request, service: OcrService = Depends(get_service)) -> JobStatus:
     """Cancel a queued or running job: pages in progress finish, no new pages start."""
-    return status_body(request, service, service.cancel(job_id))
+    return status_body(request, service, await service.cancel(job_id))

@@ -33,8 +33,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def render_result(result: DocumentResult, output: str) -> Response:
-    """The result in the requested representation, with its id in ``X-Result-Id``."""
+    """The result in the requested representation, with its id in ``X-Result-Id`` and its S3 status in
+    ``X-S3-Status`` (for the Markdown and text outputs, which have no ``storage`` block)."""
     headers = {"X-Result-Id": result.id}
+    if result.storage is not None:
+        headers["X-S3-Status"] = result.storage.s3.status
     if output == "markdown":
         return Response(result.markdown, media_type=OUTPUT_TYPES["markdown"], headers=headers)
     if output == "text":
@@ -71,7 +74,8 @@ async def ocr(
     document: DocumentInput = Depends(document_input),
     service: OcrService = Depends(get_service),
 ) -> Response:
-    """Recognise a document, waiting at most ``SYNC_TIMEOUT_S`` before handing back a job."""
+    """Recognise a document, waiting at most ``SYNC_TIMEOUT_S`` before handing back a job, then at most
+    ``S3_UPLOAD_WAIT_S`` for the result's S3 upload (``storage.s3.status`` says whether it is done)."""
     try:
         output = check_output(output)
         record = await service.submit(
@@ -88,4 +92,4 @@ async def ocr(
     if not record.finished:
         log.info("ocr id=%s continues as a job after %.0f s", record.id, service.settings.sync_timeout_s)
         return accepted(request, record)
-    return render_result(await service.result(record), output)
+    return render_result(await service.result(record, service.settings.s3_upload_wait_s), output)

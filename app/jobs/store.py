@@ -42,6 +42,7 @@ class JobRecord:
     error: dict[str, Any] | None = None
     pages_done: int = 0
     failed_pages: list[int] = field(default_factory=list)
+    s3_mirrored: bool = False  # the result was recorded for upload to S3
 
     @property
     def finished(self) -> bool:
@@ -82,8 +83,14 @@ class JobStore:
             shutil.move(str(upload), folder / "input")
         self.save(record)
 
+    def record_path(self, job_id: str) -> Path:
+        return self.folder(job_id) / "job.json"
+
+    def page_path(self, job_id: str, number: int) -> Path:
+        return self.folder(job_id) / "pages" / f"{number:05d}.json"
+
     def save(self, record: JobRecord) -> None:
-        atomic_write(self.folder(record.id) / "job.json", record.to_json())
+        atomic_write(self.record_path(record.id), record.to_json())
 
     def load(self, job_id: str) -> JobRecord | None:
         try:
@@ -96,7 +103,7 @@ class JobStore:
 
     def save_page(self, job_id: str, number: int, payload: dict[str, Any]) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        atomic_write(self.folder(job_id) / "pages" / f"{number:05d}.json", data)
+        atomic_write(self.page_path(job_id, number), data)
 
     def done_pages(self, job_id: str) -> set[int]:
         pages = self.folder(job_id) / "pages"
@@ -105,7 +112,7 @@ class JobStore:
         return {int(p.stem) for p in pages.glob("*.json") if p.stem.isdigit()}
 
     def load_page(self, job_id: str, number: int) -> dict[str, Any]:
-        payload: dict[str, Any] = json.loads((self.folder(job_id) / "pages" / f"{number:05d}.json").read_bytes())
+        payload: dict[str, Any] = json.loads(self.page_path(job_id, number).read_bytes())
         return payload
 
     def discard_input(self, job_id: str) -> None:

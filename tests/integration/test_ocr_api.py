@@ -54,6 +54,13 @@ def test_png_page_text_and_blocks(client: httpx.Client, output_dir: Path) -> Non
     assert (output_dir / body["files"]["markdown"]).read_text() == body["markdown"]
     assert "letter" not in body["files"]["json"]
     assert response.headers["x-result-id"] == body["id"]
+    # Where it is stored: reported per response, not part of the stored file. No S3 in this service.
+    folder = str(Path(body["files"]["json"]).parent)
+    assert body["storage"] == {
+        "local": {"dir": folder, "files": ["result.md", "result.json"]},
+        "s3": {"status": "disabled", "bucket": None, "keys": []},
+    }
+    assert "storage" not in stored and response.headers["x-s3-status"] == "disabled"
 
 
 def test_multipage_pdf_with_page_selection(client: httpx.Client) -> None:
@@ -123,6 +130,13 @@ def test_health_shape(client: httpx.Client) -> None:
     body = client.get("/health").json()
     assert body["status"] == "healthy" and body["paddleocr"] == "ready"
     assert body["s3_storage"] == "not_configured"
+    assert body["s3"]["status"] == "not_configured" and body["s3"]["pending"] == 0
+    assert body["s3"]["missing"] == [
+        "CLOUDRU_S3_ENDPOINT",
+        "CLOUDRU_S3_BUCKET",
+        "CLOUDRU_S3_ACCESS_KEY",
+        "CLOUDRU_S3_SECRET_KEY",
+    ]
     assert body["engine"]["name"] == "pp-ocr" and body["engine"]["state"] == "ready"
     assert body["engine"]["device"] == "cpu" and body["engine"]["init_seconds"] > 0
     assert client.get("/ready").status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,16 +35,41 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+_LOG_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
+
+
+def after_job_ms(log: str) -> list[float]:
+    """For requests sent one at a time: ms from the log line "job <id> succeeded" to the access-log line of
+    its ``POST /ocr``, i.e. what the service spends after OCR (reading the result, the S3 wait, answering)."""
+    gaps: list[float] = []
+    finished: float | None = None
+    for line in log.splitlines():
+        stamp = _LOG_STAMP.match(line)
+        if not stamp:
+            continue
+        at = time.mktime(time.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S")) + int(stamp.group(2)) / 1000
+        if "app.service: job " in line and " succeeded: " in line:
+            finished = at
+        elif "POST /ocr status=200" in line and finished is not None:
+            gaps.append((at - finished) * 1000)
+            finished = None
+    return gaps
+
+
 class ServiceProcess:
-    """``python -m app`` (or another command) on a free port, with its output in a log file."""
+    """``python -m app`` (or another command) on a free port, with its output in a log file.
+
+    S3 settings of the calling environment are not inherited: a test that wants S3 passes them in ``env``.
+    """
 
     def __init__(self, tmp: Path, env: dict[str, str] | None = None, command: list[str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.output_dir = tmp / "output"
         self.log_path = tmp / f"server-{self.port}.log"
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDRU_", "S3_"))}
         self.env = {
-            **os.environ,
+            **inherited,
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "OUTPUT_DIR": str(self.output_dir),

@@ -1,0 +1,505 @@
+"""The S3 mirror (Cloud.ru Object Storage): every result and every job's state, copied from local disk.
+
+On only when ``CLOUDRU_S3_ENDPOINT``, ``CLOUDRU_S3_BUCKET``, ``CLOUDRU_S3_ACCESS_KEY`` and
+``CLOUDRU_S3_SECRET_KEY`` are all set (:func:`build_mirror`); when only some are, the missing *names* are logged
+once and the service runs local-only.
+
+Keys (``<prefix>`` is ``CLOUDRU_S3_PREFIX``)::
+
+    <prefix>/<YYYY-MM-DD>/<id>/result.json, result.md, images...   the result, as in OUTPUT_DIR
+    <prefix>/jobs/<id>/job.json                                    the job's state (status, progress)
+    <prefix>/jobs/<id>/pages/00001.json ...                        each page's result as it is produced
+
+Local disk always comes first: the service writes a file, then records it in the durable outbox
+(:mod:`app.storage.outbox`) before the request returns. ``S3_UPLOAD_CONCURRENCY`` uploader threads drain the
+outbox, one job entry per thread at a time, in order (``result.json`` last, ``job.json`` after everything).
+A failure pauses all uploads with exponential backoff (0.5 s doubling, capped at ``S3_RETRY_MAX_S``); the
+first success resets it. S3 never fails an OCR request: the request waits for its result's upload at most
+``S3_UPLOAD_WAIT_S`` and not at all while S3 is failing, then reports ``pending``.
+
+Several replicas: a job runs on the replica that accepted it; another replica that does not have the job on
+its disk reads ``job.json`` and ``result.json`` from S3 (:meth:`S3Mirror.fetch`).
+
+Secrets: the keys are ``SecretStr`` and go to boto3 only. Error messages kept for ``/health`` and logs are
+passed through :meth:`S3Mirror.describe`, which removes both key values; botocore's own loggers are kept at
+WARNING (at DEBUG they would print signed request headers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import mimetypes
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from app.settings import Settings
+from app.storage.outbox import Entry, Item, Outbox, Step
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("CLOUDRU_S3_ENDPOINT", "CLOUDRU_S3_BUCKET", "CLOUDRU_S3_ACCESS_KEY", "CLOUDRU_S3_SECRET_KEY")
+_BACKOFF_BASE_S = 0.5
+_MESSAGE_LIMIT = 300
+_QUIET_LOGGERS = ("boto3", "botocore", "s3transfer", "urllib3")
+_CREDENTIAL_ERRORS = ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "403")
+
+S3State = Literal["not_configured", "configured", "degraded"]
+
+
+class S3Unavailable(Exception):
+    """S3 could not be read; the message is safe to show (no secrets)."""
+
+
+def missing_settings(settings: Settings) -> list[str]:
+    """Names of the four required variables that are empty."""
+    values = {
+        "CLOUDRU_S3_ENDPOINT": settings.cloudru_s3_endpoint,
+        "CLOUDRU_S3_BUCKET": settings.cloudru_s3_bucket,
+        "CLOUDRU_S3_ACCESS_KEY": settings.cloudru_s3_access_key.get_secret_value(),
+        "CLOUDRU_S3_SECRET_KEY": settings.cloudru_s3_secret_key.get_secret_value(),
+    }
+    return [name for name in REQUIRED if not values[name]]
+
+
+def content_type(name: str) -> str:
+    """The Content-Type an object is stored with."""
+    if name.endswith(".json"):
+        return "application/json"
+    if name.endswith(".md"):
+        return "text/markdown; charset=utf-8"
+    guessed, _ = mimetypes.guess_type(name)
+    return guessed or "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """Where things go in the bucket (see the module docstring)."""
+
+    prefix: str
+
+    def key(self, relative: str) -> str:
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+    def job(self, job_id: str) -> str:
+        return self.key(f"jobs/{job_id}/job.json")
+
+    def page(self, job_id: str, number: int) -> str:
+        return self.key(f"jobs/{job_id}/pages/{number:05d}.json")
+
+    def result(self, result_dir: str, name: str = "") -> str:
+        return self.key(f"{result_dir}/{name}") if name else self.key(result_dir)
+
+
+def result_files(folder: Path) -> list[str]:
+    """A result folder's files, relative to it, in upload order: images, ``result.md``, ``result.json`` last."""
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    names = [n for n in names if not Path(n).name.startswith(".")]  # temp files of atomic writes
+    rank = {"result.md": 1, "result.json": 2}
+    return sorted(names, key=lambda n: rank.get(n, 0))
+
+
+def make_client(settings: Settings) -> Any:
+    """The boto3 S3 client: SigV4, path-style, bounded timeouts, standard retries (3 tries in all).
+
+    Checksums only "when_required": botocore >= 1.36 otherwise adds CRC32 trailers that S3-compatible
+    stores, Cloud.ru's among them, may refuse. Its own session, so ``~/.aws`` profiles play no part.
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+        region_name=settings.cloudru_s3_region,
+        retries={"mode": "standard", "total_max_attempts": 3},
+        connect_timeout=settings.s3_connect_timeout_s,
+        read_timeout=settings.s3_read_timeout_s,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        max_pool_connections=settings.s3_upload_concurrency + 4,
+    )
+    endpoint = settings.cloudru_s3_endpoint
+    if "://" not in endpoint:
+        endpoint = "https://" + endpoint
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=settings.cloudru_s3_access_key.get_secret_value(),
+        aws_secret_access_key=settings.cloudru_s3_secret_key.get_secret_value(),
+        region_name=settings.cloudru_s3_region,
+        verify=settings.cloudru_s3_ca_bundle or None,
+        config=config,
+    )
+
+
+def build_mirror(settings: Settings, root: Path) -> S3Mirror | None:
+    """The mirror when all four required variables are set; else None, after one log line naming what is missing."""
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).getEffectiveLevel()))
+    missing = missing_settings(settings)
+    if len(missing) == len(REQUIRED):
+        log.info("S3 mirror not configured: results are stored on local disk only")
+        return None
+    if missing:
+        log.warning(
+            "S3 mirror disabled: %s not set (the other S3 variables are); results are stored on local disk only",
+            ", ".join(missing),
+        )
+        return None
+    return S3Mirror(settings, root)
+
+
+class S3Mirror:
+    """Mirrors job state and results to one bucket; reads them back for replicas that lack them.
+
+    ``start()`` (call it off the event loop) loads the outbox and starts the threads; the client is created
+    and the bucket checked in the background. ``health()`` and ``result_pending()`` only read memory.
+    """
+
+    def __init__(self, settings: Settings, root: Path) -> None:
+        self.settings = settings
+        self.root = root
+        self.bucket = settings.cloudru_s3_bucket
+        self.layout = KeyLayout(settings.cloudru_s3_prefix)
+        self.outbox = Outbox(root / ".outbox", root)
+        self._secrets = [
+            s
+            for s in (
+                settings.cloudru_s3_secret_key.get_secret_value(),
+                settings.cloudru_s3_access_key.get_secret_value(),
+            )
+            if s
+        ]
+        self._client: Any = None
+        self._client_ready = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._waiters: dict[str, list[Future[bool]]] = {}
+        self._in_flight: dict[int, float] = {}  # uploader thread -> when its current PUT began
+        self._waiters_lock = threading.Lock()
+        # Health, written by the uploader threads, read lock-free by /health.
+        self.last_ok: bool | None = None
+        self.last_error: dict[str, str] | None = None
+        self.last_upload_at: str | None = None
+        self.startup_check: Literal["running", "ok", "failed"] = "running"
+        self.uploaded = 0
+        self._consecutive_failures = 0
+        self._paused_until = 0.0
+        self._health_lock = threading.Lock()
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the outbox (entries of an earlier run resume) and start the setup and uploader threads."""
+        resumed = self.outbox.load()
+        if resumed:
+            log.info("S3 mirror: %d pending upload(s) resumed from the outbox", resumed)
+        setup = threading.Thread(target=self._setup, name="s3-setup", daemon=True)
+        self._threads.append(setup)
+        for n in range(self.settings.s3_upload_concurrency):
+            self._threads.append(threading.Thread(target=self._upload_loop, name=f"s3-upload-{n}", daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the threads (uploads in flight get ``timeout`` seconds); what is left stays in the outbox."""
+        self._stopping.set()
+        self._client_ready.set()
+        with self.outbox.cond:
+            self.outbox.cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._resolve_all(False)
+
+    def _setup(self) -> None:
+        """Create the client (retrying with backoff), then check the bucket and the credentials, each try
+        within ``S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S``; a failure is reported and retried with backoff."""
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                self._client = make_client(self.settings)
+                break
+            except Exception as exc:  # a bad endpoint or CA path: reported, retried
+                attempt += 1
+                self._record_failure(exc, "creating the S3 client")
+                self._stopping.wait(self._backoff(attempt))
+        self._client_ready.set()
+        if self._client is None:
+            return
+        attempt = 0
+        while not self._stopping.is_set():
+            error = self._check_bucket()
+            if error is None:
+                self.startup_check = "ok"
+                self._record_success(uploaded=False)
+                with self.outbox.cond:  # what failed before need not wait for its retry time
+                    self.outbox.retry_now()
+                log.info("S3 mirror ready: bucket %s reachable", self.bucket)
+                return
+            self.startup_check = "failed"
+            attempt += 1
+            self._record_failure(error, f"checking bucket {self.bucket}")
+            self._stopping.wait(self._backoff(attempt))  # again until it passes: /health recovers without traffic
+
+    def _check_bucket(self) -> Exception | None:
+        """List one key under the prefix (not HeadBucket: a listing's errors have a body, e.g.
+        SignatureDoesNotMatch or NoSuchBucket); the error, or None. A hanging S3 is a TimeoutError."""
+        outcome: list[Exception | None] = []
+
+        def check() -> None:
+            try:
+                self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.layout.key(""), MaxKeys=1)
+                outcome.append(None)
+            except Exception as exc:
+                outcome.append(exc)
+
+        checker = threading.Thread(target=check, name="s3-check", daemon=True)
+        checker.start()
+        limit = self.settings.s3_connect_timeout_s + self.settings.s3_read_timeout_s
+        checker.join(limit)
+        return outcome[0] if outcome else TimeoutError(f"no answer from S3 within {limit:.0f} s")
+
+    # --- recording what to upload (service threads) ---------------------------------------------
+    def job_state(self, job_id: str, path: Path) -> None:
+        """Mirror the job's ``job.json`` (its content when its turn comes)."""
+        item = Item(self._relative(path), self.layout.job(job_id), "application/json")
+        self.outbox.add(job_id, job_state=item)
+
+    def page(self, job_id: str, number: int, path: Path) -> None:
+        item = Item(self._relative(path), self.layout.page(job_id, number), "application/json")
+        self.outbox.add(job_id, [item])
+
+    def result(self, job_id: str, result_dir: str) -> list[str]:
+        """Mirror the result folder ``OUTPUT_DIR/<result_dir>``; returns its keys (``result.json`` last)."""
+        folder = self.root / result_dir
+        names = result_files(folder)
+        items = [
+            Item(
+                f"{result_dir}/{name}", self.layout.result(result_dir, name), content_type(name), name == "result.json"
+            )
+            for name in names
+        ]
+        self.outbox.add(job_id, items, result=True)
+        return [i.key for i in items]
+
+    # --- waiting and status (event loop; lock-free or a short private lock) -------------------------
+    def result_pending(self, job_id: str) -> bool:
+        return self.outbox.result_pending(job_id)
+
+    async def wait_result(self, job_id: str, timeout: float) -> bool:
+        """True once the job's result is in S3; False after ``timeout`` s, or at once while S3 is failing
+        (the last operation failed, or an upload has been hanging for longer than ``timeout``)."""
+        if not self.result_pending(job_id):
+            return True
+        if self.last_ok is False or timeout <= 0 or self._hanging_longer_than(timeout):
+            return False
+        future: Future[bool] = Future()
+        with self._waiters_lock:
+            self._waiters.setdefault(job_id, []).append(future)
+        if not self.result_pending(job_id):  # uploaded between the first check and the registration
+            self._forget(job_id, future)
+            return True
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self._forget(job_id, future)
+
+    def _hanging_longer_than(self, seconds: float) -> bool:
+        began = list(self._in_flight.values())
+        return bool(began) and time.monotonic() - min(began) > seconds
+
+    def _forget(self, job_id: str, future: Future[bool]) -> None:
+        with self._waiters_lock:
+            waiting = self._waiters.get(job_id, [])
+            if future in waiting:
+                waiting.remove(future)
+            if not waiting:
+                self._waiters.pop(job_id, None)
+
+    def _resolve(self, job_id: str, uploaded: bool) -> None:
+        with self._waiters_lock:
+            futures = self._waiters.pop(job_id, [])
+        for future in futures:
+            with contextlib.suppress(Exception):  # already cancelled by a waiter's timeout
+                future.set_result(uploaded)
+
+    def _resolve_all(self, uploaded: bool) -> None:
+        with self._waiters_lock:
+            job_ids = list(self._waiters)
+        for job_id in job_ids:
+            self._resolve(job_id, uploaded)
+
+    @property
+    def state(self) -> S3State:
+        return "degraded" if self.last_ok is False else "configured"
+
+    def health(self) -> dict[str, Any]:
+        """The ``/health`` details: pending uploads, the age of the oldest, the last error (no secrets)."""
+        entries, results, oldest = self.outbox.stats
+        return {
+            "status": self.state,
+            "bucket": self.bucket,
+            "prefix": self.layout.prefix,
+            "startup_check": self.startup_check,
+            "pending": entries,
+            "pending_results": results,
+            "oldest_pending_s": round(time.time() - oldest, 1) if oldest is not None else None,
+            "uploaded": self.uploaded,
+            "last_upload_at": self.last_upload_at,
+            "last_error": self.last_error,
+            "missing": [],
+        }
+
+    # --- uploading (uploader threads) -------------------------------------------------------------
+    def _upload_loop(self) -> None:
+        self._client_ready.wait()
+        cond = self.outbox.cond
+        while not self._stopping.is_set():
+            with cond:
+                now = time.monotonic()
+                entry = self.outbox.claim(now) if now >= self._paused_until else None
+                if entry is None:
+                    due = self.outbox.next_due()
+                    wake = max(self._paused_until, due) if due is not None else None
+                    cond.wait(None if wake is None else max(0.01, wake - now))
+                    continue
+            self._upload_entry(entry)
+
+    def _upload_entry(self, entry: Entry) -> None:
+        """Upload the entry's steps in order until it is empty, a step fails, or uploads are paused."""
+        cond = self.outbox.cond
+        while True:
+            with cond:
+                if self._stopping.is_set() or time.monotonic() < self._paused_until:
+                    self.outbox.release(entry)
+                    cond.notify()
+                    return
+                step = self.outbox.next_step(entry)
+                if step is None:
+                    return
+            try:
+                uploaded = self._put(step)
+            except Exception as exc:
+                retry_in = self._record_failure(exc, f"uploading {step.item.key}")
+                with cond:
+                    self.outbox.failed(entry, step, time.monotonic() + retry_in)
+                    cond.notify_all()
+                self._resolve_all(False)  # sync requests stop waiting: their results are pending
+                return
+            with cond:
+                self.outbox.done(entry, step)
+            if uploaded:
+                self._record_success()
+            if step.item.completes_result:
+                self._resolve(entry.job_id, True)
+
+    def _put(self, step: Step) -> bool:
+        """Upload one step; False when its local file has gone (retention) and it is skipped."""
+        body = step.body
+        if body is None:
+            try:
+                body = (self.root / step.item.file).read_bytes()
+            except FileNotFoundError:
+                log.warning("S3 mirror: %s no longer exists locally; skipped", step.item.file)
+                return False
+        thread = threading.get_ident()
+        self._in_flight[thread] = time.monotonic()
+        try:
+            self._client.put_object(
+                Bucket=self.bucket, Key=step.item.key, Body=body, ContentType=step.item.content_type
+            )
+        finally:
+            self._in_flight.pop(thread, None)
+        return True
+
+    def _record_success(self, uploaded: bool = True) -> None:
+        """S3 answered: healthy again, uploads no longer paused."""
+        with self._health_lock:
+            if self.last_ok is False:
+                log.info("S3 mirror: S3 works again")
+            self.last_ok = True
+            if uploaded:
+                self.uploaded += 1
+                self.last_upload_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self._consecutive_failures = 0
+            self._paused_until = 0.0
+
+    def _record_failure(self, exc: BaseException, doing: str) -> float:
+        """Remember the error for /health, log it, pause all uploads; returns the pause in seconds."""
+        error = self.describe(exc)
+        error["at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with self._health_lock:
+            self._consecutive_failures += 1
+            pause = self._backoff(self._consecutive_failures)
+            self._paused_until = time.monotonic() + pause
+            self.last_ok = False
+            self.last_error = error
+        log.warning("S3 mirror: %s failed: %s: %s; retrying in %.1f s", doing, error["type"], error["message"], pause)
+        return pause
+
+    def _backoff(self, failures: int) -> float:
+        return float(min(self.settings.s3_retry_max_s, _BACKOFF_BASE_S * 2 ** min(failures - 1, 20)))
+
+    def describe(self, exc: BaseException) -> dict[str, str]:
+        """``{"type", "message"}`` of an error with the key values removed, for /health and the logs."""
+        message = str(exc)
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict):
+            error = response.get("Error") or {}
+            code, text = error.get("Code"), error.get("Message")
+            if code:
+                message = f"{code}: {text}" if text else str(code)
+            if code in _CREDENTIAL_ERRORS:
+                message += " (check CLOUDRU_S3_ACCESS_KEY and CLOUDRU_S3_SECRET_KEY)"
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+        return {"type": type(exc).__name__, "message": message[:_MESSAGE_LIMIT]}
+
+    # --- reading (replicas without the job; blocking, run in a thread) -------------------------------
+    def fetch(self, key: str) -> bytes | None:
+        """An object's bytes; None when it does not exist. Raises :class:`S3Unavailable` on other errors."""
+        if not self._client_ready.wait(self.settings.s3_connect_timeout_s) or self._client is None:
+            raise S3Unavailable("S3 storage is not available yet")
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            data: bytes = response["Body"].read()
+            return data
+        except Exception as exc:
+            if _is_not_found(exc):
+                return None
+            described = self.describe(exc)
+            raise S3Unavailable(f"S3 storage could not be read: {described['type']}: {described['message']}") from None
+
+    def list_result(self, result_dir: str) -> list[str]:
+        """Keys under a result folder in S3 (``result.json`` last); [] when unreadable."""
+        if self._client is None:
+            return []
+        prefix = self.layout.result(result_dir) + "/"
+        try:
+            response = self._client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+        except Exception:
+            return []
+        names = [obj["Key"][len(prefix) :] for obj in response.get("Contents", [])]
+        rank = {"result.md": 1, "result.json": 2}
+        return [prefix + n for n in sorted(sorted(names), key=lambda n: rank.get(n, 0))]
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+def _is_not_found(exc: BaseException) -> bool:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = str((response.get("Error") or {}).get("Code", ""))
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    return code in ("NoSuchKey", "404", "NotFound") or status == 404

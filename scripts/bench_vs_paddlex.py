@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""This service vs official PaddleX serving, same PaddleOCR-VL pipeline, same VLM stand-in, one run.
+
+Usage: .venv/bin/python scripts/bench_vs_paddlex.py [--latency 2] [--capacity 16] [--write BENCHMARKS.md]
+(needs `paddlex[serving]`: `make bench-vs-paddlex` installs it and runs this).
+
+Both servers run the real PaddleOCR-VL pipeline (paddleocr 3.3 / paddlex 3.3, `vllm-server` backend, layout
+detection off) against one OpenAI-compatible stand-in that answers each request after --latency seconds and
+serves up to --capacity requests at once (a batching VLM server's slots). PaddleX gets its fastest settings
+(`use_queues: False`). Each client sends one A4 page per request, one request after another:
+PaddleX through `POST /layout-parsing` (`visualize: false`), this service through `POST /ocr`.
+Reported: pages/s, p50/p95 latency, the ratio, and the CPU seconds per page each server process spent
+(on this 2-core machine, 2 / CPU-per-page bounds the pages/s a server can reach whatever the VLM does).
+Then the fairness check: a 1-page request while a 100-page job runs, against its unloaded latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.bench import cpu_seconds, percentile, write_section  # noqa: E402
+from tests.support.documents import ENGLISH_LINES, image_bytes, render_page, text_pdf  # noqa: E402
+from tests.support.server import ServiceProcess, free_port, wait_for  # noqa: E402
+from tests.support.vlm_standin import VlmStandin  # noqa: E402
+
+PADDLEX_ENV = {
+    "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True",
+    "PADDLE_PDX_LOCAL_FONT_FILE_PATH": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+}
+PADDLEX_CONFIG = """pipeline_name: PaddleOCR-VL
+batch_size: 64
+use_queues: False
+use_doc_preprocessor: False
+use_layout_detection: False
+use_chart_recognition: False
+format_block_content: False
+merge_layout_blocks: True
+markdown_ignore_labels: [number, footnote, header, header_image, footer, footer_image, aside_text]
+Serving:
+  visualize: False
+SubModules:
+  VLRecognition:
+    module_name: vl_recognition
+    model_name: PaddleOCR-VL-0.9B
+    model_dir: null
+    batch_size: 4096
+    genai_config:
+      backend: vllm-server
+      server_url: {url}
+"""
+
+
+def a4_page() -> bytes:
+    return image_bytes(render_page(ENGLISH_LINES * 3, font_size=24, gap=2.2), "PNG")
+
+
+class PaddlexServe:
+    """`paddlex --serve` with the PaddleOCR-VL pipeline pointed at the stand-in."""
+
+    def __init__(self, tmp: Path, vlm_url: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = tmp / "PaddleOCR-VL.yaml"
+        config.write_text(PADDLEX_CONFIG.format(url=vlm_url))
+        cli = Path(sys.executable).with_name("paddlex")
+        env = {**os.environ, **PADDLEX_ENV, "PADDLE_PDX_CACHE_HOME": str(tmp / "pdx")}
+        self.log = (tmp / "paddlex.log").open("wb")
+        command = [str(cli), "--serve", "--pipeline", str(config), "--host", "127.0.0.1", "--port", str(self.port)]
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self) -> None:
+        def healthy() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError("paddlex --serve exited; see paddlex.log")
+            try:
+                return httpx.get(self.url + "/health", timeout=2).json().get("errorCode") == 0
+            except (httpx.HTTPError, ValueError):
+                return False
+
+        wait_for(healthy, 180, "paddlex --serve", interval=0.5)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def run_clients(
+    send: Callable[[httpx.Client], None], url: str, clients: int, requests: int, pid: int
+) -> dict[str, float]:
+    """``clients`` threads share ``requests`` requests; latencies, pages/s and server CPU per page."""
+    latencies: list[float] = []
+    remaining = [requests]
+    lock = threading.Lock()
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=600) as http:
+            while True:
+                with lock:
+                    if remaining[0] == 0:
+                        return
+                    remaining[0] -= 1
+                began = time.perf_counter()
+                send(http)
+                with lock:
+                    latencies.append(time.perf_counter() - began)
+
+    cpu0, began = cpu_seconds(pid), time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(client) for _ in range(clients)]:
+            future.result()
+    wall = time.perf_counter() - began
+    return {
+        "pages_s": requests / wall,
+        "p50": percentile(latencies, 50),
+        "p95": percentile(latencies, 95),
+        "cpu_per_page": (cpu_seconds(pid) - cpu0) / requests,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--latency", type=float, default=2.0, help="stand-in seconds per request")
+    parser.add_argument("--capacity", type=int, default=16, help="stand-in requests served at once")
+    parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--per-client", type=int, default=2, help="requests per client at each level")
+    parser.add_argument("--job-pages", type=int, default=100)
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args()
+    levels = [int(c) for c in args.clients.split(",")]
+    page = a4_page()
+    b64 = base64.b64encode(page).decode()
+
+    def paddlex_send(http: httpx.Client) -> None:
+        response = http.post("/layout-parsing", json={"file": b64, "fileType": 1, "visualize": False})
+        response.raise_for_status()
+        assert response.json()["errorCode"] == 0
+
+    def ours_send(http: httpx.Client) -> None:
+        response = http.post("/ocr", files={"file": ("page.png", page)})
+        response.raise_for_status()
+
+    rows: dict[str, dict[int, dict[str, float]]] = {"paddlex": {}, "ours": {}}
+    fairness: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp_name, VlmStandin(reply="stand-in text", capacity=args.capacity) as vlm:
+        tmp = Path(tmp_name)
+        vlm.delay_s = args.latency
+
+        paddlex = PaddlexServe(tmp, vlm.url)
+        try:
+            paddlex.wait_ready()
+            paddlex_send(httpx.Client(base_url=paddlex.url, timeout=600))  # warm up
+            for clients in levels:
+                rows["paddlex"][clients] = run_clients(
+                    paddlex_send, paddlex.url, clients, clients * args.per_client, paddlex.process.pid
+                )
+                print("paddlex", clients, rows["paddlex"][clients], flush=True)
+        finally:
+            paddlex.stop()
+
+        env = {
+            "OCR_ENGINE": "paddleocr-vl",
+            "VL_BACKEND": "vllm-server",
+            "VL_SERVER_URL": vlm.url,
+            "VL_USE_LAYOUT_DETECTION": "false",
+            "VL_MAX_CONCURRENCY": str(args.capacity),
+            "PADDLE_PDX_CACHE_HOME": str(tmp / "pdx-ours"),
+            **PADDLEX_ENV,
+        }
+        (tmp / "ours").mkdir()
+        with ServiceProcess(tmp / "ours", env=env) as ours:
+            ours.wait_ready(timeout=300)
+            assert ours.process is not None
+            pid = ours.process.pid
+            ours_send(httpx.Client(base_url=ours.url, timeout=600))  # warm up
+            for clients in levels:
+                rows["ours"][clients] = run_clients(ours_send, ours.url, clients, clients * args.per_client, pid)
+                print("ours", clients, rows["ours"][clients], flush=True)
+
+            with httpx.Client(base_url=ours.url, timeout=600) as http:
+                unloaded = []
+                for _ in range(3):
+                    began = time.perf_counter()
+                    ours_send(http)
+                    unloaded.append(time.perf_counter() - began)
+                job = http.post("/jobs", files={"file": ("book.pdf", text_pdf(args.job_pages))}, data={"dpi": "100"})
+                job.raise_for_status()
+                status_url = job.json()["status_url"]
+                wait_for(lambda: http.get(status_url).json()["pages_done"] >= 5, 300, "the big job to run")
+                loaded = []
+                for _ in range(3):
+                    began = time.perf_counter()
+                    ours_send(http)
+                    loaded.append(time.perf_counter() - began)
+                progress = http.get(status_url).json()
+                http.delete(status_url)
+            fairness = {
+                "unloaded": statistics.median(unloaded),
+                "loaded": max(loaded),
+                "job_done": progress["pages_done"],
+            }
+
+    report = render(args, levels, rows, fairness)
+    print(report)
+    if args.write:
+        write_section(args.write, "vs-paddlex", report)
+
+
+def render(
+    args: argparse.Namespace,
+    levels: list[int],
+    rows: dict[str, dict[int, dict[str, float]]],
+    fairness: dict[str, float],
+) -> str:
+    lines = [
+        f"Stand-in VLM: {args.latency:g} s per request, {args.capacity} at once. Both servers: PaddleOCR-VL pipeline "
+        "(paddlex 3.3.13, `vllm-server`, layout detection off), one A4 PNG page per request.",
+        "",
+        "| Clients | PaddleX pages/s | ours pages/s | ratio | PaddleX p50 / p95 s | ours p50 / p95 s | "
+        "CPU s/page PaddleX / ours |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for clients in levels:
+        p, o = rows["paddlex"][clients], rows["ours"][clients]
+        lines.append(
+            f"| {clients} | {p['pages_s']:.2f} | {o['pages_s']:.2f} | {o['pages_s'] / p['pages_s']:.1f}x | "
+            f"{p['p50']:.2f} / {p['p95']:.2f} | {o['p50']:.2f} / {o['p95']:.2f} | "
+            f"{p['cpu_per_page']:.3f} / {o['cpu_per_page']:.3f} |"
+        )
+    top = max(levels)
+    cpu = rows["ours"][top]["cpu_per_page"]
+    lines += [
+        "",
+        f"CPU bound: at {cpu:.3f} CPU s per page this service cannot exceed about {2 / cpu:.0f} pages/s on 2 cores, "
+        f"whatever the VLM server does; the stand-in's own ceiling here is {args.capacity / args.latency:.0f} pages/s.",
+        f"Fairness: a 1-page request took {fairness['unloaded']:.2f} s unloaded and at most {fairness['loaded']:.2f} s "
+        f"while a {args.job_pages}-page job was running ({fairness['loaded'] / fairness['unloaded']:.1f}x; "
+        f"the job had {fairness['job_done']:.0f} pages done when the check ended).",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

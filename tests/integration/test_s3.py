@@ -1,0 +1,359 @@
+"""The S3 mirror against a real S3 server: SeaweedFS over HTTPS (a test CA) with SigV4-verified Cloud.ru-style keys.
+
+Every test also checks that no key value shows up in the service's log or in an HTTP body.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import httpx
+import pytest
+
+from tests.support.documents import text_pdf
+from tests.support.s3server import S3Server
+from tests.support.server import ServiceProcess, after_job_ms, wait_for
+
+pytestmark = pytest.mark.integration
+
+FAST = {"dpi": "75"}
+PREFIX = "team/ocr"
+
+
+class Replica(NamedTuple):
+    server: ServiceProcess
+    bucket: str
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with S3Server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def mirrored(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replica]:
+    """A service mirroring to its own bucket, with a prefix written with stray slashes."""
+    bucket = new_bucket(s3)
+    env = s3.service_env(bucket, CLOUDRU_S3_PREFIX=f"/{PREFIX}/")
+    with ServiceProcess(tmp_path_factory.mktemp("replica-a"), env=env) as server:
+        server.wait_ready()
+        yield Replica(server, bucket)
+
+
+def new_bucket(s3: S3Server) -> str:
+    name = f"ocr-{uuid.uuid4().hex[:12]}"
+    s3.client().create_bucket(Bucket=name)
+    return name
+
+
+def bucket_objects(s3: S3Server, bucket: str) -> dict[str, dict[str, Any]]:
+    """Every object of the bucket: key -> body and content type."""
+    client = s3.client()
+    found = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            got = client.get_object(Bucket=bucket, Key=obj["Key"])
+            found[obj["Key"]] = {"body": got["Body"].read(), "content_type": got["ContentType"]}
+    return found
+
+
+def ocr(client: httpx.Client, pages: int = 1, **form: str) -> httpx.Response:
+    response = client.post("/ocr", files={"file": ("doc.pdf", text_pdf(pages))}, data={**FAST, **form})
+    assert response.status_code == 200, response.text
+    return response
+
+
+def health_when(server: ServiceProcess, condition: Any, what: str, timeout: float = 60) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        health = server.health()
+        return health if health and condition(health["s3"]) else None
+
+    result: dict[str, Any] = wait_for(check, timeout, what, interval=0.1)
+    return result
+
+
+def drained(server: ServiceProcess, timeout: float = 60) -> dict[str, Any]:
+    """/health once the outbox is empty."""
+    return health_when(server, lambda s3: s3["pending"] == 0, "the outbox to drain", timeout)
+
+
+def result_keys(body: dict[str, Any], prefix: str = PREFIX) -> list[str]:
+    folder = Path(body["files"]["json"]).parent.as_posix()
+    return [f"{prefix}/{folder}/result.md", f"{prefix}/{folder}/result.json"]
+
+
+def job_keys(job_id: str, pages: int, prefix: str = PREFIX) -> list[str]:
+    return [f"{prefix}/jobs/{job_id}/job.json"] + [
+        f"{prefix}/jobs/{job_id}/pages/{n:05d}.json" for n in range(1, pages + 1)
+    ]
+
+
+def assert_mirrored(objects: dict[str, dict[str, Any]], server: ServiceProcess, body: dict[str, Any]) -> None:
+    """The result's files and the job's files are in the bucket, byte for byte as on the service's disk."""
+    markdown_key, json_key = result_keys(body)
+    folder = server.output_dir / Path(body["files"]["json"]).parent
+    assert objects[markdown_key]["body"] == (folder / "result.md").read_bytes()
+    assert objects[json_key]["body"] == (folder / "result.json").read_bytes()
+    assert objects[markdown_key]["content_type"] == "text/markdown; charset=utf-8"
+    assert objects[json_key]["content_type"] == "application/json"
+    jobs = server.output_dir / "jobs" / body["id"]
+    for key in job_keys(body["id"], body["page_count"]):
+        local = jobs / key.split(f"/jobs/{body['id']}/", 1)[1]
+        assert objects[key]["body"] == local.read_bytes(), key
+        assert objects[key]["content_type"] == "application/json"
+    assert json.loads(objects[job_keys(body["id"], 0)[0]]["body"])["status"] == "succeeded"
+
+
+def assert_no_secrets(s3: S3Server, *texts: str, extra: tuple[str, ...] = ()) -> None:
+    for text in texts:
+        for secret in (s3.secret_key, s3.access_key, *extra):
+            assert secret not in text
+
+
+# --- uploads -------------------------------------------------------------------------------------
+
+
+def test_results_and_job_state_land_with_keys_bodies_and_types(s3: S3Server, mirrored: Replica) -> None:
+    server, bucket = mirrored
+    with httpx.Client(base_url=server.url, timeout=120) as client:
+        response = ocr(client, pages=2)
+        body = response.json()
+        assert body["storage"]["s3"] == {"status": "uploaded", "bucket": bucket, "keys": result_keys(body)}
+        assert body["storage"]["local"]["files"] == ["result.md", "result.json"]
+        # "uploaded" means the result is readable now, before the job's own files have followed.
+        result = s3.client().get_object(Bucket=bucket, Key=result_keys(body)[1])["Body"].read()
+        assert json.loads(result)["id"] == body["id"] and "storage" not in json.loads(result)
+
+        health = drained(server)
+        assert health["s3_storage"] == "configured"
+        details = health["s3"]
+        assert details["status"] == "configured" and details["startup_check"] == "ok"
+        assert details["bucket"] == bucket and details["prefix"] == PREFIX
+        assert details["last_error"] is None and details["uploaded"] >= 5 and details["oldest_pending_s"] is None
+        objects = bucket_objects(s3, bucket)
+        assert_mirrored(objects, server, body)
+        assert sorted(k for k in objects if body["id"] in k) == sorted(result_keys(body) + job_keys(body["id"], 2))
+
+        markdown = ocr(client, output="markdown")
+        assert markdown.headers["x-s3-status"] == "uploaded"
+        assert markdown.headers["content-type"].startswith("text/markdown")
+        stored = client.get(f"/jobs/{markdown.headers['x-result-id']}/result").json()
+        assert stored["storage"]["s3"]["status"] == "uploaded"
+        assert not list((server.output_dir / ".outbox").glob("*.json"))
+    assert_no_secrets(s3, server.log(), response.text, json.dumps(health))
+
+
+def test_a_replica_without_the_job_reads_it_from_s3(s3: S3Server, mirrored: Replica, tmp_path: Path) -> None:
+    server, bucket = mirrored
+    env = s3.service_env(bucket, CLOUDRU_S3_PREFIX=PREFIX)
+    with (
+        ServiceProcess(tmp_path, env=env) as other,
+        httpx.Client(base_url=server.url, timeout=60) as a,
+        httpx.Client(base_url=other.url, timeout=60) as b,
+    ):
+        other.wait_up()  # reading jobs needs no engine
+        job = a.post("/jobs", files={"file": ("doc.pdf", text_pdf(6))}, data=FAST).json()
+        seen: list[dict[str, Any]] = []
+
+        def finished_on_b() -> bool:
+            response = b.get(job["status_url"])
+            if response.status_code == 404:  # not mirrored yet
+                return False
+            assert response.status_code == 200, response.text
+            seen.append(response.json())
+            return bool(seen[-1]["status"] == "succeeded")
+
+        wait_for(finished_on_b, 120, "the job to succeed, as seen from the other replica", interval=0.05)
+        done = [s["pages_done"] for s in seen]
+        assert done == sorted(done) and done[-1] == 6
+        assert any(0 < n < 6 for n in done), done  # progress is visible while the job runs elsewhere
+
+        from_a = a.get(job["result_url"]).json()
+        from_b = b.get(job["result_url"]).json()
+        assert from_b["pages"] == from_a["pages"] and from_b["markdown"] == from_a["markdown"]
+        assert from_b["storage"]["local"] is None and from_a["storage"]["local"] is not None
+        assert from_b["storage"]["s3"] == from_a["storage"]["s3"]
+        assert from_b["storage"]["s3"]["keys"] == result_keys(from_a)
+        assert b.get(job["result_url"], params={"output": "markdown"}).text == from_a["markdown"]
+        assert not (other.output_dir / "jobs" / job["id"]).exists()
+
+        assert b.get("/jobs/0123456789abcdef0123456789abcdef").status_code == 404
+        assert b.delete(job["status_url"]).json()["error"]["code"] == "job_succeeded"
+        # A running job can only be cancelled where it runs.
+        long_job = a.post("/jobs", files={"file": ("doc.pdf", text_pdf(12))}, data=FAST).json()
+        wait_for(lambda: b.get(long_job["status_url"]).status_code == 200, 30, "the job's state in S3")
+        refused = b.delete(long_job["status_url"])
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "job_on_other_replica"
+        assert a.delete(long_job["status_url"]).status_code == 200
+        wait_for(lambda: b.get(long_job["status_url"]).json()["status"] == "cancelled", 60, "cancelled, seen on B")
+    assert_no_secrets(s3, server.log(), other.log(), json.dumps(from_b), refused.text)
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def test_three_of_four_variables_run_local_only_and_name_the_missing_one(s3: S3Server, tmp_path: Path) -> None:
+    env = s3.service_env("some-bucket")
+    del env["CLOUDRU_S3_SECRET_KEY"]
+    with ServiceProcess(tmp_path, env=env) as server:
+        health = server.wait_up()
+        assert health["s3_storage"] == "not_configured"
+        assert health["s3"]["missing"] == ["CLOUDRU_S3_SECRET_KEY"]
+    log = server.log()
+    mentions = [line for line in log.splitlines() if "CLOUDRU_S3_" in line]
+    assert len(mentions) == 1, mentions
+    assert "S3 mirror disabled: CLOUDRU_S3_SECRET_KEY not set" in mentions[0]
+    assert not (server.output_dir / ".outbox").exists()
+    assert_no_secrets(s3, log, json.dumps(health))
+
+
+@pytest.mark.slow
+def test_wrong_secret_is_degraded_then_fixed_config_uploads_everything(s3: S3Server, tmp_path: Path) -> None:
+    bucket = new_bucket(s3)
+    wrong = uuid.uuid4().hex + uuid.uuid4().hex
+    env = s3.service_env(bucket, CLOUDRU_S3_SECRET_KEY=wrong, CLOUDRU_S3_PREFIX=PREFIX, LOG_LEVEL="DEBUG")
+    first = ServiceProcess(tmp_path, env=env).start()
+    first.wait_ready()
+    health = health_when(first, lambda s3: s3["startup_check"] != "running", "the start-up check")
+    assert health["s3_storage"] == "degraded" and health["s3"]["startup_check"] == "failed"
+    error = health["s3"]["last_error"]
+    assert error["type"] == "ClientError" and error["message"].startswith("SignatureDoesNotMatch")
+    assert "check CLOUDRU_S3_ACCESS_KEY and CLOUDRU_S3_SECRET_KEY" in error["message"]
+    with httpx.Client(base_url=first.url, timeout=120) as client:
+        responses = [ocr(client), ocr(client, pages=2)]  # S3 never fails an OCR request
+        assert [r.json()["storage"]["s3"]["status"] for r in responses] == ["pending", "pending"]
+        health = client.get("/health").json()
+        assert health["s3"]["pending_results"] == 2 and health["s3"]["oldest_pending_s"] > 0
+        unreadable = client.get("/jobs/0123456789abcdef0123456789abcdef")
+        assert unreadable.status_code == 503 and unreadable.json()["error"]["code"] == "storage_unavailable"
+    assert first.stop() == 0
+    assert bucket_objects(s3, bucket) == {}
+    texts = [first.log(), json.dumps(health), unreadable.text, *(r.text for r in responses)]
+    assert_no_secrets(s3, *texts, extra=(wrong,))
+
+    second = ServiceProcess(tmp_path, env={**env, "CLOUDRU_S3_SECRET_KEY": s3.secret_key}).start()
+    try:
+        second.wait_up()
+        health = drained(second)
+        assert health["s3_storage"] == "configured" and health["s3"]["last_error"] is None
+        objects = bucket_objects(s3, bucket)
+        for response in responses:
+            assert_mirrored(objects, second, response.json())
+        assert len([k for k in objects if k.endswith("/result.json")]) == 2
+        with httpx.Client(base_url=second.url, timeout=60) as client:
+            later = client.get(f"/jobs/{responses[0].json()['id']}/result").json()
+        assert later["storage"]["s3"]["status"] == "uploaded"
+    finally:
+        second.stop()
+    assert_no_secrets(s3, second.log(), json.dumps(health), json.dumps(later), extra=(wrong,))
+
+
+@pytest.mark.slow
+def test_s3_down_at_start_then_up_uploads_every_pending_result_once(tmp_path: Path) -> None:
+    s3 = S3Server(tmp_path / "s3").start()
+    try:
+        bucket = new_bucket(s3)
+        s3.stop()
+        (tmp_path / "service").mkdir()
+        env = s3.service_env(bucket, CLOUDRU_S3_PREFIX=PREFIX, S3_RETRY_MAX_S="1")
+        with ServiceProcess(tmp_path / "service", env=env) as server:
+            server.wait_ready()
+            health = health_when(server, lambda s3: s3["startup_check"] == "failed", "the start-up check to fail")
+            assert health["s3_storage"] == "degraded"
+            assert health["s3"]["last_error"]["type"] == "EndpointConnectionError"
+            with httpx.Client(base_url=server.url, timeout=120) as client:
+                bodies = [ocr(client).json() for _ in range(3)]
+            assert {b["storage"]["s3"]["status"] for b in bodies} == {"pending"}
+            assert server.health()["s3"]["pending_results"] == 3  # type: ignore[index]
+
+            s3.start()
+            ok = health_when(server, lambda s3: s3["pending"] == 0 and s3["startup_check"] == "ok", "S3 back")
+            assert ok["s3_storage"] == "configured"
+            objects = bucket_objects(s3, bucket)
+            for body in bodies:
+                assert_mirrored(objects, server, body)
+            expected = {k for b in bodies for k in result_keys(b) + job_keys(b["id"], 1)}
+            assert set(objects) == expected  # nothing lost, nothing extra
+        assert_no_secrets(s3, server.log(), *(json.dumps(b) for b in bodies))
+    finally:
+        s3.kill()
+
+
+@pytest.mark.slow
+def test_a_hanging_s3_delays_answers_at_most_s3_upload_wait_s(tmp_path: Path) -> None:
+    s3 = S3Server(tmp_path / "s3").start()
+    try:
+        bucket = new_bucket(s3)
+        (tmp_path / "service").mkdir()
+        env = s3.service_env(bucket, CLOUDRU_S3_PREFIX=PREFIX, S3_UPLOAD_WAIT_S="2")
+        with ServiceProcess(tmp_path / "service", env=env) as server:
+            server.wait_ready()
+            health_when(server, lambda s3: s3["startup_check"] == "ok", "the start-up check")
+            s3.pause()  # connections are accepted, nothing answers: only the read timeout (30 s) would end a PUT
+            with httpx.Client(base_url=server.url, timeout=120) as client:
+                bodies = [ocr(client).json() for _ in range(3)]
+                health_ms = []
+                for _ in range(5):
+                    began = time.perf_counter()
+                    assert client.get("/health").status_code == 200
+                    health_ms.append((time.perf_counter() - began) * 1000)
+            assert [b["storage"]["s3"]["status"] for b in bodies] == ["pending"] * 3
+            waits = after_job_ms(server.log())
+            assert len(waits) == 3 and max(waits) < 2000 + 500, waits  # the first may wait up to S3_UPLOAD_WAIT_S
+            assert max(waits[1:]) < 500, waits  # later ones see the hanging upload and do not wait
+            assert max(health_ms) < 1000, health_ms
+            s3.resume()
+            drained(server)
+            objects = bucket_objects(s3, bucket)
+            for body in bodies:
+                assert_mirrored(objects, server, body)
+    finally:
+        s3.kill()
+
+
+@pytest.mark.slow
+def test_s3_killed_in_the_middle_of_a_batch_loses_nothing(tmp_path: Path) -> None:
+    s3 = S3Server(tmp_path / "s3").start()
+    try:
+        bucket = new_bucket(s3)
+        (tmp_path / "service").mkdir()
+        env = s3.service_env(bucket, CLOUDRU_S3_PREFIX=PREFIX, S3_RETRY_MAX_S="1", OCR_CONCURRENCY="2")
+        with ServiceProcess(tmp_path / "service", env=env) as server:
+            server.wait_ready()
+            bodies: list[dict[str, Any]] = []
+            lock = threading.Lock()
+
+            def send() -> None:
+                with httpx.Client(base_url=server.url, timeout=120) as client:
+                    body = ocr(client).json()
+                with lock:
+                    bodies.append(body)
+
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                futures = [pool.submit(send) for _ in range(20)]
+                wait_for(lambda: len(bodies) >= 5, 120, "5 results")
+                s3.kill()
+                wait_for(lambda: len(bodies) >= 12, 120, "12 results")
+                s3.start()
+                for future in futures:
+                    future.result()
+
+            statuses = Counter(b["storage"]["s3"]["status"] for b in bodies)
+            assert statuses["pending"] > 0, statuses  # some were answered while S3 was down
+            drained(server, timeout=90)
+            objects = bucket_objects(s3, bucket)
+            for body in bodies:
+                assert_mirrored(objects, server, body)
+            assert len([k for k in objects if k.endswith("/result.json")]) == 20
+        assert_no_secrets(s3, server.log(), *(json.dumps(b) for b in bodies))
+    finally:
+        s3.kill()
