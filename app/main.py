@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from app import __version__
 from app.api import compat, health, jobs, ocr, ops
+from app.api.inputs import base64_body_limit
 from app.engines.base import EngineRuntime, OcrEngine
 from app.engines.select import build_engine
 from app.errors import ServiceError, error_payload
@@ -35,11 +36,6 @@ log = logging.getLogger("app")
 
 # Multipart framing and the small form fields ride on top of the file itself.
 _BODY_OVERHEAD = 1024 * 1024
-
-
-def base64_body_limit(max_upload_bytes: int) -> int:
-    """Largest JSON body carrying a base64 document of ``max_upload_bytes`` (4/3 of it) plus options."""
-    return -(-max_upload_bytes // 3) * 4 + _BODY_OVERHEAD
 
 
 def create_app(settings: Settings | None = None, engine: OcrEngine | None = None) -> FastAPI:
@@ -93,7 +89,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_upload_bytes + _BODY_OVERHEAD,
-        path_limits={path: base64_body_limit(settings.max_upload_bytes) for path in compat.PATHS},
+        path_limits={path: base64_body_limit(settings.max_upload_bytes) for path in (*compat.PATHS, "/ocr", "/jobs")},
     )
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())

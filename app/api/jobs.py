@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import get_service
-from app.api.inputs import DocumentInput, document_input
+from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input
 from app.api.ocr import ERRORS, accepted, check_output, render_result
 from app.errors import arrived_at
 from app.jobs.store import JobRecord
@@ -33,7 +33,7 @@ def status_body(request: Request, service: OcrService, record: JobRecord) -> Job
     )
 
 
-@router.post("", status_code=202, response_model=JobAccepted, responses=ERRORS)
+@router.post("", status_code=202, response_model=JobAccepted, responses=ERRORS, openapi_extra=OPENAPI_BODY)
 async def create_job(
     request: Request,
     document: DocumentInput = Depends(document_input),

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import get_service
-from app.api.inputs import DocumentInput, document_input
+from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input
 from app.errors import arrived_at, invalid_field
 from app.jobs.store import JobRecord
 from app.schemas import DocumentResult, ErrorResponse, JobAccepted
@@ -32,9 +32,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def render_result(result: DocumentResult, output: str) -> Response:
+def render_result(result: DocumentResult, output: str, content: bool = True) -> Response:
     """The result in the requested representation, with its id in ``X-Result-Id`` and its S3 status in
-    ``X-S3-Status`` (for the Markdown and text outputs, which have no ``storage`` block)."""
+    ``X-S3-Status`` (for the Markdown and text outputs, which have no ``storage`` block). Without
+    ``content`` (``return_content=false``) the JSON leaves out the pages, Markdown and text: they are
+    in storage (``files``, ``storage``)."""
     headers = {"X-Result-Id": result.id}
     if result.storage is not None:
         headers["X-S3-Status"] = result.storage.s3.status
@@ -42,7 +44,8 @@ def render_result(result: DocumentResult, output: str) -> Response:
         return Response(result.markdown, media_type=OUTPUT_TYPES["markdown"], headers=headers)
     if output == "text":
         return Response(result.text, media_type=OUTPUT_TYPES["text"], headers=headers)
-    return JSONResponse(result.model_dump(mode="json", by_alias=True), headers=headers)
+    exclude = None if content else {"pages", "markdown", "text"}
+    return JSONResponse(result.model_dump(mode="json", by_alias=True, exclude=exclude), headers=headers)
 
 
 def check_output(output: str | None) -> str:
@@ -67,17 +70,16 @@ def accepted(request: Request, record: JobRecord) -> JSONResponse:
         200: {"content": {"text/markdown": {}, "text/plain": {}}, "description": "the recognised document"},
         202: {"model": JobAccepted, "description": "not done within SYNC_TIMEOUT_S: continues as a job"},
     },
+    openapi_extra=OPENAPI_BODY,
 )
 async def ocr(
     request: Request,
-    output: str | None = Form("json", description="json | markdown | text"),
     document: DocumentInput = Depends(document_input),
     service: OcrService = Depends(get_service),
 ) -> Response:
     """Recognise a document, waiting at most ``SYNC_TIMEOUT_S`` before handing back a job, then at most
     ``S3_UPLOAD_WAIT_S`` for the result's S3 upload (``storage.s3.status`` says whether it is done)."""
     try:
-        output = check_output(output)
         record = await service.submit(
             document.path,
             document.filename,
@@ -92,4 +94,5 @@ async def ocr(
     if not record.finished:
         log.info("ocr id=%s continues as a job after %.0f s", record.id, service.settings.sync_timeout_s)
         return accepted(request, record)
-    return render_result(await service.result(record, service.settings.s3_upload_wait_s), output)
+    result = await service.result(record, service.settings.s3_upload_wait_s)
+    return render_result(result, document.output, content=document.return_content)
