@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -18,7 +18,7 @@ class _LiveState(Collector):
     def __init__(self, read: Callable[[], dict[str, Any]]) -> None:
         self.read = read
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         state = self.read()
         if not state:
             return
@@ -34,10 +34,11 @@ class _LiveState(Collector):
         for name in ("initializing", "ready", "failed"):
             engine.add_metric([state["engine"], name], 1.0 if state["engine_state"] == name else 0.0)
         yield engine
-        for name, value in state.get("extra", {}).items():
-            gauge = GaugeMetricFamily(name, value["help"])
-            gauge.add_metric([], value["value"])
-            yield gauge
+        s3 = state.get("s3")
+        if s3 is not None:
+            yield CounterMetricFamily("s3_uploads", "Objects uploaded to S3", value=s3["uploaded"])
+            yield CounterMetricFamily("s3_upload_failures", "Failed S3 upload attempts (retried)", value=s3["failures"])
+            yield GaugeMetricFamily("s3_pending_uploads", "Outbox entries waiting for upload", value=s3["pending"])
 
 
 class Metrics:
@@ -53,7 +54,6 @@ class Metrics:
             "ocr_page_duration_seconds", "OCR time of one page", ["engine"], buckets=LATENCY_BUCKETS, registry=r
         )
         self.jobs_finished = Counter("ocr_jobs_finished", "Jobs that ended, by status", ["status"], registry=r)
-        self.s3_uploads = Counter("s3_uploads", "S3 result uploads by outcome", ["outcome"], registry=r)
 
     def watch(self, read: Callable[[], dict[str, Any]]) -> None:
         """Expose live gauges computed by ``read`` at each scrape."""

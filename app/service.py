@@ -172,6 +172,13 @@ class OcrService:
             "jobs": jobs,
             "engine": self.runtime.engine.name,
             "engine_state": self.runtime.state,
+            "s3": None
+            if self.mirror is None
+            else {
+                "uploaded": self.mirror.uploaded,
+                "failures": self.mirror.failures,
+                "pending": self.mirror.outbox.stats[0],
+            },
         }
 
     # --- submitting and waiting ------------------------------------------------------------------

@@ -190,6 +190,7 @@ class S3Mirror:
         self.last_upload_at: str | None = None
         self.startup_check: Literal["running", "ok", "failed"] = "running"
         self.uploaded = 0
+        self.failures = 0
         self._consecutive_failures = 0
         self._paused_until = 0.0
         self._health_lock = threading.Lock()
@@ -438,6 +439,7 @@ class S3Mirror:
         error = self.describe(exc)
         error["at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with self._health_lock:
+            self.failures += 1
             self._consecutive_failures += 1
             pause = self._backoff(self._consecutive_failures)
             self._paused_until = time.monotonic() + pause
