@@ -48,15 +48,21 @@ LINE_ENGINES = frozenset({"pp-ocr", "tesseract"})
 _IMAGE_REFERENCE = re.compile(r"""<img\b[^>]*?\bsrc\s*=\s*["']([^"']+)["']|!\[[^\]]*\]\(\s*<?([^)\s>]+)""")
 
 
-def model_settings(engine: str, ignored_labels: Sequence[str] = DEFAULT_IGNORED_LABELS) -> dict[str, Any]:
+def model_settings(
+    engine: str,
+    ignored_labels: Sequence[str] = DEFAULT_IGNORED_LABELS,
+    *,
+    layout_detection: bool = True,
+    doc_preprocessor: bool = False,
+) -> dict[str, Any]:
     """PaddleX's ``model_settings`` describing what ``engine`` did to a page.
 
-    Line engines do no layout detection, preprocessing or chart recognition; the VLM pipeline runs
-    layout detection (its default configuration).
+    Line engines do no layout detection, preprocessing or chart recognition; for the VLM pipeline the
+    caller passes its configuration (``VL_USE_LAYOUT_DETECTION``, orientation/unwarping switches).
     """
-    layout = engine not in LINE_ENGINES
+    layout = engine not in LINE_ENGINES and layout_detection
     return {
-        "use_doc_preprocessor": False,
+        "use_doc_preprocessor": engine not in LINE_ENGINES and doc_preprocessor,
         "use_layout_detection": layout,
         "use_chart_recognition": False,
         "format_block_content": False,

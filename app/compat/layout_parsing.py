@@ -82,7 +82,11 @@ async def layout_parsing(
             )
     folder = (service.store.root / (result.files.json_path or result.id)).parent
     images = await anyio.to_thread.run_sync(_markdown_images, folder, result)
-    page_settings = model_settings(result.engine)
+    page_settings = model_settings(
+        result.engine,
+        layout_detection=settings.vl_use_layout_detection,
+        doc_preprocessor=settings.vl_use_doc_orientation_classify or settings.vl_use_doc_unwarping,
+    )
     pages = [
         layout_parsing_page(page, page_settings, images[i], visuals[i] if visuals else None)
         for i, page in enumerate(result.pages)

@@ -104,6 +104,23 @@ def test_page_text_comes_back_in_blocks_and_markdown(vl: httpx.Client, standin: 
     print(f"stand-in read the page in {standin.requests[0]['read_s']} s")
 
 
+def test_layout_parsing_through_the_vlm(vl: httpx.Client) -> None:
+    """The PaddleX-compatible endpoint on the real pipeline: its settings say layout detection was off."""
+    import base64
+    import io
+
+    lines = ENGLISH_LINES[:3]
+    buffer = io.BytesIO()
+    small_page(lines).save(buffer, format="PNG")
+    payload = {"file": base64.b64encode(buffer.getvalue()).decode(), "fileType": 1, "visualize": False}
+    body = vl.post("/layout-parsing", json=payload).json()
+    assert body["errorCode"] == 0, body
+    pruned = body["result"]["layoutParsingResults"][0]["prunedResult"]
+    assert pruned["model_settings"]["use_layout_detection"] is False
+    [block] = pruned["parsing_res_list"]
+    assert block["block_label"] == "ocr" and cer("\n".join(lines), block["block_content"]) <= 0.03
+
+
 def test_multipage_pdf(vl: httpx.Client, vl_service: ServiceProcess, standin: VlmStandin) -> None:
     texts = [page_lines(n)[:3] for n in (1, 2, 3)]
     pdf = pdf_bytes([small_page(lines) for lines in texts])
