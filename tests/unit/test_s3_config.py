@@ -11,7 +11,7 @@ from app.settings import Settings
 from app.storage.s3 import KeyLayout, S3Mirror, build_mirror, content_type, missing_settings, result_files
 
 ACCESS = "<tenant_id>:<key_id>"
-SECRET = "s3cr3t-value-never-shown"
+SECRET = "s3cr3t-value-never-shown"  # pragma: allowlist secret
 FULL = {
     "CLOUDRU_S3_ENDPOINT": "https://s3.cloud.ru",
     "CLOUDRU_S3_BUCKET": "ocr",
@@ -51,7 +51,7 @@ def test_key_layout_and_prefix() -> None:
     assert settings(CLOUDRU_S3_PREFIX="/a/b/").cloudru_s3_prefix == "a/b"
     assert settings().cloudru_s3_prefix == "ocr-results" and settings().cloudru_s3_region == "ru-central-1"
     layout = KeyLayout("ocr-results")
-    job = "0123456789abcdef0123456789abcdef"
+    job = "0123456789abcdef0123456789abcdef"  # pragma: allowlist secret
     assert layout.result(f"2026-01-02/{job}", "result.json") == f"ocr-results/2026-01-02/{job}/result.json"
     assert layout.job(job) == f"ocr-results/jobs/{job}/job.json"
     assert layout.page(job, 7) == f"ocr-results/jobs/{job}/pages/00007.json"
