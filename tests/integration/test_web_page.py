@@ -197,6 +197,22 @@ def test_dropped_pdf_shows_server_rendered_pages_with_options(desktop: Session, 
     assert "Page 1 of the generated" not in page.inner_text("#markdown")
 
 
+def test_progress_and_cancel(desktop: Session) -> None:
+    page = desktop.open()
+    page.set_input_files("#file", files=[{"name": "long.pdf", "mimeType": "application/pdf", "buffer": text_pdf(30)}])
+    page.fill("#dpi", "75")
+    page.click("#submit")
+    expect(page.locator("#progress-text")).to_contain_text("of 30 pages recognised", timeout=30_000)
+    expect(page.locator("#cancel")).to_be_visible()
+    page.click("#cancel")
+    message = page.locator("#message")
+    expect(message).to_contain_text("The job was cancelled.", timeout=30_000)
+    done = int(page.inner_text("#message-text").split()[0])
+    assert done < 30
+    expect(page.locator("#progress")).to_be_hidden()
+    expect(page.locator("#result")).to_be_hidden()
+
+
 def test_errors_are_shown_in_plain_words(desktop: Session) -> None:
     page = desktop.open()
     page.click("#submit")

@@ -14,6 +14,7 @@ const state = {
   config: null,
   file: null,
   fileUrl: null, // object URL of the chosen file, shown directly when the browser can draw it
+  resultFileUrl: null, // the same for the file whose result is shown (another may be chosen meanwhile)
   job: null,
   result: null,
   pageIndex: 0,
@@ -257,9 +258,10 @@ async function watchHealth() {
       label.title = engine.error || engine.detail || engine.selection || "";
       $("version").textContent = health.version ? `paddleocr-vl-service ${health.version}` : "";
       showEngineChoices(health);
-      if (health.status === "healthy") return;
     }
-    await sleep(health && health.status === "unhealthy" ? 15000 : 3000);
+    // quickly while the engine loads, then now and then (an engine can fail or recover later)
+    const status = health ? health.status : "down";
+    await sleep(status === "healthy" ? 30000 : status === "unhealthy" ? 15000 : 3000);
   }
 }
 
@@ -288,7 +290,7 @@ function setupKey() {
 
 function chooseFile(file) {
   if (!file) return;
-  if (state.fileUrl) URL.revokeObjectURL(state.fileUrl);
+  // Earlier object URLs are not revoked: they only reference the files, and a shown result may use one.
   state.file = file;
   state.fileUrl = BROWSER_IMAGES.has(file.type) ? URL.createObjectURL(file) : null;
   const name = $("file-name");
@@ -372,6 +374,7 @@ async function submit(event) {
   setBusy(true);
   state.cancelRequested = false;
   setProgress(0, "Uploading…");
+  const fileUrl = state.fileUrl;
   try {
     const accepted = await upload("jobs", formFields(), (fraction) =>
       setProgress(fraction * 0.1, `Uploading… ${Math.round(fraction * 100)}%`));
@@ -381,7 +384,7 @@ async function submit(event) {
     if (status.status === "succeeded") {
       setProgress(1, "Fetching the result…");
       const result = await (await api(status.result_url || `jobs/${status.id}/result`)).json();
-      showResult(result, status);
+      showResult(result, status, fileUrl);
     } else if (status.status === "cancelled") {
       showMessage("info", "The job was cancelled.", `${status.pages_done} of ${status.pages_total} page(s) had been recognised.`);
     } else {
@@ -446,8 +449,9 @@ function clearResult() {
   $("result").hidden = true;
 }
 
-function showResult(result, status) {
+function showResult(result, status, fileUrl) {
   state.result = result;
+  state.resultFileUrl = fileUrl;
   state.pageIndex = 0;
   $("intro").hidden = true;
   $("result").hidden = false;
@@ -549,7 +553,9 @@ async function showPage(index) {
  * page as the server rendered it for the engine (PDF pages at the job's dpi, TIFF frames). */
 async function pageImageUrl(page) {
   const result = state.result;
-  if (state.fileUrl && BROWSER_IMAGES.has(result.content_type) && result.page_count === 1) return state.fileUrl;
+  if (state.resultFileUrl && BROWSER_IMAGES.has(result.content_type) && result.page_count === 1) {
+    return state.resultFileUrl;
+  }
   if (state.pageUrls.has(page.index)) return state.pageUrls.get(page.index);
   const response = await api(`jobs/${result.id}/pages/${page.index}/image`);
   const url = URL.createObjectURL(await response.blob());
