@@ -5,8 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Debian packages: fonts for the generated test documents.
-APT_PACKAGES := fonts-dejavu-core
+# Debian packages: fonts for the generated test documents; chromium for the web page tests (Playwright drives it).
+APT_PACKAGES := fonts-dejavu-core chromium
 
 .PHONY: run test lint typecheck compat system-deps bench clean
 

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from app import __version__
 from app.api import compat, health, jobs, ocr, ops
 from app.api.inputs import base64_body_limit
+from app.api.web import add_web_page
 from app.engines.base import EngineRuntime, OcrEngine
 from app.engines.select import build_engine
 from app.errors import ServiceError, error_payload
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
     app.include_router(jobs.router)
     app.include_router(compat.router)
     app.include_router(ops.router)
+    add_web_page(app)
     # Added last = outermost: request log -> CORS -> API key -> body cap -> routes.
     app.add_middleware(
         BodyLimitMiddleware,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import io
 import logging
 import shutil
 import threading
@@ -43,6 +44,9 @@ from app.storage.s3 import S3Mirror, S3Unavailable, result_files
 from app.url_fetch import FetchPolicy
 
 log = logging.getLogger(__name__)
+
+PAGE_IMAGE_MAX_SIDE = 2000
+"""Page images (for showing a page with its boxes) are scaled down to at most this many pixels a side."""
 
 
 @dataclass(frozen=True)
@@ -379,6 +383,42 @@ class OcrService:
         s3 = S3Storage(status="uploaded" if uploaded else "pending", bucket=mirror.bucket, keys=keys)
         return ResultStorage(local=local, s3=s3)
 
+    async def page_image(self, record: JobRecord, number: int) -> bytes:
+        """Page ``number`` of a job's document as a JPEG, rendered the way the engine saw it (PDF pages at
+        the job's dpi, images upright), so the result's boxes fit it when scaled to the page's width and
+        height; at most ``PAGE_IMAGE_MAX_SIDE`` pixels a side.
+
+        404 ``page_not_found`` for a page outside the job; 410 ``page_image_unavailable`` once the input
+        is gone (``KEEP_JOB_INPUTS=false`` and the job has finished, or the job expired).
+        """
+        if number not in record.pages:
+            raise ServiceError(
+                404, "page_not_found", f"page {number} is not one of the {len(record.pages)} page(s) of job {record.id}"
+            )
+        path = self.jobs.input_path(record.id)
+
+        gone = ServiceError(
+            410,
+            "page_image_unavailable",
+            f"the document of job {record.id} is no longer stored (KEEP_JOB_INPUTS is off or the job expired)",
+        )
+
+        def render() -> bytes:
+            if not path.exists():
+                raise gone
+            try:
+                document = open_document(path, record.content_type, self.limits)
+            except FileNotFoundError:  # removed by the retention clean-up just now
+                raise gone from None
+            with document:
+                image = document.render(number, record.dpi)
+            image.thumbnail((PAGE_IMAGE_MAX_SIDE, PAGE_IMAGE_MAX_SIDE))
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=85)
+            return buffer.getvalue()
+
+        return await anyio.to_thread.run_sync(render)
+
     async def cancel(self, job_id: str) -> JobRecord:
         """Stop a queued or running job: running pages finish, no new pages start.
 
@@ -437,7 +477,10 @@ class OcrService:
             await self._finish(record)
         record.finished_at = utc_now()
         await self._save(record)
-        await anyio.to_thread.run_sync(self.jobs.discard_input, record.id)
+        if not self.settings.keep_job_inputs:
+            # Otherwise the input stays until the retention clean-up deletes the job folder, so that
+            # page_image() can show the page the boxes were found on.
+            await anyio.to_thread.run_sync(self.jobs.discard_input, record.id)
         self.metrics.jobs_finished.labels(record.status).inc()
         log.info(
             "job %s %s: %d page(s), %d failed", record.id, record.status, record.pages_done, len(record.failed_pages)

@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     sync_timeout_s: float = Field(90, gt=0)
     page_timeout_s: float = Field(300, gt=0)
     result_ttl_hours: float = Field(72, gt=0)
+    keep_job_inputs: bool = True  # keep uploads until RESULT_TTL_HOURS so pages can be shown as images
 
     # --- security -----------------------------------------------------------------------------
     api_key: SecretStr | None = None

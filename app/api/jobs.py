@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import get_service
@@ -10,7 +10,7 @@ from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input
 from app.api.ocr import ERRORS, accepted, check_output, render_result
 from app.errors import arrived_at
 from app.jobs.store import JobRecord
-from app.schemas import DocumentResult, JobAccepted, JobError, JobStatus
+from app.schemas import DocumentResult, ErrorResponse, JobAccepted, JobError, JobStatus
 from app.service import OcrService
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -74,6 +74,23 @@ async def job_result(
     """The finished document, as ``POST /ocr`` returns it; 409 while the job is not finished."""
     output = check_output(output)
     return render_result(await service.result(await service.find(job_id)), output)
+
+
+@router.get(
+    "/{job_id}/pages/{number}/image",
+    response_class=Response,
+    name="job_page_image",
+    responses={**ERRORS, 410: {"model": ErrorResponse}, 200: {"content": {"image/jpeg": {}}}},
+)
+async def job_page_image(
+    job_id: str,
+    number: int = Path(..., ge=1, description="page number in the document, from 1"),
+    service: OcrService = Depends(get_service),
+) -> Response:
+    """Page ``number`` of the job's document as a JPEG, as the engine saw it: draw the result's boxes on it
+    scaled by ``width`` and ``height`` of the page. 410 when the document is no longer stored."""
+    image = await service.page_image(await service.find(job_id), number)
+    return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.delete("/{job_id}", response_model=JobStatus, responses=ERRORS)
