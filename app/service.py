@@ -292,10 +292,19 @@ class OcrService:
         keep_input: bool = False,
         arrived: float | None = None,
     ) -> DocumentResult:
-        """Submit and wait for the whole result; the first page's error if every page failed, 503 when a
-        restart interrupts it (the job resumes afterwards)."""
+        """Submit and wait up to ``SYNC_TIMEOUT_S`` for the whole result (for callers that cannot take a
+        202, such as the PaddleX-compatible API). The first page's error if every page failed; 504
+        ``sync_timeout`` naming the job when it takes longer (the job goes on: poll ``/jobs/{id}``); 503
+        when a restart interrupts it (the job resumes afterwards)."""
         record = await self.submit(upload, filename, content_type, options, keep_input=keep_input, arrived=arrived)
-        record = await self.wait(record.id, None)
+        record = await self.wait(record.id, self.settings.sync_timeout_s)
+        if not record.finished and not self.draining:
+            raise ServiceError(
+                504,
+                "sync_timeout",
+                f"the document takes longer than SYNC_TIMEOUT_S ({self.settings.sync_timeout_s:g} s); it goes on as "
+                f"job {record.id}: GET /jobs/{record.id}, or send long documents to POST /jobs",
+            )
         if not record.finished:
             raise ServiceError(
                 503,

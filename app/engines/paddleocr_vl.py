@@ -348,7 +348,7 @@ def explain_failure(exc: BaseException, *, missing: Sequence[str] = (), models_d
     if _ARCH_MISMATCH.search(low):
         return (
             "CUDA/architecture mismatch: the installed paddlepaddle-gpu has no kernels for this GPU. Use the image "
-            "built for it (the sm120 image for Blackwell, e.g. RTX 50xx/B200; the non-sm120 one for A100/H100). "
+            "built for it (the sm120 image for Blackwell, e.g. RTX 50xx; the non-sm120 one for A100/H100). "
             f"Error: {text}"
         )
     if any(marker in low for marker in _DRIVER_TOO_OLD):

@@ -195,3 +195,17 @@ def test_simultaneous_submissions_respect_the_limit(small_queue: ServiceProcess)
         for response in responses:
             if response.status_code == 202:
                 poll_until_finished(client, response.json()["id"])
+
+
+def test_layout_parsing_hands_over_to_a_job_after_the_sync_timeout(small_queue: ServiceProcess) -> None:
+    """PaddleX clients cannot take a 202: past SYNC_TIMEOUT_S they get a 504 naming the job, which goes on."""
+    import base64
+
+    with httpx.Client(base_url=small_queue.url, timeout=60) as client:
+        payload = {"file": base64.b64encode(text_pdf(8)).decode(), "fileType": 0, "visualize": False}
+        response = client.post("/layout-parsing", json=payload)
+        assert response.status_code == 504, response.text
+        body = response.json()
+        assert body["errorCode"] == 504 and "SYNC_TIMEOUT_S" in body["errorMsg"]
+        job_id = re.search(r"job ([0-9a-f]{32})", body["errorMsg"]).group(1)  # type: ignore[union-attr]
+        assert poll_until_finished(client, job_id)[-1]["status"] == "succeeded"
