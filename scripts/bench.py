@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Throughput, /health latency and peak memory of the service against the engine called directly.
 
-Usage: .venv/bin/python scripts/bench.py [--requests 24] [--pdf-pages 100] [--write BENCHMARKS.md]
+Usage: .venv/bin/python scripts/bench.py [--requests 24] [--pdf-pages 1,20,100,200] [--write BENCHMARKS.md]
 
 Measures, on this machine:
   1. pages/s of the pp-ocr engine called directly (same pages, same engine settings as the service);
   2. pages/s through HTTP (one page per request) at 1, 2 and 4 concurrent clients, with the CPU the
      server process used (cores busy);
   3. /health latency (p50/p99) while 4 OCR clients are running;
-  4. peak RSS of the server while it processes a PDF of --pdf-pages pages.
+  4. peak RSS of a fresh server processing one PDF of 1, 20, 100 and 200 pages (memory must not grow
+     with the page count: pages are rasterised one at a time and written to disk as they finish).
 """
 
 from __future__ import annotations
@@ -116,6 +117,24 @@ def health_under_load(url: str, pages: list[bytes], clients: int = 4) -> list[fl
     return latencies
 
 
+def peak_rss_for(pages: int, cores: int) -> tuple[float, float, int]:
+    """(peak RSS in MB, seconds, PDF bytes) of a fresh server process that OCRs one ``pages``-page PDF."""
+    document = text_pdf(pages)
+    with tempfile.TemporaryDirectory() as tmp, ServiceProcess(Path(tmp), env={"OCR_CONCURRENCY": str(cores)}) as server:
+        server.wait_ready()
+        assert server.process is not None
+        with httpx.Client(base_url=server.url, timeout=600) as http:
+            began = time.perf_counter()
+            job = http.post("/jobs", files={"file": ("big.pdf", document)})
+            job.raise_for_status()
+            status_url = job.json()["status_url"]
+            while http.get(status_url).json()["status"] in ("queued", "running"):
+                time.sleep(0.5)
+            took = time.perf_counter() - began
+            assert http.get(status_url).json()["status"] == "succeeded"
+        return peak_rss_mb(server.process.pid), took, len(document)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -124,7 +143,12 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=24, help="pages sent per client count")
-    parser.add_argument("--pdf-pages", type=int, default=100)
+    parser.add_argument(
+        "--pdf-pages",
+        type=lambda v: [int(n) for n in v.split(",")],
+        default=[1, 20, 100, 200],
+        help="page counts of the PDFs whose peak RSS is measured, each in a fresh server",
+    )
     parser.add_argument("--write", type=Path, help="replace the foundation section of this Markdown file")
     args = parser.parse_args()
 
@@ -163,21 +187,11 @@ def main() -> None:
             f"max {max(latencies):.1f} ms |"
         )
 
-    with tempfile.TemporaryDirectory() as tmp, ServiceProcess(Path(tmp), env={"OCR_CONCURRENCY": str(cores)}) as server:
-        server.wait_ready()
-        assert server.process is not None
-        pid = server.process.pid
-        with httpx.Client(base_url=server.url, timeout=3600) as http:
-            http.post("/ocr", files={"file": ("one.pdf", text_pdf(1))}).raise_for_status()
-            after_one = peak_rss_mb(pid)
-            document = text_pdf(args.pdf_pages)
-            began = time.perf_counter()
-            response = http.post("/ocr", files={"file": ("big.pdf", document)})
-            response.raise_for_status()
-            took = time.perf_counter() - began
+    for pages in args.pdf_pages:
+        rss, took, size = peak_rss_for(pages, cores)
         lines.append(
-            f"| Peak RSS of the server: after a 1-page PDF / after a {args.pdf_pages}-page PDF "
-            f"({len(document) / 1e6:.1f} MB, {took:.0f} s) | {after_one:.0f} MB / {peak_rss_mb(pid):.0f} MB |"
+            f"| Peak RSS of a fresh server that processed one {pages}-page PDF through `/jobs` "
+            f"({size / 1e6:.1f} MB, {took:.0f} s) | {rss:.0f} MB |"
         )
 
     report = "\n".join(lines)
