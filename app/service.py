@@ -27,6 +27,7 @@ import anyio
 
 from app.documents import Document, Limits, open_document, parse_page_spec
 from app.engines.base import EngineRuntime
+from app.engines.registry import EngineSet
 from app.errors import ServiceError
 from app.jobs.store import JobRecord, JobStore, utc_now
 from app.metrics import Metrics
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 class OcrOptions:
     pages: str | None = None
     dpi: int = 150
+    languages: tuple[str, ...] | None = None  # None: OCR_LANGUAGES
+    engine: str | None = None  # None: chosen by language (or OCR_ENGINE)
 
 
 @dataclass(frozen=True)
@@ -67,14 +70,14 @@ class OcrService:
     """Submits, runs, persists, resumes and reports OCR jobs."""
 
     def __init__(
-        self, settings: Settings, runtime: EngineRuntime, store: LocalStore, metrics: Metrics | None = None
+        self, settings: Settings, engines: EngineSet, store: LocalStore, metrics: Metrics | None = None
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.runtime = runtime
+        self.engines = engines
         self.store = store
         self.jobs = JobStore(store.root / "jobs")
-        self.scheduler = PageScheduler(runtime.engine.max_parallel)
+        self.scheduler = PageScheduler(engines.workers)
         self.limits = Limits(max_pages=settings.max_pages, max_image_pixels=settings.max_image_pixels)
         self.draining = False
         self._drain_started = 0.0
@@ -83,15 +86,21 @@ class OcrService:
         self._reserved_jobs = 0  # places taken by submissions between the capacity check and _start
         self._reserved_pages = 0
 
+    @property
+    def runtime(self) -> EngineRuntime:
+        """The default engine's runtime (see :class:`EngineSet`)."""
+        return self.engines.default
+
     # --- admission -------------------------------------------------------------------------------
-    def check_accepting(self, arrived: float | None = None) -> None:
+    def check_accepting(self, arrived: float | None = None, engine: str | None = None) -> None:
         """503 while shutting down (except for requests that ``arrived`` — ``time.monotonic()`` — before
-        the drain began: they are in flight and get served) or while the engine is not ready."""
+        the drain began: they are in flight and get served) or while ``engine`` (default: the default
+        engine) is not ready."""
         if self.draining and (arrived is None or arrived >= self._drain_started):
             raise ServiceError(
                 503, "shutting_down", "the service is restarting; retry shortly", headers={"Retry-After": "15"}
             )
-        runtime = self.runtime
+        runtime = self.engines.runtimes[engine] if engine else self.runtime
         if runtime.state == "initializing":
             detail = f": {runtime.engine.detail}" if runtime.engine.detail else ""
             raise ServiceError(
@@ -159,8 +168,7 @@ class OcrService:
             "pages_waiting": self.scheduler.queued,
             "pages_running": self.scheduler.running,
             "jobs": jobs,
-            "engine": self.runtime.engine.name,
-            "engine_state": self.runtime.state,
+            "engines": {name: runtime.state for name, runtime in self.engines.runtimes.items()},
         }
 
     # --- submitting and waiting ------------------------------------------------------------------
@@ -176,9 +184,12 @@ class OcrService:
     ) -> JobRecord:
         """Validate the document, persist a job for it (taking ``upload``, or a copy with ``keep_input``) and start it.
 
-        Raises 4xx :class:`ServiceError` for bad documents or options, 429 when the queue is full.
+        Raises 4xx :class:`ServiceError` for bad documents or options (422 for a language or engine that
+        is not there), 503 when the chosen engine is not ready, 429 when the queue is full.
         """
         self.check_accepting(arrived)
+        choice = self.engines.choose(options.languages, options.engine)
+        self.check_accepting(arrived, choice.engine)
         page_count = await anyio.to_thread.run_sync(self._count_pages, upload, content_type)
         numbers = parse_page_spec(options.pages, page_count)
         self._check_capacity(len(numbers))
@@ -192,14 +203,23 @@ class OcrService:
                 pages=numbers,
                 dpi=options.dpi,
                 result_dir=self.store.relative(self.store.result_dir(job_id)),
-                engine=self.runtime.engine.name,
+                engine=choice.engine,
+                languages=list(choice.languages),
             )
             await anyio.to_thread.run_sync(self.jobs.create, record, upload, keep_input)
             self._start(record)
         finally:
             self._reserved_jobs -= 1
             self._reserved_pages -= len(numbers)
-        log.info("job %s accepted: %s, %d of %d page(s)", job_id, content_type, len(numbers), page_count)
+        log.info(
+            "job %s accepted: %s, %d of %d page(s), engine %s (%s)",
+            job_id,
+            content_type,
+            len(numbers),
+            page_count,
+            choice.engine,
+            choice.reason,
+        )
         return record
 
     def _count_pages(self, path: Path, content_type: str) -> int:
@@ -360,13 +380,15 @@ class OcrService:
         record = active.record
         loop = asyncio.get_running_loop()
         document_lock = threading.Lock()  # a Document is used by one thread at a time
-        engine = self.runtime.engine
+        runtime = self._runtime_of(record)
+        languages = tuple(record.languages)
         folder = self.store.root / record.result_dir
         started_at: dict[int, float] = {}
         in_flight: dict[asyncio.Future[dict[str, Any]], int] = {}
         submitted: dict[int, Future[dict[str, Any]]] = {}
         queue = list(pending)
         timeout = self.settings.page_timeout_s
+        parallel = min(self.scheduler.workers, runtime.engine.max_parallel)
 
         def mark_started(number: int) -> None:
             started_at[number] = time.monotonic()
@@ -380,7 +402,7 @@ class OcrService:
             with document_lock:
                 image = document.render(number, record.dpi)
             decoded = time.perf_counter()
-            page = engine.recognize(image)
+            page = runtime.recognize(image, languages)
             ocr_s = time.perf_counter() - decoded
             if page.images:  # one folder holds every page's images: make their names unique
                 page.markdown, page.images = page_image_names(number, page.markdown, page.images)
@@ -393,7 +415,7 @@ class OcrService:
             }
 
         while queue or in_flight:
-            while queue and len(in_flight) < self.scheduler.workers and not self._stopping(active):
+            while queue and len(in_flight) < parallel and not self._stopping(active):
                 number = queue.pop(0)
                 future: Future[dict[str, Any]] = self.scheduler.submit(record.id, functools.partial(run_page, number))
                 submitted[number] = future
@@ -404,7 +426,7 @@ class OcrService:
             for waiter in finished:
                 number = in_flight.pop(waiter)
                 if not waiter.cancelled():  # cancelled = never started: it stays pending on disk
-                    await self._record_page(record, number, self._page_payload(waiter, number))
+                    await self._record_page(record, number, self._page_payload(waiter, number, record.engine))
             if self._stopping(active):
                 for waiter, number in list(in_flight.items()):
                     if submitted[number].cancel():  # not started yet: it stays pending for after a restart
@@ -421,12 +443,20 @@ class OcrService:
         """No new pages for a cancelled job, nor, while draining, for a job nobody waits for."""
         return active.cancel_requested or (self.draining and active.waiters == 0)
 
-    def _page_payload(self, waiter: asyncio.Future[dict[str, Any]], number: int) -> dict[str, Any]:
+    def _runtime_of(self, record: JobRecord) -> EngineRuntime:
+        """The runtime of the job's engine; a job stored under another configuration gets a new choice."""
+        choice = self.engines.resume(record.engine, tuple(record.languages))
+        if choice.engine != record.engine:
+            log.warning("job %s: %s is not loaded; %s (%s)", record.id, record.engine, choice.engine, choice.reason)
+            record.engine = choice.engine
+        return self.engines.runtimes[choice.engine]
+
+    def _page_payload(self, waiter: asyncio.Future[dict[str, Any]], number: int, engine: str) -> dict[str, Any]:
         exc = waiter.exception()
         if exc is None:
             return waiter.result()
         if not isinstance(exc, ServiceError):
-            log.error("page %d failed in %s: %r", number, self.runtime.engine.name, exc)
+            log.error("page %d failed in %s: %r", number, engine, exc)
             exc = ServiceError(500, "ocr_failed", f"the OCR engine failed on page {number}: {type(exc).__name__}")
         return self._error_payload(number, exc)
 
@@ -443,7 +473,7 @@ class OcrService:
     async def _record_page(self, record: JobRecord, number: int, payload: dict[str, Any]) -> None:
         await anyio.to_thread.run_sync(self.jobs.save_page, record.id, number, payload)
         record.pages_done += 1
-        engine = self.runtime.engine.name
+        engine = record.engine
         if payload.get("error"):
             record.failed_pages.append(number)
             self.metrics.pages.labels(engine, "failed").inc()
@@ -471,6 +501,7 @@ class OcrService:
             filename=record.filename,
             content_type=record.content_type,
             engine=record.engine,
+            languages=record.languages,
             page_count=record.page_count,
             pages=pages,
             markdown=markdown,

@@ -47,6 +47,8 @@ class OcrEngine(ABC):
     device: str = "cpu"
     #: What the engine is doing or waiting for, shown in /health (e.g. "waiting for the VLM server ...").
     detail: str | None = None
+    #: The languages it reads (canonical codes, see :mod:`app.engines.languages`); ``None``: every one.
+    languages: frozenset[str] | None = None
 
     @property
     def max_parallel(self) -> int:
@@ -60,6 +62,10 @@ class OcrEngine(ABC):
     @abstractmethod
     def recognize(self, image: Image.Image) -> EnginePage:
         """Recognise one RGB page image. Blocks carry ``bbox`` in that image's pixels."""
+
+    def recognize_for(self, image: Image.Image, languages: Sequence[str]) -> EnginePage:
+        """Recognise ``image`` expecting ``languages`` (the request's); engines with fixed models ignore them."""
+        return self.recognize(image)
 
     def recognize_many(self, images: Sequence[Image.Image]) -> list[EnginePage]:
         """Recognise several pages; engines that batch internally override this."""
@@ -81,6 +87,8 @@ class EngineRuntime:
         self.init_seconds: float | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        #: Pages this engine works on at once are capped at ``max_parallel`` (several engines share the workers).
+        self.slots = threading.BoundedSemaphore(engine.max_parallel)
 
     @property
     def elapsed_seconds(self) -> float:
@@ -105,6 +113,11 @@ class EngineRuntime:
         finally:
             self.init_seconds = self.elapsed_seconds
             self._ready.set()
+
+    def recognize(self, image: Image.Image, languages: Sequence[str]) -> EnginePage:
+        """One page through the engine, waiting for one of its ``max_parallel`` slots (called from workers)."""
+        with self.slots:
+            return self.engine.recognize_for(image, languages)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until loading has finished (either way); for tests and scripts."""
