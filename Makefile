@@ -5,8 +5,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Debian packages: fonts for the generated test documents.
-APT_PACKAGES := fonts-dejavu-core
+# Debian packages: fonts for the generated test documents; Tesseract's English and Russian models (the
+# engine itself is libtesseract inside the tesserocr wheel).
+APT_PACKAGES := fonts-dejavu-core tesseract-ocr-eng tesseract-ocr-rus
 
 .PHONY: run test lint typecheck compat system-deps bench clean
 

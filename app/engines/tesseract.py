@@ -150,7 +150,7 @@ class TesseractEngine(OcrEngine):
         self.tessdata = tessdata
         self._parallel = max(1, parallel)
         self._psm = psm
-        self._timeout_ms = max(1, round(timeout_s * 1000))
+        self._timeout_s = timeout_s
         #: What the installed models read (listing the folder is cheap: known before loading).
         self.languages: frozenset[str] | None = frozenset(tesseract_languages(tessdata) if tessdata else ())
         installed = self.languages or frozenset()
@@ -185,7 +185,7 @@ class TesseractEngine(OcrEngine):
         apis = [self._create_api(langs) for _ in range(self._parallel)]
         for api in apis:
             self._pool.put(langs, api)
-        self.recognize(_warmup_page())  # the first page pays no extra start-up
+        self._read(_warmup_page(), self.default_languages, timeout_s=60)  # the first page pays no extra start-up
         log.info(
             "tesseract: %s, models in %s (%s), psm %d, %d API(s) for %s",
             self.device,
@@ -212,13 +212,19 @@ class TesseractEngine(OcrEngine):
         return self.recognize_for(image, self.default_languages)
 
     def recognize_for(self, image: Image.Image, languages: Sequence[str]) -> EnginePage:
-        """Read ``image`` with the models of ``languages`` (those installed; the default ones if none is)."""
+        """Read ``image`` with the models of ``languages`` (those installed; the default ones if none is).
+
+        Raises 504 ``page_timeout`` when Tesseract has not finished within ``PAGE_TIMEOUT_S`` (it stops then).
+        """
+        return self._read(image, languages, self._timeout_s)
+
+    def _read(self, image: Image.Image, languages: Sequence[str], timeout_s: float) -> EnginePage:
         installed = self.languages or frozenset()
         chosen = tuple(code for code in languages if code in installed) or self.default_languages
         with self._pool.lease(tesseract_names(chosen)) as api:
             api.SetImage(image if image.mode in ("RGB", "L") else image.convert("RGB"))
-            if not api.Recognize(timeout=self._timeout_ms):
-                raise ServiceError(504, "page_timeout", f"Tesseract stopped after {self._timeout_ms / 1000:.0f} s")
+            if not api.Recognize(timeout=max(1, round(timeout_s * 1000))):
+                raise ServiceError(504, "page_timeout", f"Tesseract stopped after {timeout_s:g} s")
             lines = _read_lines(api)
         return page_from_lines(lines)
 
