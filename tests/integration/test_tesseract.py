@@ -183,8 +183,9 @@ def test_defaults_read_russian_everywhere(default_service: ServiceProcess) -> No
     with httpx.Client(base_url=default_service.url, timeout=120) as client:
         health = client.get("/health").json()
         assert health["engine"]["name"] == "tesseract" and health["languages"] == ["ru", "en"]
-        assert "requests without lang (OCR_LANGUAGES=ru,en): auto: tesseract reads ru,en" in (
-            health["engine"]["selection"]
+        assert (
+            "requests without lang (OCR_LANGUAGES=ru,en): auto: tesseract reads ru,en"
+            in (health["engine"]["selection"])
         )
         page = render_page(RUSSIAN_LINES[:6])
         body = read(client, page)

@@ -105,10 +105,10 @@ def test_vlm_reads_every_known_language(languages: tuple[str, ...]) -> None:
 
 def test_forced_engine_serves_requests_that_name_none() -> None:
     assert choose_for_request(CPU, ("ru",), explicit_languages=False, forced="pp-ocr").engine == "pp-ocr"
-    assert choose_for_request(CPU, ("en",), explicit_languages=True, forced="tesseract").reason == "OCR_ENGINE=tesseract"
-    assert choose_for_request(CPU, ("en",), explicit_languages=True, engine="pp-ocr", forced="tesseract").engine == (
-        "pp-ocr"
-    )
+    forced = choose_for_request(CPU, ("en",), explicit_languages=True, forced="tesseract")
+    assert forced.engine == "tesseract" and forced.reason == "OCR_ENGINE=tesseract"
+    named = choose_for_request(CPU, ("en",), explicit_languages=True, engine="pp-ocr", forced="tesseract")
+    assert named.engine == "pp-ocr" and named.reason == "engine=pp-ocr"
 
 
 def rejected(**kwargs: object) -> ServiceError:
@@ -145,7 +145,8 @@ def test_named_engine_must_be_loaded_and_read_the_languages() -> None:
     assert unknown.code == "invalid_engine"
     assert unknown.message == "engine: 'paddleocr-vl' is not loaded here; loaded: pp-ocr, tesseract"
     cyrillic = rejected(readable=CPU, languages=("ru",), explicit_languages=True, engine="pp-ocr")
-    assert cyrillic.code == "invalid_lang" and cyrillic.message.startswith("lang: pp-ocr does not read ru; it reads: af")
+    assert cyrillic.code == "invalid_lang"
+    assert cyrillic.message.startswith("lang: pp-ocr does not read ru; it reads: af")
     forced = rejected(readable=CPU, languages=("ru",), explicit_languages=True, forced="pp-ocr")
     assert "pp-ocr does not read ru" in forced.message
 

@@ -23,7 +23,8 @@ def test_lines_keep_tesseract_order_and_paragraphs() -> None:
         line("1. not a list", 90, confidence=1.7),
     ]
     page = page_from_lines(lines)
-    assert [b.text for b in page.blocks] == ["Right column, first line", "spaced out", "# not a heading", "1. not a list"]
+    texts = ["Right column, first line", "spaced out", "# not a heading", "1. not a list"]
+    assert [b.text for b in page.blocks] == texts
     assert [b.order for b in page.blocks] == [0, 1, 2, 3]
     assert page.blocks[0].bbox == [100.0, 100.0, 600.0, 130.0] and page.blocks[0].label == "text"
     assert page.blocks[3].score == 1.0  # clamped to 0..1
