@@ -22,7 +22,7 @@ from tests.support.vlm_standin import VlmStandin
 pytestmark = pytest.mark.integration
 
 MODEL = "paddleocr-vl-standin"
-API_KEY = "sk-standin-7f3a9c"  # the stand-in refuses requests without it
+API_KEY = "sk-standin-7f3a9c"  # the stand-in refuses requests without it  # pragma: allowlist secret
 TIMEOUT_S = 15.0  # well above the stand-in's reading time on a busy 2-core machine
 
 

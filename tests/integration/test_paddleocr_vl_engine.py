@@ -20,7 +20,7 @@ from tests.support.vlm_standin import VlmStandin
 pytestmark = pytest.mark.integration
 
 MODEL = "paddleocr-vl-standin"
-API_KEY = "sk-engine-test"
+API_KEY = "sk-engine-test"  # pragma: allowlist secret
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_several_pages_in_one_pipeline_call(standin: VlmStandin) -> None:
     ("values", "fix"),
     [
         ({"vl_model_name": "not-served"}, "VL_MODEL_NAME"),
-        ({"vl_api_key": "wrong-key"}, "VL_API_KEY"),
+        ({"vl_api_key": "wrong-key"}, "VL_API_KEY"),  # pragma: allowlist secret
     ],
 )
 def test_a_server_that_refuses_us_fails_with_the_fix(standin: VlmStandin, values: dict[str, Any], fix: str) -> None:

@@ -86,14 +86,17 @@ def test_pipeline_version() -> None:
 
 def test_pipeline_kwargs_for_a_server() -> None:
     settings = server_settings(
-        vl_model_name="paddleocr-vl", vl_api_key="sk-secret", vl_use_layout_detection=False, vl_pipeline_version="v1"
+        vl_model_name="paddleocr-vl",
+        vl_api_key="sk-secret",  # pragma: allowlist secret
+        vl_use_layout_detection=False,
+        vl_pipeline_version="v1",
     )
     kwargs = pipeline_kwargs(settings, "cpu", supports_version=False)
     assert kwargs == {
         "vl_rec_backend": "vllm-server",
         "vl_rec_server_url": "http://vlm:8080/v1",
         "vl_rec_api_model_name": "paddleocr-vl",
-        "vl_rec_api_key": "sk-secret",
+        "vl_rec_api_key": "sk-secret",  # pragma: allowlist secret
         "use_layout_detection": False,
         "use_doc_orientation_classify": False,
         "use_doc_unwarping": False,
