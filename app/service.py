@@ -187,7 +187,6 @@ class OcrService:
         Raises 4xx :class:`ServiceError` for bad documents or options (422 for a language or engine that
         is not there), 503 when the chosen engine is not ready, 429 when the queue is full.
         """
-        self.check_accepting(arrived)
         choice = self.engines.choose(options.languages, options.engine)
         self.check_accepting(arrived, choice.engine)
         page_count = await anyio.to_thread.run_sync(self._count_pages, upload, content_type)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
 import pytest
 from PIL import Image, ImageDraw
 
+from app.engines.base import EnginePage, EngineRuntime
 from app.engines.languages import parse_languages
 from app.engines.tesseract import TesseractEngine, find_tessdata
 from app.errors import ServiceError
@@ -263,3 +264,36 @@ def test_page_timeout_stops_tesseract() -> None:
         assert "stopped after 0.005 s" in caught.value.message
     finally:
         hasty.close()
+
+
+class CountingTesseract(TesseractEngine):
+    """The real engine, counting how many pages it works on at once."""
+
+    def __init__(self) -> None:
+        super().__init__(find_tessdata(), parallel=1)
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+
+    def recognize_for(self, image: Image.Image, languages: Sequence[str]) -> EnginePage:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            return super().recognize_for(image, languages)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def test_an_engine_gets_no_more_pages_at_once_than_it_allows() -> None:
+    """Several engines share the workers; each runtime lets through at most ``max_parallel`` pages."""
+    engine = CountingTesseract()
+    runtime = EngineRuntime(engine)
+    page = render_page(RUSSIAN_LINES[:2])
+    threads = [threading.Thread(target=runtime.recognize, args=(page, ("ru",))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert engine.most == 1
+    engine.close()
