@@ -50,7 +50,8 @@ dry_run=0
 build_args=()
 
 need_value() {
-    [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value (see --help)"
+    # A missing value must not swallow the next option ("--registry --dry-run" would run for real).
+    [[ $# -ge 2 && -n "$2" && "$2" != -* ]] || die "$1 needs a value (see --help)"
 }
 
 while [[ $# -gt 0 ]]; do
