@@ -136,8 +136,8 @@ def main() -> None:
     lines = [
         f"Machine: {cores} cores ({platform.processor() or platform.machine()}), Python {sys.version.split()[0]}; "
         f"{args.pages} A4 pages per language (150 dpi, 20 lines of 24 px DejaVu Sans); engines called directly. "
-        f"Load average {load_before:.1f} before and {load_after:.1f} after the run: the machine was shared with "
-        "other work, so the rates are lower bounds; compare the engines with each other.",
+        f"Load average {load_before:.1f} before and {load_after:.1f} after the run (this run included). The machine "
+        "is shared with other sessions' work, so the rates are lower bounds; compare the engines with each other.",
         "",
         f"| Engine | Pages (lang) | CER clean | CER noisy (blur + 1.5° + JPEG q30) | pages/s, 1 worker "
         f"| pages/s, {cores} workers |",
