@@ -28,6 +28,14 @@ USER 0
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 WORKDIR /app
 
+# Tesseract's Russian and English models (the engine is libtesseract inside the tesserocr wheel): with a
+# GPU the VLM reads every language and no CPU engine is loaded, but without one (or with OCR_CPU_ENGINES)
+# the CPU fallback then reads Russian too, instead of returning empty pages. ~10 MB.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tesseract-ocr-eng tesseract-ocr-rus \
+    && rm -rf /var/lib/apt/lists/*
+
 # Only our extra packages. Every package the base image already has is pinned to its installed
 # version (constraints from pip freeze), so paddle, numpy, opencv & co. are never replaced.
 # rapidocr (the CPU fallback engine) and onnxruntime go in without dependencies, which follow from

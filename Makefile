@@ -5,8 +5,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Debian packages: fonts for the generated test documents; chromium for the web page tests (Playwright drives it).
-APT_PACKAGES := fonts-dejavu-core chromium
+# Debian packages: fonts for the generated test documents; chromium for the web page tests (Playwright
+# drives it); Tesseract's English and Russian models (the engine is libtesseract inside the tesserocr wheel).
+APT_PACKAGES := fonts-dejavu-core chromium tesseract-ocr-eng tesseract-ocr-rus
 
 .PHONY: run test lint typecheck compat system-deps bench clean
 

@@ -27,6 +27,9 @@ export PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK="${PADDLE_PDX_DISABLE_MODEL_SOURCE_
 export FLAGS_enable_eager_mode="${FLAGS_enable_eager_mode:-1}"
 export FLAGS_eager_delete_tensor_gb="${FLAGS_eager_delete_tensor_gb:-0}"
 export FLAGS_use_mkldnn="${FLAGS_use_mkldnn:-0}"
+# Pages run in parallel on OCR_CONCURRENCY worker threads; an OpenMP team per page on top of them (Debian's
+# libtesseract spins its threads: 7-9x slower on 2 cores) would oversubscribe the cores.
+export OMP_THREAD_LIMIT="${OMP_THREAD_LIMIT:-1}"
 
 # PaddleX downloads a font for its visualisations unless one is given; offline that download fails.
 if [ -z "${PADDLE_PDX_LOCAL_FONT_FILE_PATH:-}" ]; then

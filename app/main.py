@@ -22,8 +22,9 @@ from app import __version__
 from app.api import compat, health, jobs, ocr, ops
 from app.api.inputs import base64_body_limit
 from app.api.web import add_web_page
-from app.engines.base import EngineRuntime, OcrEngine
-from app.engines.select import build_engine
+from app.engines.base import OcrEngine
+from app.engines.registry import EngineSet
+from app.engines.select import build_engines
 from app.errors import ServiceError, error_payload
 from app.logging_setup import configure_logging
 from app.metrics import Metrics
@@ -40,7 +41,7 @@ _BODY_OVERHEAD = 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, engine: OcrEngine | None = None) -> FastAPI:
-    """Build the app. ``engine`` overrides the configured engine (embedding, tests)."""
+    """Build the app. ``engine`` replaces the configured engines: it serves every request (embedding, tests)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
     metrics = Metrics()
@@ -48,14 +49,23 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = LocalStore(resolve_output_dir(settings.output_dir))
-        selected, reason = (engine, "given to create_app") if engine else build_engine(settings)
-        log.info("engine %s selected (%s); output in %s", selected.name, reason, store.root)
-        runtime = EngineRuntime(selected, selection=reason)
-        runtime.start_loading()
+        if engine is not None:
+            engines = EngineSet.single(engine, "given to create_app", settings.languages)
+        else:
+            built, plan = build_engines(settings)
+            engines = EngineSet(built, plan, settings.languages)
+        log.info(
+            "engines %s loading; default %s (%s); output in %s",
+            ", ".join(engines.runtimes),
+            engines.default.engine.name,
+            engines.default.selection,
+            store.root,
+        )
+        engines.start_loading()
         mirror = build_mirror(settings, store.root)
         if mirror is not None:  # loads the outbox; the client and the bucket check run in the background
             await anyio.to_thread.run_sync(mirror.start)
-        service = OcrService(settings, runtime, store, metrics=metrics, mirror=mirror)
+        service = OcrService(settings, engines, store, metrics=metrics, mirror=mirror)
         metrics.watch(service.snapshot)
         app.state.settings = settings
         app.state.service = service
@@ -73,7 +83,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
             if mirror is not None:  # uploads in flight get a moment; the rest stays in the outbox
                 await anyio.to_thread.run_sync(mirror.close)
             restore_signals()
-            selected.close()
+            engines.close()
 
     app = FastAPI(
         title="paddleocr-vl-service",

@@ -31,8 +31,9 @@ class _LiveState(Collector):
             jobs.add_metric([status], count)
         yield jobs
         engine = GaugeMetricFamily("ocr_engine_state", "1 for the engine's current state", labels=["engine", "state"])
-        for name in ("initializing", "ready", "failed"):
-            engine.add_metric([state["engine"], name], 1.0 if state["engine_state"] == name else 0.0)
+        for engine_name, engine_state in state["engines"].items():
+            for name in ("initializing", "ready", "failed"):
+                engine.add_metric([engine_name, name], 1.0 if engine_state == name else 0.0)
         yield engine
         s3 = state.get("s3")
         if s3 is not None:

@@ -58,11 +58,11 @@ def lines_markdown(bands: Sequence[Sequence[Block]]) -> tuple[str, str]:
         paragraphs[-1].append(line)
         text_lines.append(line)
         previous_bottom = max(b.bbox[3] for b in band)
-    markdown = "\n\n".join("\n".join(_escape_md(line) for line in para) for para in paragraphs if para)
+    markdown = "\n\n".join("\n".join(escape_markdown_line(line) for line in para) for para in paragraphs if para)
     return markdown, "\n".join(text_lines)
 
 
-def _escape_md(line: str) -> str:
+def escape_markdown_line(line: str) -> str:
     """Keep recognised text literal: a line that starts like Markdown syntax is escaped."""
     stripped = line.lstrip()
     numbered = _NUMBERED.match(stripped)

@@ -71,6 +71,7 @@ class DocumentResult(BaseModel):
     filename: str | None
     content_type: str
     engine: str
+    languages: list[str] = Field(default_factory=list, description="languages the engine was asked to read")
     page_count: int = Field(description="pages in the document")
     pages: list[PageResult]
     markdown: str
@@ -88,6 +89,7 @@ class EngineHealth(BaseModel):
     init_seconds: float | None = None
     selection: str | None = Field(None, description="why this engine serves requests (OCR_ENGINE and what was found)")
     detail: str | None = Field(None, description="what the engine is doing or waiting for")
+    languages: list[str] | None = Field(None, description="languages it reads (ISO 639-1); null: every language")
 
 
 class S3Error(BaseModel):
@@ -114,7 +116,9 @@ class S3Health(BaseModel):
 
 class HealthResponse(BaseModel):
     status: Literal["starting", "healthy", "unhealthy"]
-    engine: EngineHealth
+    engine: EngineHealth = Field(description="the default engine: serves requests that name no engine or language")
+    engines: list[EngineHealth] = Field(default_factory=list, description="every loaded engine, default first")
+    languages: list[str] = Field(default_factory=list, description="languages of requests without lang (OCR_LANGUAGES)")
     paddleocr: Literal["initializing", "ready", "failed"]
     s3_storage: Literal["not_configured", "configured", "degraded"]
     s3: S3Health

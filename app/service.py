@@ -32,6 +32,7 @@ import anyio
 
 from app.documents import Document, Limits, open_document, parse_page_spec
 from app.engines.base import EngineRuntime
+from app.engines.registry import EngineSet
 from app.errors import ServiceError
 from app.jobs.store import JobRecord, JobStore, utc_now
 from app.metrics import Metrics
@@ -53,6 +54,8 @@ PAGE_IMAGE_MAX_SIDE = 2000
 class OcrOptions:
     pages: str | None = None
     dpi: int = 150
+    languages: tuple[str, ...] | None = None  # None: OCR_LANGUAGES
+    engine: str | None = None  # None: chosen by language (or OCR_ENGINE)
 
 
 @dataclass(frozen=True)
@@ -78,18 +81,18 @@ class OcrService:
     def __init__(
         self,
         settings: Settings,
-        runtime: EngineRuntime,
+        engines: EngineSet,
         store: LocalStore,
         metrics: Metrics | None = None,
         mirror: S3Mirror | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.runtime = runtime
+        self.engines = engines
         self.store = store
         self.mirror = mirror
         self.jobs = JobStore(store.root / "jobs")
-        self.scheduler = PageScheduler(runtime.engine.max_parallel)
+        self.scheduler = PageScheduler(engines.workers)
         self.limits = Limits(max_pages=settings.max_pages, max_image_pixels=settings.max_image_pixels)
         self.draining = False
         self._drain_started = 0.0
@@ -98,15 +101,21 @@ class OcrService:
         self._reserved_jobs = 0  # places taken by submissions between the capacity check and _start
         self._reserved_pages = 0
 
+    @property
+    def runtime(self) -> EngineRuntime:
+        """The default engine's runtime (see :class:`EngineSet`)."""
+        return self.engines.default
+
     # --- admission -------------------------------------------------------------------------------
-    def check_accepting(self, arrived: float | None = None) -> None:
+    def check_accepting(self, arrived: float | None = None, engine: str | None = None) -> None:
         """503 while shutting down (except for requests that ``arrived`` — ``time.monotonic()`` — before
-        the drain began: they are in flight and get served) or while the engine is not ready."""
+        the drain began: they are in flight and get served) or while ``engine`` (default: the default
+        engine) is not ready."""
         if self.draining and (arrived is None or arrived >= self._drain_started):
             raise ServiceError(
                 503, "shutting_down", "the service is restarting; retry shortly", headers={"Retry-After": "15"}
             )
-        runtime = self.runtime
+        runtime = self.engines.runtimes[engine] if engine else self.runtime
         if runtime.state == "initializing":
             detail = f": {runtime.engine.detail}" if runtime.engine.detail else ""
             raise ServiceError(
@@ -174,8 +183,7 @@ class OcrService:
             "pages_waiting": self.scheduler.queued,
             "pages_running": self.scheduler.running,
             "jobs": jobs,
-            "engine": self.runtime.engine.name,
-            "engine_state": self.runtime.state,
+            "engines": {name: runtime.state for name, runtime in self.engines.runtimes.items()},
             "s3": None
             if self.mirror is None
             else {
@@ -198,9 +206,11 @@ class OcrService:
     ) -> JobRecord:
         """Validate the document, persist a job for it (taking ``upload``, or a copy with ``keep_input``) and start it.
 
-        Raises 4xx :class:`ServiceError` for bad documents or options, 429 when the queue is full.
+        Raises 4xx :class:`ServiceError` for bad documents or options (422 for a language or engine that
+        is not there), 503 when the chosen engine is not ready, 429 when the queue is full.
         """
-        self.check_accepting(arrived)
+        choice = self.engines.choose(options.languages, options.engine)
+        self.check_accepting(arrived, choice.engine)
         page_count = await anyio.to_thread.run_sync(self._count_pages, upload, content_type)
         numbers = parse_page_spec(options.pages, page_count)
         self._check_capacity(len(numbers))
@@ -214,14 +224,23 @@ class OcrService:
                 pages=numbers,
                 dpi=options.dpi,
                 result_dir=self.store.relative(self.store.result_dir(job_id)),
-                engine=self.runtime.engine.name,
+                engine=choice.engine,
+                languages=list(choice.languages),
             )
             await anyio.to_thread.run_sync(self._create, record, upload, keep_input)
             self._start(record)
         finally:
             self._reserved_jobs -= 1
             self._reserved_pages -= len(numbers)
-        log.info("job %s accepted: %s, %d of %d page(s)", job_id, content_type, len(numbers), page_count)
+        log.info(
+            "job %s accepted: %s, %d of %d page(s), engine %s (%s)",
+            job_id,
+            content_type,
+            len(numbers),
+            page_count,
+            choice.engine,
+            choice.reason,
+        )
         return record
 
     def _create(self, record: JobRecord, upload: Path, keep_input: bool = False) -> None:
@@ -501,12 +520,15 @@ class OcrService:
         record = active.record
         loop = asyncio.get_running_loop()
         document_lock = threading.Lock()  # a Document is used by one thread at a time
-        batch_size = max(1, self.runtime.engine.batch_size)
+        runtime = self._runtime_of(record)
+        languages = tuple(record.languages)
+        batch_size = max(1, runtime.engine.batch_size)
         started_at: dict[int, float] = {}  # first page number of a batch -> when a worker took it
         in_flight: dict[asyncio.Future[list[dict[str, Any]]], tuple[int, ...]] = {}
         submitted: dict[tuple[int, ...], Future[list[dict[str, Any]]]] = {}
         queue = list(pending)
         timeout = self.settings.page_timeout_s
+        parallel = min(self.scheduler.workers, runtime.engine.max_parallel)
 
         def mark_started(batch: tuple[int, ...]) -> None:
             started_at[batch[0]] = time.monotonic()
@@ -516,14 +538,20 @@ class OcrService:
 
         def run_batch(batch: tuple[int, ...]) -> list[dict[str, Any]]:
             loop.call_soon_threadsafe(mark_started, batch)
-            return self._recognise_batch(record, document, document_lock, batch)
+            return self._recognise_batch(
+                record,
+                runtime=runtime,
+                languages=languages,
+                document=document,
+                lock=document_lock,
+                batch=batch,
+            )
 
         def in_flight_pages() -> int:
             return sum(len(batch) for batch in in_flight.values())
 
         while queue or in_flight:
-            capacity = self.scheduler.workers * batch_size
-            while queue and in_flight_pages() < capacity and not self._stopping(active):
+            while queue and in_flight_pages() < parallel * batch_size and not self._stopping(active):
                 batch = tuple(queue[:batch_size])
                 del queue[:batch_size]
                 future = self.scheduler.submit(record.id, functools.partial(run_batch, batch))
@@ -535,7 +563,7 @@ class OcrService:
             for waiter in finished:
                 batch = in_flight.pop(waiter)
                 if not waiter.cancelled():  # cancelled = never started: it stays pending on disk
-                    for number, payload in zip(batch, self._batch_payloads(waiter, batch), strict=True):
+                    for number, payload in zip(batch, self._batch_payloads(waiter, batch, record.engine), strict=True):
                         await self._record_page(record, number, payload)
             if self._stopping(active):
                 for waiter, batch in list(in_flight.items()):
@@ -554,22 +582,36 @@ class OcrService:
         """No new pages for a cancelled job, nor, while draining, for a job nobody waits for."""
         return active.cancel_requested or (self.draining and active.waiters == 0)
 
+    def _runtime_of(self, record: JobRecord) -> EngineRuntime:
+        """The runtime of the job's engine; a job stored under another configuration gets a new choice."""
+        choice = self.engines.resume(record.engine, tuple(record.languages))
+        if choice.engine != record.engine:
+            log.warning("job %s: %s is not loaded; %s (%s)", record.id, record.engine, choice.engine, choice.reason)
+            record.engine = choice.engine
+        return self.engines.runtimes[choice.engine]
+
     def _recognise_batch(
-        self, record: JobRecord, document: Document, document_lock: threading.Lock, batch: tuple[int, ...]
+        self,
+        record: JobRecord,
+        *,
+        runtime: EngineRuntime,
+        languages: tuple[str, ...],
+        document: Document,
+        lock: threading.Lock,
+        batch: tuple[int, ...],
     ) -> list[dict[str, Any]]:
         """In a worker thread: render the batch's pages and recognise them in one engine call."""
-        engine = self.runtime.engine
         folder = self.store.root / record.result_dir
         began = time.perf_counter()
         images, payloads = [], {}
         for number in batch:
             try:
-                with document_lock:
+                with lock:  # a Document is used by one thread at a time
                     images.append((number, document.render(number, record.dpi)))
             except ServiceError as exc:  # this page is unreadable; the others go on
                 payloads[number] = self._error_payload(number, exc)
         decoded = time.perf_counter()
-        pages = engine.recognize_many([image for _, image in images]) if images else []
+        pages = runtime.recognize_batch([image for _, image in images], languages) if images else []
         ocr_ms = (time.perf_counter() - decoded) * 1000 / max(1, len(images))
         decode_ms = (decoded - began) * 1000 / len(batch)
         for (number, image), page in zip(images, pages, strict=True):
@@ -581,14 +623,14 @@ class OcrService:
         return [payloads[number] for number in batch]
 
     def _batch_payloads(
-        self, waiter: asyncio.Future[list[dict[str, Any]]], batch: tuple[int, ...]
+        self, waiter: asyncio.Future[list[dict[str, Any]]], batch: tuple[int, ...], engine: str
     ) -> list[dict[str, Any]]:
         """The pages' payloads, or each page's error payload when the engine call failed."""
         exc = waiter.exception()
         if exc is None:
             return waiter.result()
         if not isinstance(exc, ServiceError):
-            log.error("pages %s failed in %s: %r", list(batch), self.runtime.engine.name, exc)
+            log.error("pages %s failed in %s: %r", list(batch), engine, exc)
             first = batch[0] if len(batch) == 1 else f"{batch[0]}-{batch[-1]}"
             exc = ServiceError(500, "ocr_failed", f"the OCR engine failed on page {first}: {type(exc).__name__}")
         return [self._error_payload(number, exc) for number in batch]
@@ -606,7 +648,7 @@ class OcrService:
     async def _record_page(self, record: JobRecord, number: int, payload: dict[str, Any]) -> None:
         await anyio.to_thread.run_sync(self._save_page, record.id, number, payload)
         record.pages_done += 1
-        engine = self.runtime.engine.name
+        engine = record.engine
         if payload.get("error"):
             record.failed_pages.append(number)
             self.metrics.pages.labels(engine, "failed").inc()
@@ -634,6 +676,7 @@ class OcrService:
             filename=record.filename,
             content_type=record.content_type,
             engine=record.engine,
+            languages=record.languages,
             page_count=record.page_count,
             pages=pages,
             markdown=markdown,

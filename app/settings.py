@@ -14,6 +14,13 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.engines.languages import parse_languages
+
+#: The engines that run on the CPU, in the order ``auto`` prefers them for a request.
+CPU_ENGINES = ("pp-ocr", "tesseract")
+#: Tesseract page segmentation modes offered (4, "one column", breaks lines on slightly rotated pages).
+TESSERACT_PSMS = (3, 6, 11)
+
 
 def _cpu_count() -> int:
     try:
@@ -35,10 +42,16 @@ class Settings(BaseSettings):
     shutdown_grace_s: int = Field(30, ge=0, le=3600)
 
     # --- engine -------------------------------------------------------------------------------
-    ocr_engine: Literal["auto", "paddleocr-vl", "pp-ocr"] = "auto"
+    ocr_engine: Literal["auto", "paddleocr-vl", "pp-ocr", "tesseract"] = "auto"
+    ocr_cpu_engines: str = "auto"  # "auto" or a list of CPU engines to load: "pp-ocr,tesseract"
+    ocr_languages: str = "ru,en"  # languages of requests that do not say (ISO 639-1)
     ocr_concurrency: int = Field(default_factory=_cpu_count, ge=1, le=64)
     engine_threads: int = Field(0, ge=0, le=64)
     ocr_device: str = ""  # "" = gpu:0 when paddle sees a CUDA GPU, else cpu
+
+    # --- tesseract ----------------------------------------------------------------------------
+    tessdata_dir: str = ""  # "" = the first of the usual Debian/Ubuntu/Homebrew folders that has models
+    tesseract_psm: int = 3  # page segmentation: 3 automatic (columns), 6 one block of text, 11 sparse text
 
     # --- paddleocr-vl ---------------------------------------------------------------------------
     vl_pipeline_version: str = ""  # "" = the installed paddleocr's default
@@ -109,6 +122,30 @@ class Settings(BaseSettings):
     def _strip_slashes(cls, value: str) -> str:
         return value.strip().strip("/")
 
+    @field_validator("ocr_cpu_engines")
+    @classmethod
+    def _known_cpu_engines(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value == "auto":
+            return value
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in CPU_ENGINES]
+        if unknown or not names:
+            raise ValueError(f"'auto' or a comma-separated list of {', '.join(CPU_ENGINES)}; got '{value}'")
+        return ",".join(dict.fromkeys(names))
+
+    @field_validator("ocr_languages")
+    @classmethod
+    def _language_list(cls, value: str) -> str:
+        return ",".join(parse_languages(value))
+
+    @field_validator("tesseract_psm")
+    @classmethod
+    def _supported_psm(cls, value: int) -> int:
+        if value not in TESSERACT_PSMS:
+            raise ValueError(f"one of {', '.join(map(str, TESSERACT_PSMS))}")
+        return value
+
     @field_validator("api_key", mode="before")
     @classmethod
     def _empty_key_is_none(cls, value: object) -> object:
@@ -121,6 +158,16 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """``OCR_LANGUAGES`` as canonical codes."""
+        return tuple(self.ocr_languages.split(","))
+
+    @property
+    def cpu_engines(self) -> tuple[str, ...] | None:
+        """``OCR_CPU_ENGINES`` as engine names; ``None`` for ``auto``."""
+        return None if self.ocr_cpu_engines == "auto" else tuple(self.ocr_cpu_engines.split(","))
 
     @property
     def threads_per_worker(self) -> int:

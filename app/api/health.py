@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.api.deps import get_service
+from app.engines.base import EngineRuntime
 from app.schemas import EngineHealth, HealthResponse, S3Health
 from app.service import OcrService
 from app.storage.s3 import missing_settings
@@ -23,21 +24,33 @@ def s3_health(service: OcrService) -> S3Health:
     return S3Health.model_validate(service.mirror.health())
 
 
+def engine_health(runtime: EngineRuntime) -> EngineHealth:
+    engine = runtime.engine
+    return EngineHealth(
+        name=engine.name,
+        device=engine.device,
+        state=runtime.state,
+        error=runtime.error,
+        init_seconds=runtime.init_seconds if runtime.init_seconds is not None else runtime.elapsed_seconds,
+        selection=runtime.selection,
+        detail=engine.detail,
+        languages=None if engine.languages is None else sorted(engine.languages),
+    )
+
+
 def health_of(service: OcrService) -> HealthResponse:
-    runtime = service.runtime
+    """``status`` is ``starting`` while an engine loads, then the default engine's state decides."""
+    engines = service.engines
+    default = engines.default
     s3 = s3_health(service)
+    status = "starting" if engines.settling else _STATUS[default.state]
+    others = [engine_health(runtime) for runtime in engines.runtimes.values() if runtime is not default]
     return HealthResponse(
-        status=_STATUS[runtime.state],
-        engine=EngineHealth(
-            name=runtime.engine.name,
-            device=runtime.engine.device,
-            state=runtime.state,
-            error=runtime.error,
-            init_seconds=runtime.init_seconds if runtime.init_seconds is not None else runtime.elapsed_seconds,
-            selection=runtime.selection,
-            detail=runtime.engine.detail,
-        ),
-        paddleocr=runtime.state,
+        status=status,
+        engine=engine_health(default),
+        engines=[engine_health(default), *others],
+        languages=list(engines.default_languages),
+        paddleocr=default.state,
         s3_storage=s3.status,
         s3=s3,
         version=__version__,

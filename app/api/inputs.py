@@ -7,7 +7,8 @@ One document per request, from any of these sources (exactly one):
 - JSON body: ``{"file": "<base64>"}`` (or ``image_base64``), or ``{"url": "https://..."}`` (or ``image_url``),
   with ``filename`` optional.
 
-Options come from the same form or JSON object: ``pages``, ``dpi``, ``output``, ``return_content``.
+Options come from the same form or JSON object: ``pages``, ``dpi``, ``lang``, ``engine``, ``output``,
+``return_content``.
 The field names ``image_base64``, ``image_url``, ``file`` and ``return_content`` are those of the service
 this one replaces, with the same meaning. Every source ends as a server-named file on disk with its
 type sniffed from the bytes (400/413/415/422 on bad input; URL refusals are 400).
@@ -26,6 +27,7 @@ from starlette.datastructures import UploadFile
 
 from app.api.deps import get_service
 from app.documents import check_dpi
+from app.engines.languages import parse_languages
 from app.errors import ServiceError, bad_request, invalid_field
 from app.service import OcrOptions, OcrService
 from app.storage.local import new_id
@@ -113,7 +115,10 @@ async def document_input(request: Request, service: OcrService = Depends(get_ser
     options = OcrOptions(
         pages=_text(fields, "pages"),
         dpi=check_dpi(parse_dpi(fields.get("dpi")), settings.pdf_dpi, settings.max_dpi),
+        languages=check_languages(_text(fields, "lang")),
+        engine=check_engine(_text(fields, "engine")),
     )
+    service.engines.choose(options.languages, options.engine)  # 422 before the document is received
     output = parse_output(fields.get("output"))
     return_content = parse_bool("return_content", fields.get("return_content"), True)
 
@@ -148,6 +153,8 @@ def base64_body_limit(max_upload_bytes: int) -> int:
 _FORMATS = "PDF, PNG, JPEG, TIFF, WebP or BMP"
 _OPTIONS_SCHEMA: dict[str, Any] = {
     "pages": {"type": "string", "description": "pages to recognise, e.g. '1-3,5' (all by default)"},
+    "lang": {"type": "string", "description": "languages, ISO 639-1, e.g. 'ru,en' (default OCR_LANGUAGES)"},
+    "engine": {"type": "string", "description": "an engine among those loaded (see /health); default: auto"},
     "dpi": {"type": "integer", "description": "PDF rasterising resolution (default PDF_DPI, 150)"},
     "output": {"type": "string", "enum": list(OUTPUTS), "description": "POST /ocr only: the response format"},
     "return_content": {"type": "boolean", "description": "POST /ocr only: false leaves the pages out of the answer"},
@@ -186,3 +193,19 @@ OPENAPI_BODY: dict[str, Any] = {
         },
     }
 }
+
+
+def check_languages(lang: str | None) -> tuple[str, ...] | None:
+    """The ``lang`` option as canonical codes; ``None`` when absent or blank (``OCR_LANGUAGES`` applies)."""
+    if lang is None or not lang.strip():
+        return None
+    try:
+        return parse_languages(lang)
+    except ValueError as exc:
+        raise invalid_field("lang", str(exc)) from None
+
+
+def check_engine(engine: str | None) -> str | None:
+    """The ``engine`` option; ``None`` for absent, blank or ``auto``."""
+    name = (engine or "").strip().lower()
+    return None if name in ("", "auto") else name

@@ -21,6 +21,7 @@ COMPONENTS = (
     "paddlepaddle-gpu",
     "rapidocr",
     "onnxruntime",
+    "tesserocr",
     "fastapi",
     "uvicorn",
 )
@@ -45,11 +46,13 @@ def installed_versions() -> dict[str, str]:
 
 @router.get("/version")
 async def version(request: Request) -> dict[str, object]:
-    """Service version, the engine in use and the versions of the OCR libraries."""
-    engine = get_service(request).runtime.engine
+    """Service version, the default engine, every loaded engine and the versions of the OCR libraries."""
+    engines = get_service(request).engines
+    engine = engines.default.engine
     return {
         "service": __version__,
         "engine": {"name": engine.name, "device": engine.device},
+        "engines": [{"name": r.engine.name, "device": r.engine.device} for r in engines.runtimes.values()],
         "python": platform.python_version(),
         "packages": installed_versions(),
     }

@@ -47,6 +47,8 @@ class OcrEngine(ABC):
     device: str = "cpu"
     #: What the engine is doing or waiting for, shown in /health (e.g. "waiting for the VLM server ...").
     detail: str | None = None
+    #: The languages it reads (canonical codes, see :mod:`app.engines.languages`); ``None``: every one.
+    languages: frozenset[str] | None = None
 
     @property
     def max_parallel(self) -> int:
@@ -65,6 +67,10 @@ class OcrEngine(ABC):
     def batch_size(self) -> int:
         """How many pages of a document the service hands over in one ``recognize_many`` call."""
         return 1
+
+    def recognize_for(self, image: Image.Image, languages: Sequence[str]) -> EnginePage:
+        """Recognise ``image`` expecting ``languages`` (the request's); engines with fixed models ignore them."""
+        return self.recognize(image)
 
     def recognize_many(self, images: Sequence[Image.Image]) -> list[EnginePage]:
         """Recognise several pages; engines that batch internally override this."""
@@ -86,6 +92,8 @@ class EngineRuntime:
         self.init_seconds: float | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        #: Pages this engine works on at once are capped at ``max_parallel`` (several engines share the workers).
+        self.slots = threading.BoundedSemaphore(engine.max_parallel)
 
     @property
     def elapsed_seconds(self) -> float:
@@ -110,6 +118,19 @@ class EngineRuntime:
         finally:
             self.init_seconds = self.elapsed_seconds
             self._ready.set()
+
+    def recognize(self, image: Image.Image, languages: Sequence[str]) -> EnginePage:
+        """One page through the engine, waiting for one of its ``max_parallel`` slots (called from workers)."""
+        with self.slots:
+            return self.engine.recognize_for(image, languages)
+
+    def recognize_batch(self, images: Sequence[Image.Image], languages: Sequence[str]) -> list[EnginePage]:
+        """Pages through the engine in one call (one slot): a single page with the request's languages;
+        several pages (engines with ``batch_size`` > 1, the VLM, which reads every language) together."""
+        with self.slots:
+            if len(images) == 1:
+                return [self.engine.recognize_for(images[0], languages)]
+            return self.engine.recognize_many(images)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until loading has finished (either way); for tests and scripts."""

@@ -1,8 +1,9 @@
 """``pp-ocr``: PP-OCRv6 (detection + recognition) on ONNX Runtime through ``rapidocr``.
 
-The models ship inside the ``rapidocr`` wheel, so nothing is downloaded. They read Latin and CJK
-scripts, not Cyrillic. A ``RapidOCR`` object keeps per-call state, so the engine holds a pool of
-them: one per page that may run at the same time.
+The models ship inside the ``rapidocr`` wheel, so nothing is downloaded. They read Chinese, Japanese,
+English and most Latin-script languages (:data:`~app.engines.languages.PP_OCR_LANGUAGES`), not
+Cyrillic. A ``RapidOCR`` object keeps per-call state, so the engine holds a pool of them: one per page
+that may run at the same time.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from app.engines.base import EnginePage, OcrEngine
+from app.engines.languages import PP_OCR_LANGUAGES
 from app.schemas import Block
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 class PpOcrEngine(OcrEngine):
     name = "pp-ocr"
     device = "cpu"
+    languages = PP_OCR_LANGUAGES
 
     def __init__(self, parallel: int = 1, threads: int = 1) -> None:
         self._parallel = max(1, parallel)

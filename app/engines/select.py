@@ -1,19 +1,23 @@
-"""Engine selection: the one place that decides which engine serves requests, and says why.
+"""Engine selection: the one place that decides which engines are loaded and which one serves a request.
 
-The decision (:func:`choose_engine`) is a pure function of the setting and of facts about the
-machine (:func:`gather_facts`), so it is tested without a GPU. Gathering the facts is cheap and
-imports nothing heavy: it runs at start-up, before ``/health`` answers.
+Both decisions are pure functions, tested without a GPU: :func:`plan_engines` (at start-up, from the
+settings and facts about the machine, :func:`gather_facts`) and :func:`choose_for_request` (per
+request, from its ``lang`` and ``engine`` options and the languages each loaded engine reads).
+Gathering the facts is cheap and imports nothing heavy: it runs before ``/health`` answers.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from app.engines.base import OcrEngine
-from app.settings import Settings
+from app.engines.languages import KNOWN_LANGUAGES, debian_package, describe
+from app.errors import invalid_field
+from app.settings import CPU_ENGINES, Settings
 
 _NVIDIA_DEVICE = re.compile(r"^nvidia\d+$")
 
@@ -40,34 +44,146 @@ def gather_facts(dev: Path = Path("/dev")) -> MachineFacts:
     return MachineFacts(paddleocr_installed=importlib.util.find_spec("paddleocr") is not None, gpu_devices=gpus)
 
 
-def choose_engine(requested: str, vl_server_url: str, facts: MachineFacts) -> tuple[str, str]:
-    """``(engine name, reason)`` for ``OCR_ENGINE=requested``.
+@dataclass(frozen=True)
+class EnginePlan:
+    """Which engines to load, whether ``OCR_ENGINE`` forces one of them, and why."""
 
-    ``auto`` picks ``paddleocr-vl`` when paddleocr is installed and either a CUDA GPU is visible or a
-    VLM server is configured (``VL_SERVER_URL``); otherwise the CPU engine ``pp-ocr``.
+    engines: tuple[str, ...]  # in the order ``auto`` prefers them
+    forced: str | None  # OCR_ENGINE=<name>: it serves every request that does not name an engine
+    reason: str
+
+
+def plan_engines(
+    requested: str, cpu_engines: tuple[str, ...] | None, vl_server_url: str, facts: MachineFacts
+) -> EnginePlan:
+    """The engines for ``OCR_ENGINE=requested`` and ``OCR_CPU_ENGINES`` (``None`` = ``auto``).
+
+    ``auto`` uses ``paddleocr-vl`` when paddleocr is installed and either a CUDA GPU is visible or a
+    VLM server is configured (``VL_SERVER_URL``): it reads every language, so by default no CPU
+    engine is loaded beside it. Otherwise the CPU engines ``pp-ocr`` and ``tesseract`` are loaded, and
+    each request goes to one of them by its languages (:func:`choose_for_request`). An explicit
+    ``OCR_CPU_ENGINES`` list is loaded in every case (beside the VLM too).
     """
     if requested != "auto":
-        return requested, f"OCR_ENGINE={requested}"
-    if not facts.paddleocr_installed:
-        return "pp-ocr", "auto: paddleocr is not installed, so the CPU engine pp-ocr"
-    if facts.gpu_devices:
+        main: str | None = requested
+        reason = f"OCR_ENGINE={requested}"
+    elif not facts.paddleocr_installed:
+        main, reason = None, "auto: paddleocr is not installed, so the CPU engines"
+    elif facts.gpu_devices:
         count = len(facts.gpu_devices)
-        return "paddleocr-vl", (
+        main = "paddleocr-vl"
+        reason = (
             f"auto: paddleocr is installed and {count} CUDA GPU{'s' if count > 1 else ''} "
             f"visible ({', '.join(facts.gpu_devices)})"
         )
-    if vl_server_url.strip():
-        return "paddleocr-vl", "auto: paddleocr is installed and VL_SERVER_URL is set"
-    return "pp-ocr", "auto: no CUDA GPU is visible and VL_SERVER_URL is not set, so the CPU engine pp-ocr"
+    elif vl_server_url.strip():
+        main, reason = "paddleocr-vl", "auto: paddleocr is installed and VL_SERVER_URL is set"
+    else:
+        main, reason = None, "auto: no CUDA GPU is visible and VL_SERVER_URL is not set, so the CPU engines"
+    auto_cpu = () if main == "paddleocr-vl" else CPU_ENGINES
+    cpu = auto_cpu if cpu_engines is None else cpu_engines
+    engines = tuple(dict.fromkeys(([main] if main else []) + [name for name in CPU_ENGINES if name in cpu]))
+    if main is None:
+        reason += " " + ", ".join(engines)
+    elif len(engines) > 1:
+        reason += f"; also loaded: {', '.join(engines[1:])}"
+    return EnginePlan(engines=engines, forced=None if requested == "auto" else requested, reason=reason)
 
 
-def build_engine(settings: Settings, facts: MachineFacts | None = None) -> tuple[OcrEngine, str]:
-    """The engine named by ``OCR_ENGINE`` (``auto`` picks the best available) and the reason for it."""
-    name, reason = choose_engine(settings.ocr_engine, settings.vl_server_url, facts or gather_facts())
+@dataclass(frozen=True)
+class Choice:
+    """The engine for one request, the languages it is asked to read, and why."""
+
+    engine: str
+    languages: tuple[str, ...]
+    reason: str
+
+
+def choose_for_request(
+    readable: Mapping[str, frozenset[str] | None],
+    languages: tuple[str, ...],
+    *,
+    explicit_languages: bool,
+    engine: str | None = None,
+    forced: str | None = None,
+) -> Choice:
+    """The engine for a request in ``languages``, among the loaded engines ``readable`` (name -> the
+    languages it reads, ``None`` = all; in preference order).
+
+    An engine named by the request (``engine``), else ``forced`` (``OCR_ENGINE``), serves it; otherwise
+    ``auto``: ``paddleocr-vl`` when loaded, else ``pp-ocr`` when it reads every language, else
+    ``tesseract`` (when no engine reads them all: the one that reads the most).
+
+    Raises 422 ``invalid_engine`` for an engine that is not loaded, and 422 ``invalid_lang`` for a
+    language no loaded engine reads (listing those installed) or, when the languages were given by the
+    request, one the named engine does not read. Languages that come from ``OCR_LANGUAGES``
+    (``explicit_languages=False``) are not checked: they only steer ``auto``.
+    """
+    if engine is not None and engine not in readable:
+        raise invalid_field("engine", f"'{engine}' is not loaded here; loaded: {', '.join(readable)}")
+    installed = _union(readable.values())
+    if explicit_languages:
+        unknown = [code for code in languages if code not in (KNOWN_LANGUAGES if installed is None else installed)]
+        if unknown:
+            if set(unknown) <= KNOWN_LANGUAGES:
+                packages = " ".join(debian_package(code) for code in unknown)
+                what = f"not installed (for Tesseract, the Debian package {packages})"
+            else:
+                what = "unknown"
+            raise invalid_field("lang", f"{', '.join(unknown)}: {what}; installed languages: {describe(installed)}")
+    named = engine or forced
+    if named is not None:
+        reads = readable[named]
+        missing = [code for code in languages if reads is not None and code not in reads]
+        if explicit_languages and missing:
+            raise invalid_field("lang", f"{named} does not read {', '.join(missing)}; it reads: {describe(reads)}")
+        how = "engine=" if engine else "OCR_ENGINE="
+        return Choice(named, languages, f"{how}{named}")
+    asked = ",".join(languages)
+    passed: list[str] = []
+    for name, reads in readable.items():
+        if reads is None:
+            return Choice(name, languages, f"auto: {name} reads every language")
+        missing = [code for code in languages if code not in reads]
+        if not missing:
+            but = f" ({'; '.join(passed)})" if passed else ""
+            return Choice(name, languages, f"auto: {name} reads {asked}{but}")
+        passed.append(f"{name} does not read {','.join(missing)}")
+    best = max(readable, key=lambda name: len(set(languages) & (readable[name] or frozenset())))
+    return Choice(best, languages, f"auto: no loaded engine reads all of {asked}; {best} reads the most")
+
+
+def _union(groups: Iterable[frozenset[str] | None]) -> frozenset[str] | None:
+    union: set[str] = set()
+    for group in groups:
+        if group is None:
+            return None
+        union |= group
+    return frozenset(union)
+
+
+def build_engines(settings: Settings, facts: MachineFacts | None = None) -> tuple[list[OcrEngine], EnginePlan]:
+    """The engines of :func:`plan_engines` for these settings, constructed (not loaded), and the plan."""
+    plan = plan_engines(settings.ocr_engine, settings.cpu_engines, settings.vl_server_url, facts or gather_facts())
+    return [build_engine(name, settings) for name in plan.engines], plan
+
+
+def build_engine(name: str, settings: Settings) -> OcrEngine:
+    """One engine by name, configured from the settings; loading is left to its runtime."""
     if name == "paddleocr-vl":
         from app.engines.paddleocr_vl import PaddleOcrVlEngine
 
-        return PaddleOcrVlEngine(settings), reason
+        return PaddleOcrVlEngine(settings)
+    if name == "tesseract":
+        from app.engines.tesseract import TesseractEngine, find_tessdata
+
+        return TesseractEngine(
+            find_tessdata(settings.tessdata_dir),
+            parallel=settings.ocr_concurrency,
+            psm=settings.tesseract_psm,
+            default_languages=settings.languages,
+            timeout_s=settings.page_timeout_s,
+        )
     from app.engines.pp_ocr import PpOcrEngine
 
-    return PpOcrEngine(parallel=settings.ocr_concurrency, threads=settings.threads_per_worker), reason
+    return PpOcrEngine(parallel=settings.ocr_concurrency, threads=settings.threads_per_worker)

@@ -35,6 +35,7 @@ class JobRecord:
     dpi: int
     result_dir: str
     engine: str
+    languages: list[str] = field(default_factory=list)  # what the engine was asked to read
     status: JobStatusName = "queued"
     created_at: str = field(default_factory=utc_now)
     started_at: str | None = None

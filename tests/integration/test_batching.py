@@ -35,6 +35,11 @@ class BatchingEngine(PpOcrEngine):
             self.calls.append(len(images))
         return super().recognize_many(images)
 
+    def recognize_for(self, image: Image.Image, languages: Sequence[str]) -> EnginePage:
+        with self._lock:  # a batch of one goes this way, with the request's languages
+            self.calls.append(1)
+        return super().recognize(image)
+
 
 def test_native_style_batches(tmp_path: Path) -> None:
     engine = BatchingEngine()

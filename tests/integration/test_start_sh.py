@@ -27,6 +27,7 @@ SET_BY_START_SH = (
     "FLAGS_enable_eager_mode",
     "FLAGS_eager_delete_tensor_gb",
     "PADDLE_PDX_LOCAL_FONT_FILE_PATH",
+    "OMP_THREAD_LIMIT",
 )
 
 
@@ -84,6 +85,7 @@ def test_environment_health_and_sigterm(tmp_path: Path) -> None:
         assert environ["FLAGS_eager_delete_tensor_gb"] == "0"
         assert environ["HF_HOME"] == str(tmp_path / "caller-hf")
         assert environ["FLAGS_use_mkldnn"] == "1"
+        assert environ["OMP_THREAD_LIMIT"] == "1"  # one OpenMP thread per page worker (Tesseract)
         font = environ.get("PADDLE_PDX_LOCAL_FONT_FILE_PATH")
         if Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").is_file():  # installed by make (fonts-dejavu-core)
             assert font and Path(font).is_file()

@@ -6,7 +6,7 @@ import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from rapidfuzz.distance import Levenshtein
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
@@ -21,6 +21,34 @@ ENGLISH_LINES = [
     "Shipping address: 42 Harbour Street, Dublin",
     "Contact our support team for any questions.",
     "Delivery expected within five working days.",
+]
+
+RUSSIAN_LINES = [
+    "Настоящий договор заключён между сторонами в городе Москве.",
+    "Исполнитель обязуется выполнить работы в срок до 15 марта.",
+    "Стоимость услуг составляет 125 000 рублей, включая НДС 20%.",
+    "Заказчик вправе проверять ход и качество выполняемых работ.",
+    "Оплата производится безналичным переводом на расчётный счёт.",
+    "В случае просрочки начисляется пеня в размере 0,1% в день.",
+    "Съешь же ещё этих мягких французских булок да выпей чаю.",
+    "Широкая электрификация южных губерний даст мощный толчок",
+    "подъёму сельского хозяйства и развитию промышленности.",
+    "Приложение № 1 является неотъемлемой частью договора.",
+    "Адрес: 119991, г. Москва, Ленинский проспект, д. 32.",
+    "Гарантийный срок на результаты работ составляет 12 месяцев.",
+]
+
+MIXED_LINES = [
+    "Сервер OCR принимает файлы PDF, PNG и JPEG через REST API.",
+    "Invoice 2024-117 от 12.03.2024, итого: 4 560,00 EUR.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Поставщик: ООО «Ромашка», e-mail: info@romashka.ru",
+    "Meeting notes: обсудили deadline и план релиза v2.0.",
+    "Hello, world! Привет, мир! Проверка смешанного текста.",
+    "Total amount due: 1 250,50 USD (одна тысяча двести).",
+    "Contact support at help@example.com для вопросов.",
+    "Страница 1 из 1. Page 1 of 1. Конец документа.",
+    "Windows, Linux и macOS поддерживаются одинаково хорошо.",
 ]
 
 
@@ -40,6 +68,21 @@ def render_page(
         draw.text((110, y), line, font=face, fill="black")
         y += int(font_size * gap)
     return page
+
+
+def blurred(image: Image.Image, radius: float = 1.0) -> Image.Image:
+    """A slightly out-of-focus scan."""
+    return image.filter(ImageFilter.GaussianBlur(radius))
+
+
+def rotated(image: Image.Image, degrees: float = 1.5) -> Image.Image:
+    """A page fed into the scanner slightly askew."""
+    return image.rotate(degrees, resample=Image.Resampling.BICUBIC, fillcolor="white")
+
+
+def jpeg_artefacts(image: Image.Image, quality: int = 30) -> Image.Image:
+    """The page after a strong JPEG compression."""
+    return Image.open(io.BytesIO(image_bytes(image, "JPEG", quality=quality))).convert("RGB")
 
 
 def page_lines(number: int) -> list[str]:
