@@ -28,7 +28,8 @@ from starlette.datastructures import UploadFile
 from app.api.deps import get_service
 from app.documents import check_dpi
 from app.engines.languages import parse_languages
-from app.errors import ServiceError, bad_request, invalid_field
+from app.errors import ServiceError, arrived_at, bad_request, invalid_field
+from app.jobs.store import JobRecord
 from app.service import OcrOptions, OcrService
 from app.storage.local import new_id
 from app.uploads import save_base64, save_upload, save_url
@@ -143,6 +144,22 @@ async def document_input(request: Request, service: OcrService = Depends(get_ser
         content_type = await save_url(url, path, service.url_policy())
         filename = filename or url.rsplit("/", 1)[-1].split("?", 1)[0] or None
     return DocumentInput(path, filename, content_type, options, output, return_content)
+
+
+async def submit_document(request: Request, service: OcrService, document: DocumentInput) -> JobRecord:
+    """Submit the received document as a job (the service takes the file) and note it for the request log."""
+    try:
+        record = await service.submit(
+            document.path,
+            document.filename,
+            document.content_type,
+            document.options,
+            arrived=arrived_at(request.scope),
+        )
+    finally:
+        document.discard()
+    request.state.log = {"job": record.id, "pages": len(record.pages), "engine": record.engine}
+    return record
 
 
 def base64_body_limit(max_upload_bytes: int) -> int:

@@ -6,9 +6,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import get_service
-from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input
+from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input, submit_document
 from app.api.ocr import ERRORS, accepted, check_output, render_result
-from app.errors import arrived_at
 from app.jobs.store import JobRecord
 from app.schemas import DocumentResult, ErrorResponse, JobAccepted, JobError, JobStatus
 from app.service import OcrService
@@ -40,17 +39,7 @@ async def create_job(
     service: OcrService = Depends(get_service),
 ) -> JSONResponse:
     """Accept a document and answer at once with the job's URLs (same inputs as ``POST /ocr``)."""
-    try:
-        record = await service.submit(
-            document.path,
-            document.filename,
-            document.content_type,
-            document.options,
-            arrived=arrived_at(request.scope),
-        )
-    finally:
-        document.discard()
-    request.state.log = {"job": record.id, "pages": len(record.pages), "engine": record.engine}
+    record = await submit_document(request, service, document)
     return accepted(request, record)
 
 

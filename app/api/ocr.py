@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import get_service
-from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input
-from app.errors import arrived_at, invalid_field
+from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input, submit_document
+from app.errors import invalid_field
 from app.jobs.store import JobRecord
 from app.schemas import DocumentResult, ErrorResponse, JobAccepted
 from app.service import OcrService
@@ -79,17 +79,7 @@ async def ocr(
 ) -> Response:
     """Recognise a document, waiting at most ``SYNC_TIMEOUT_S`` before handing back a job, then at most
     ``S3_UPLOAD_WAIT_S`` for the result's S3 upload (``storage.s3.status`` says whether it is done)."""
-    try:
-        record = await service.submit(
-            document.path,
-            document.filename,
-            document.content_type,
-            document.options,
-            arrived=arrived_at(request.scope),
-        )
-    finally:
-        document.discard()
-    request.state.log = {"job": record.id, "pages": len(record.pages), "engine": record.engine}
+    record = await submit_document(request, service, document)
     record = await service.wait(record.id, service.settings.sync_timeout_s)
     if not record.finished:
         log.info("ocr id=%s continues as a job after %.0f s", record.id, service.settings.sync_timeout_s)
