@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # drives it); Tesseract's English and Russian models (the engine is libtesseract inside the tesserocr wheel).
 APT_PACKAGES := fonts-dejavu-core chromium tesseract-ocr-eng tesseract-ocr-rus
 
-.PHONY: run test lint typecheck compat system-deps bench clean
+.PHONY: run test lint typecheck compat system-deps bench bench-vs-paddlex clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,7 +41,11 @@ test: system-deps $(STAMP) lint typecheck compat
 	$(PY) -m pytest -q --durations=15
 
 bench: system-deps $(STAMP)
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py --write BENCHMARKS.md
+
+bench-vs-paddlex: system-deps $(STAMP)
+	$(PY) -m pip install --quiet "paddlex[serving]==3.3.13"
+	$(PY) scripts/bench_vs_paddlex.py --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache output

@@ -194,6 +194,7 @@ def main() -> None:
             f"({size / 1e6:.1f} MB, {took:.0f} s) | {rss:.0f} MB |"
         )
 
+    lines += ["", "Command: `make bench` (= `.venv/bin/python scripts/bench.py --write BENCHMARKS.md`)"]
     report = "\n".join(lines)
     print(report)
     if args.write:

@@ -255,6 +255,9 @@ def render(
         f"Fairness: a 1-page request took {fairness['unloaded']:.2f} s unloaded and at most {fairness['loaded']:.2f} s "
         f"while a {args.job_pages}-page job was running ({fairness['loaded'] / fairness['unloaded']:.1f}x; "
         f"the job had {fairness['job_done']:.0f} pages done when the check ended).",
+        "",
+        "Command: `make bench-vs-paddlex` (installs `paddlex[serving]==3.3.13`, then runs "
+        "`.venv/bin/python scripts/bench_vs_paddlex.py --write BENCHMARKS.md`)",
     ]
     return "\n".join(lines)
 
