@@ -42,12 +42,6 @@ class ServiceError(Exception):
         self.headers = headers or {}
         self.details = details or {}
 
-    def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details:
-            error["details"] = self.details
-        return {"error": error}
-
 
 def bad_request(code: str, message: str) -> ServiceError:
     return ServiceError(400, code, message)
