@@ -170,10 +170,6 @@ class OcrService:
             allow_private=settings.allow_private_urls,
         )
 
-    @property
-    def active_jobs(self) -> int:
-        return len(self._active)
-
     def snapshot(self) -> dict[str, Any]:
         """Live numbers for /metrics: pages waiting and running, active jobs by status, engine state."""
         jobs = {"queued": 0, "running": 0}

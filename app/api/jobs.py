@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import get_service
-from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input, submit_document
-from app.api.ocr import ERRORS, accepted, check_output, render_result
+from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input, parse_output, submit_document
+from app.api.ocr import ERRORS, accepted, render_result
 from app.jobs.store import JobRecord
 from app.schemas import DocumentResult, ErrorResponse, JobAccepted, JobError, JobStatus
 from app.service import OcrService
@@ -61,7 +61,7 @@ async def job_result(
     service: OcrService = Depends(get_service),
 ) -> Response:
     """The finished document, as ``POST /ocr`` returns it; 409 while the job is not finished."""
-    output = check_output(output)
+    output = parse_output(output)
     return render_result(await service.result(await service.find(job_id)), output)
 
 

@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import get_service
 from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input, submit_document
-from app.errors import invalid_field
 from app.jobs.store import JobRecord
 from app.schemas import DocumentResult, ErrorResponse, JobAccepted
 from app.service import OcrService
@@ -46,13 +45,6 @@ def render_result(result: DocumentResult, output: str, content: bool = True) -> 
         return Response(result.text, media_type=OUTPUT_TYPES["text"], headers=headers)
     exclude = None if content else {"pages", "markdown", "text"}
     return JSONResponse(result.model_dump(mode="json", by_alias=True, exclude=exclude), headers=headers)
-
-
-def check_output(output: str | None) -> str:
-    value = (output or "json").strip().lower()
-    if value not in OUTPUT_TYPES:
-        raise invalid_field("output", f"must be one of {', '.join(OUTPUT_TYPES)}")
-    return value
 
 
 def accepted(request: Request, record: JobRecord) -> JSONResponse:

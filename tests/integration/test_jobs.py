@@ -131,23 +131,35 @@ def page_log_counts(logs: str, job_id: str) -> dict[int, int]:
     return counts
 
 
+def start_job_and_stop(tmp_path: Path, env: dict[str, str], sig: int) -> tuple[ServiceProcess, dict[str, Any]]:
+    """A server that accepts a 12-page job and is stopped with ``sig`` once 3 pages are done."""
+    server = ServiceProcess(tmp_path, env=env).start()
+    server.wait_ready()
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        job = submit(client, 12)
+        wait_for(lambda: client.get(job["status_url"]).json()["pages_done"] >= 3, 90, "3 pages")
+    server.stop(sig)
+    return server, job
+
+
+def finish_after_restart(tmp_path: Path, env: dict[str, str], job: dict[str, Any]) -> ServiceProcess:
+    """A new server on the same OUTPUT_DIR resumes the job; every page comes back with its text."""
+    server = ServiceProcess(tmp_path, env=env).start()
+    server.wait_ready()
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        assert poll_until_finished(client, job["id"])[-1]["status"] == "succeeded"
+        assert_pages_read(client.get(job["result_url"]).json(), list(range(1, 13)))
+    server.stop()
+    return server
+
+
 @pytest.mark.slow
 def test_sigterm_mid_job_then_resume(tmp_path: Path) -> None:
     env = {"OCR_CONCURRENCY": "1", "SHUTDOWN_GRACE_S": "20"}
-    first = ServiceProcess(tmp_path, env=env).start()
-    first.wait_ready()
-    with httpx.Client(base_url=first.url, timeout=60) as client:
-        job = submit(client, 12)
-        wait_for(lambda: client.get(job["status_url"]).json()["pages_done"] >= 3, 90, "3 pages")
-    assert first.stop(signal.SIGTERM) == 0
+    first, job = start_job_and_stop(tmp_path, env, signal.SIGTERM)
+    assert first.process is not None and first.process.returncode == 0
     assert "paused" in first.log()
-
-    second = ServiceProcess(tmp_path, env=env).start()
-    second.wait_ready()
-    with httpx.Client(base_url=second.url, timeout=60) as client:
-        assert poll_until_finished(client, job["id"])[-1]["status"] == "succeeded"
-        assert_pages_read(client.get(job["result_url"]).json(), list(range(1, 13)))
-    second.stop()
+    second = finish_after_restart(tmp_path, env, job)
     counts = page_log_counts(first.log() + second.log(), job["id"])
     assert counts == dict.fromkeys(range(1, 13), 1), counts  # every page exactly once
 
@@ -155,22 +167,11 @@ def test_sigterm_mid_job_then_resume(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sigkill_mid_job_loses_nothing_done(tmp_path: Path) -> None:
     env = {"OCR_CONCURRENCY": "1"}
-    first = ServiceProcess(tmp_path, env=env).start()
-    first.wait_ready()
-    with httpx.Client(base_url=first.url, timeout=60) as client:
-        job = submit(client, 12)
-        wait_for(lambda: client.get(job["status_url"]).json()["pages_done"] >= 3, 90, "3 pages")
-    first.stop(signal.SIGKILL)
+    first, job = start_job_and_stop(tmp_path, env, signal.SIGKILL)
     pages_dir = first.output_dir / "jobs" / job["id"] / "pages"
     before = {p.name: p.stat().st_mtime_ns for p in pages_dir.glob("*.json")}
     assert len(before) >= 3
-
-    second = ServiceProcess(tmp_path, env=env).start()
-    second.wait_ready()
-    with httpx.Client(base_url=second.url, timeout=60) as client:
-        assert poll_until_finished(client, job["id"])[-1]["status"] == "succeeded"
-        assert_pages_read(client.get(job["result_url"]).json(), list(range(1, 13)))
-    second.stop()
+    second = finish_after_restart(tmp_path, env, job)
     after = {p.name: p.stat().st_mtime_ns for p in pages_dir.glob("*.json")}
     assert {name: after[name] for name in before} == before  # pages done before the kill were not redone
     assert len(after) == 12
