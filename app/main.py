@@ -31,6 +31,7 @@ from app.metrics import Metrics
 from app.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestLogMiddleware
 from app.service import OcrService
 from app.settings import Settings, get_settings
+from app.signals import reclaim_after_loading
 from app.storage.local import LocalStore, resolve_output_dir
 from app.storage.s3 import build_mirror
 
@@ -70,7 +71,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
         app.state.settings = settings
         app.state.service = service
         app.state.metrics = metrics
-        restore_signals = _drain_on_sigterm(service)
+        restore_signals = _drain_on_sigterm(service, lambda: engines.settling)  # issue-16: engines.settling
         resumed = await service.resume()
         if resumed:
             log.info("resumed %d unfinished job(s)", resumed)
@@ -118,9 +119,10 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
     return app
 
 
-def _drain_on_sigterm(service: OcrService) -> Callable[[], None]:
+def _drain_on_sigterm(service: OcrService, loading: Callable[[], bool]) -> Callable[[], None]:
     """Start draining as soon as SIGTERM/SIGINT arrives (before uvicorn waits for open requests),
-    then hand the signal on to uvicorn's own handler. Returns a function that restores the handlers."""
+    then hand the signal on to uvicorn's own handler. Returns a function that restores the handlers.
+    The handlers are installed again once ``loading()`` turns false (an engine library may take them)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None  # embedded servers (tests) do not own the process signals
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -135,8 +137,10 @@ def _drain_on_sigterm(service: OcrService) -> Callable[[], None]:
 
     for sig in previous:
         signal.signal(sig, handle)
+    reclaim = asyncio.get_running_loop().create_task(reclaim_after_loading(loading))  # issue-16
 
     def restore() -> None:
+        reclaim.cancel()  # issue-16
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
