@@ -19,7 +19,7 @@ from app.settings import EMPTY_IS_A_VALUE, Settings
 
 DOC = Path(__file__).resolve().parents[2] / "ML_INFERENCE_ENV_VARS.md"
 INTERNAL_HEADING = "## Внутренние переменные"
-ROW = re.compile(r"^\|\s*`([A-Z][A-Z0-9_]+)`\s*\|(.*)$", re.MULTILINE)
+ROW = re.compile(r"^\|\s*`([A-Z][A-Za-z0-9_]+)`\s*\|(.*)$", re.MULTILINE)
 #: Defaults written in words rather than as a value.
 WORDED_DEFAULTS = {"пусто": "", "не задан": None, "число ядер": "cpu count"}
 
