@@ -3,9 +3,10 @@
 which it ignores (for example ones left from an earlier service), which start.sh sets itself, and whether
 each value would let the service start.
 
-Usage: .venv/bin/python scripts/check_env.py VARIABLES_FILE   (NAME=VALUE lines, as in the console; '-' = stdin)
+Usage: python scripts/check_env.py VARIABLES_FILE   (NAME=VALUE lines, as in the console; '-' = stdin)
 
-Values are never printed. Exit code 0 when every value is valid, 1 when one would stop the service from
+Needs only pydantic-settings (requirements-client.txt is enough), run from the repository. Values are
+never printed. Exit code 0 when every value is valid, 1 when one would stop the service from
 starting, 2 for a file that cannot be read.
 """
 

@@ -78,12 +78,18 @@ def run(python: Path, cwd: Path, *args: str, env: dict[str, str] | None = None) 
     return subprocess.run(command, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_the_client_install_has_no_server_packages(client_python: Path, client_files: Path) -> None:
+def test_the_client_install_has_no_server_packages(client_python: Path, client_files: Path, tmp_path: Path) -> None:
     for module in SERVER_ONLY:
         result = run(client_python, client_files, "-c", f"import {module}")
         assert result.returncode != 0, f"{module} came with the client install"
     assert run(client_python, client_files, "-m", "app.client", "--help").returncode == 0
     assert run(client_python, client_files, "scripts/check_deployment.py", "--help").returncode == 0
+    # scripts/check_env.py runs from the repository with the client install too (it needs app/settings.py)
+    variables = tmp_path / "console.env"
+    variables.write_text("LOG_LEVEL=info\nUSE_GPU=1\nOCR_ENGINE=paddleocr-vl\n")
+    checked = run(client_python, ROOT, "scripts/check_env.py", str(variables))
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "INVALID  LOG_LEVEL" in checked.stdout and "ignored  USE_GPU" in checked.stdout
 
 
 def test_check_deployment_passes_from_the_client_install(
