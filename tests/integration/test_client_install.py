@@ -86,7 +86,7 @@ def test_the_client_install_has_no_server_packages(client_python: Path, client_f
     assert run(client_python, client_files, "scripts/check_deployment.py", "--help").returncode == 0
     # scripts/check_env.py runs from the repository with the client install too (it needs app/settings.py)
     variables = tmp_path / "console.env"
-    variables.write_text("LOG_LEVEL=info\nUSE_GPU=1\nOCR_ENGINE=paddleocr-vl\n")
+    variables.write_text("\n".join(["LOG_LEVEL=info", "USE_GPU=1", "OCR_ENGINE=paddleocr-vl"]))
     checked = run(client_python, ROOT, "scripts/check_env.py", str(variables))
     assert checked.returncode == 1, checked.stdout + checked.stderr
     assert "INVALID  LOG_LEVEL" in checked.stdout and "ignored  USE_GPU" in checked.stdout
