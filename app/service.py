@@ -41,6 +41,7 @@ from app.scheduler import PageScheduler
 from app.schemas import DocumentResult, LocalStorage, PageResult, ResultFiles, ResultStorage, S3Storage, Timings
 from app.settings import Settings
 from app.storage.local import LocalStore, is_valid_id, new_id
+from app.storage.rag_export import RagExport  # issue-19
 from app.storage.s3 import S3Mirror, S3Unavailable, result_files
 from app.url_fetch import FetchPolicy
 
@@ -56,6 +57,7 @@ class OcrOptions:
     dpi: int = 150
     languages: tuple[str, ...] | None = None  # None: OCR_LANGUAGES
     engine: str | None = None  # None: chosen by language (or OCR_ENGINE)
+    export_name: str | None = None  # issue-19: stable name of the knowledge-base export
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class OcrService:
         self.store = store
         self.mirror = mirror
         self.jobs = JobStore(store.root / "jobs")
+        self.rag_export = RagExport(settings, mirror, store.root)  # issue-19
         self.scheduler = PageScheduler(engines.workers)
         self.limits = Limits(max_pages=settings.max_pages, max_image_pixels=settings.max_image_pixels)
         self.draining = False
@@ -222,6 +225,7 @@ class OcrService:
                 result_dir=self.store.relative(self.store.result_dir(job_id)),
                 engine=choice.engine,
                 languages=list(choice.languages),
+                export_name=options.export_name,  # issue-19
             )
             await anyio.to_thread.run_sync(self._create, record, upload, keep_input)
             self._start(record)
@@ -390,6 +394,7 @@ class OcrService:
             raise ServiceError(410, "result_expired", f"the result of job {record.id} is no longer stored")
         result = DocumentResult.model_validate_json(data)
         result.storage = await self._storage(record, folder if local else None, upload_wait)
+        result.storage.rag_export = self.rag_export.describe(record)  # issue-19
         return result
 
     async def _storage(self, record: JobRecord, folder: Path | None, upload_wait: float) -> ResultStorage:
@@ -692,6 +697,7 @@ class OcrService:
         if self.mirror is not None:  # before job.json says "succeeded": see app.storage.outbox
             await anyio.to_thread.run_sync(self.mirror.result, record.id, record.result_dir)
             record.s3_mirrored = True
+        record.rag_export_key = await anyio.to_thread.run_sync(self.rag_export.export, record, result)  # issue-19
         record.status = "succeeded"
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -742,6 +748,7 @@ class OcrService:
             if record is None or stamp is None or datetime.fromisoformat(stamp) < cutoff:
                 if record is not None:
                     shutil.rmtree(self.store.root / record.result_dir, ignore_errors=True)
+                    self.rag_export.forget(record)  # issue-19
                 self.jobs.delete(job_id)
                 removed += 1
         for day in _day_folders(self.store.root):

@@ -44,6 +44,8 @@ class JobRecord:
     pages_done: int = 0
     failed_pages: list[int] = field(default_factory=list)
     s3_mirrored: bool = False  # the result was recorded for upload to S3
+    export_name: str | None = None  # issue-19: the client's stable name for the knowledge-base export
+    rag_export_key: str | None = None  # issue-19: the export's object key, once recorded for upload
 
     @property
     def finished(self) -> bool:

@@ -226,6 +226,11 @@ class Outbox:
         entry = self.entries.get(job_id)
         return entry is not None and entry.result
 
+    def upload_pending(self, job_id: str, key: str) -> bool:
+        """Whether an upload of ``key`` is waiting in the job's entry. Lock-free (safe on the event loop)."""
+        entry = self.entries.get(job_id)
+        return entry is not None and any(i.key == key and not i.delete for i in list(entry.items))
+
     def _path(self, job_id: str) -> Path:
         return self.folder / f"{job_id}.json"
 
