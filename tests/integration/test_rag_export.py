@@ -8,6 +8,9 @@ the job's); a broken export or an S3 outage never fails or holds up the OCR answ
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +28,7 @@ from app.storage.outbox import Item
 from app.storage.s3_client import META_OWNER, apply_step
 from tests.support.documents import cer, image_bytes, page_lines, render_page, text_pdf
 from tests.support.s3server import S3Server
-from tests.support.server import ServiceProcess, ThreadServer, wait_for
+from tests.support.server import ROOT, ServiceProcess, ThreadServer, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -161,6 +164,59 @@ def test_the_same_export_name_leaves_one_file_with_the_latest_text(s3: S3Server,
     assert "final page 2" in stored["text"] and "first draft" not in stored["text"]
     assert "--- Страница 2 / 2 · contracts/contract 42 ---" in stored["text"]
     assert not [k for k in exports(s3, bucket) if "contract" in k and k != key]
+
+
+def run_batch_client(url: str, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUD_RU_", "SERVICE_API_KEY"))}
+    env.update(PYTHONPATH=str(ROOT), CLOUD_RU_INFERENCE_URL=url)
+    command = [sys.executable, "-m", "app.client", str(folder), "-r", "--rag-export", "--dpi", "75", *args]
+    command += ["--poll-interval", "0.2", "--no-progress", "--env-file", str(folder / "none.env")]
+    return subprocess.run(command, cwd=folder, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_the_batch_client_sends_a_folder_and_names_the_files_the_knowledge_base_sees(
+    s3: S3Server, exporting: Exporting, tmp_path: Path
+) -> None:
+    server, bucket = exporting
+    folder = tmp_path / "docs"
+    for name, number in (("alpha.png", 4), ("sub/delta.png", 5), ("scan.png", 6)):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(image_bytes(render_page(page_lines(number), size=(1000, 400), top=40), "PNG"))
+    (folder / "scan.pdf").write_bytes(text_pdf(2))
+    files = {
+        "alpha.png": "alpha.md",
+        "scan.pdf": "scan.pdf.md",
+        "scan.png": "scan.png.md",
+        "sub/delta.png": "sub_delta.md",
+    }
+
+    first = run_batch_client(server.url, folder)
+    assert first.returncode == 0, first.stdout + first.stderr
+    report = first.stdout.splitlines()
+    assert f"knowledge base: 4 file(s) in s3://{bucket}/{EXPORTS}/" in report
+    for source, name in files.items():
+        assert any(line.startswith(f"  {source} -> {name} (") for line in report), (source, report)
+    drained(server.health)
+    objects = exports(s3, bucket)
+    assert {f"{EXPORTS}/{name}" for name in files.values()} <= set(objects)
+    assert "--- Страница 2 / 2 · scan.pdf ---" in objects[f"{EXPORTS}/scan.pdf.md"]["text"]
+    assert "--- Страница 1 / 1 · sub/delta ---" in objects[f"{EXPORTS}/sub_delta.md"]["text"]
+
+    edited = image_bytes(render_page(["Revised alpha document", *page_lines(1)], size=(1000, 400), top=40), "PNG")
+    (folder / "alpha.png").write_bytes(edited)  # a new version of one document: sent again, its file replaced
+    again = run_batch_client(server.url, folder)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "done:    1" in again.stdout and "skipped: 3" in again.stdout
+    assert f"knowledge base: 4 file(s) in s3://{bucket}/{EXPORTS}/" in again.stdout
+    drained(server.health)
+    replaced = exports(s3, bucket)
+    assert set(replaced) == set(objects)
+    assert replaced[f"{EXPORTS}/alpha.md"]["owner"] != objects[f"{EXPORTS}/alpha.md"]["owner"]
+    assert "Revised alpha" in replaced[f"{EXPORTS}/alpha.md"]["text"]
+
+    skipped = run_batch_client(server.url, folder)  # nothing to do: the report comes from the outputs
+    assert skipped.returncode == 0 and "skipped: 4" in skipped.stdout
+    assert f"knowledge base: 4 file(s) in s3://{bucket}/{EXPORTS}/" in skipped.stdout
 
 
 def test_an_s3_outage_neither_fails_nor_holds_up_the_answer(s3: S3Server, exporting: Exporting) -> None:
