@@ -6,6 +6,10 @@ written beside it or under ``--output-dir`` in the same tree; the JSON is writte
 marks the document complete. Submitted job ids are appended to a journal (``.ocr-batch-jobs.jsonl`` in the
 output root), so a run that was interrupted is resumed by the next one: complete documents are skipped and
 jobs still known to the deployment are picked up where they are instead of being submitted again.
+
+With ``--rag-export`` each document is sent with a stable ``export_name`` (its path under the input folder), so
+that the service's knowledge-base export of a document sent again replaces its file, and the summary lists the
+files the knowledge base will see.
 """
 
 from __future__ import annotations

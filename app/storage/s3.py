@@ -9,6 +9,7 @@ Keys (``<prefix>`` is ``CLOUDRU_S3_PREFIX``)::
     <prefix>/<YYYY-MM-DD>/<id>/result.json, result.md, images...   the result, as in OUTPUT_DIR
     <prefix>/jobs/<id>/job.json                                    the job's state (status, progress)
     <prefix>/jobs/<id>/pages/00001.json ...                        each page's result as it is produced
+    <RAG_EXPORT_PREFIX>/<name>.md (or .txt)                        the knowledge-base export (app.storage.rag_export)
 
 Local disk always comes first: the service writes a file, then records it in the durable outbox
 (:mod:`app.storage.outbox`) before the request returns. ``S3_UPLOAD_CONCURRENCY`` uploader threads drain the
