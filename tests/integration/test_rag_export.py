@@ -219,6 +219,7 @@ def test_the_batch_client_sends_a_folder_and_names_the_files_the_knowledge_base_
     assert f"knowledge base: 4 file(s) in s3://{bucket}/{EXPORTS}/" in skipped.stdout
 
 
+@pytest.mark.slow
 def test_an_s3_outage_neither_fails_nor_holds_up_the_answer(s3: S3Server, exporting: Exporting) -> None:
     server, bucket = exporting
     s3.stop()
