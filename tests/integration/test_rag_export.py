@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -221,20 +222,32 @@ def test_the_batch_client_sends_a_folder_and_names_the_files_the_knowledge_base_
 
 @pytest.mark.slow
 def test_an_s3_outage_neither_fails_nor_holds_up_the_answer(s3: S3Server, exporting: Exporting) -> None:
+    """S3 goes down after the document was accepted (a job is accepted only once it is in the bucket): the answer
+    still comes, with the result and its export pending, and both are uploaded once S3 is back."""
     server, bucket = exporting
-    s3.stop()
-    try:
+    answers: list[dict[str, Any]] = []
+
+    def send() -> None:
         with httpx.Client(base_url=server.url, timeout=120) as client:
-            began = time.monotonic()
-            body = post(client, "/ocr", "outage.pdf", text_pdf(1))
-            assert time.monotonic() - began < 60
+            answers.append(post(client, "/ocr", "outage.pdf", text_pdf(3)))
+
+    accepted = server.log().count(" accepted: ")
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        wait_for(lambda: server.log().count(" accepted: ") > accepted, 60, "the document to be accepted")
+        s3.stop()
+        began = time.monotonic()
+        sender.join(120)
+        assert answers and time.monotonic() - began < 60
+        body = answers[0]
         assert body["storage"]["s3"]["status"] == "pending"
         assert body["storage"]["rag_export"]["status"] == "pending"
     finally:
         s3.start()
     drained(server.health, timeout=90)
     stored = exports(s3, bucket)[body["storage"]["rag_export"]["key"]]
-    assert "--- Страница 1 / 1 · outage.pdf ---" in stored["text"]
+    assert "--- Страница 3 / 3 · outage.pdf ---" in stored["text"]
 
 
 def test_guarded_writes_and_deletes_on_the_bucket(s3: S3Server) -> None:
@@ -282,7 +295,8 @@ def test_retention_deletes_exports_that_are_still_the_jobs_own(s3: S3Server, tmp
 
         service = app.state.service
         ttl = timedelta(hours=settings.result_ttl_hours)
-        finished = {b["id"]: datetime.fromisoformat(service.status(b["id"]).finished_at) for b in (single, old, new)}
+        records = {b["id"]: service.store.load(b["id"]) for b in (single, old, new)}
+        finished = {job_id: datetime.fromisoformat(record.finished_at) for job_id, record in records.items()}
         assert finished[old["id"]] < finished[new["id"]]
         between = finished[new["id"]] + ttl - timedelta(milliseconds=1)  # the first two have expired
         assert asyncio.run(service.cleanup(now=between)) == 2
