@@ -45,7 +45,8 @@ workdir="$(mktemp -d)"
 trap 'rm -rf "$workdir"' EXIT
 
 if [ -z "${UV:-}" ]; then
-    "$python" -m pip install --quiet --disable-pip-version-check --target "$workdir/uv" "uv==$UV_VERSION"
+    "$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --target "$workdir/uv" "uv==$UV_VERSION"
     UV="$workdir/uv/bin/uv"
 fi
 # uv does not read pip's configuration: a mirror given to pip is given to uv too.
@@ -64,9 +65,12 @@ if [ "${#dry_run[@]}" -eq 0 ]; then
     compile=(--compile-bytecode)  # as pip does; the images set PYTHONDONTWRITEBYTECODE
     "$python" "$here/install_plan.py" baseline "$workdir"
 fi
+excludes=()
+if [ -s "$workdir/excludes.txt" ]; then
+    excludes=(--excludes "$workdir/excludes.txt")
+fi
 if ! "$UV" pip install --python "$python" "${dry_run[@]}" "${compile[@]}" "${requirements[@]}" \
-    -r "$workdir/roots.txt" -c "$workdir/constraints.txt" --excludes "$workdir/excludes.txt" \
-    >"$workdir/uv.log" 2>&1; then
+    -r "$workdir/roots.txt" -c "$workdir/constraints.txt" "${excludes[@]}" >"$workdir/uv.log" 2>&1; then
     "$python" "$here/install_plan.py" explain "$workdir" "$workdir/uv.log" || true
     echo "install_extras: failed after $((SECONDS - began)) s" >&2
     exit 1

@@ -172,25 +172,30 @@ def mentioned(log: str, protected: dict[str, str]) -> list[str]:
     return found
 
 
+def _say(text: str) -> None:
+    print(f"install_extras: {text}", file=sys.stderr)
+
+
 def explain(workdir: Path, log_path: Path) -> int:
     protected = json.loads((workdir / "protected.json").read_text())
     lines = [line for line in log_path.read_text(errors="replace").splitlines() if not line.startswith("Using Python")]
-    names = mentioned("\n".join(lines), protected)
-    print("install_extras: FAILED: the requirements cannot be installed on this base image.", file=sys.stderr)
-    if names:
-        print(
-            "install_extras: they would change protected package(s) of the base image: "
-            f"{', '.join(names)} (protected: docker/protected-packages.txt).",
-            file=sys.stderr,
-        )
-        print(
-            "install_extras: pin the requirement that asks for it to a version that fits, or use a base image "
-            "whose versions fit (docker/base-image-versions.txt lists the ones checked).",
-            file=sys.stderr,
-        )
+    if not any(line.startswith("error: No solution found") for line in lines):  # no index, a bad file, ...
+        _say("FAILED: uv could not install the requirements:")
     else:
-        print("install_extras: no protected package is involved: the requirements conflict.", file=sys.stderr)
-    print("install_extras: the resolver says:", file=sys.stderr)
+        _say("FAILED: the requirements cannot be installed on this base image.")
+        names = mentioned("\n".join(lines), protected)
+        if names:
+            _say(
+                f"they would change protected package(s) of the base image: {', '.join(names)} "
+                "(protected: docker/protected-packages.txt)."
+            )
+            _say(
+                "pin the requirement that asks for it (after 'you require' below) to a version that fits, or use a "
+                "base image whose versions fit (docker/base-image-versions.txt lists the ones checked)."
+            )
+        else:
+            _say("no protected package is involved: the requirements conflict among themselves.")
+        _say("the resolver says:")
     if len(lines) > HEAD_LINES + TAIL_LINES:
         left_out = len(lines) - HEAD_LINES - TAIL_LINES
         lines = [*lines[:HEAD_LINES], f"... ({left_out} lines left out)", *lines[-TAIL_LINES:]]
