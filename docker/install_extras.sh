@@ -65,12 +65,15 @@ if [ "${#dry_run[@]}" -eq 0 ]; then
     compile=(--compile-bytecode)  # as pip does; the images set PYTHONDONTWRITEBYTECODE
     "$python" "$here/install_plan.py" baseline "$workdir"
 fi
-excludes=()
-if [ -s "$workdir/excludes.txt" ]; then
-    excludes=(--excludes "$workdir/excludes.txt")
-fi
-if ! "$UV" pip install --python "$python" "${dry_run[@]}" "${compile[@]}" "${requirements[@]}" \
-    -r "$workdir/roots.txt" -c "$workdir/constraints.txt" "${excludes[@]}" >"$workdir/uv.log" 2>&1; then
+# What the environment already has (files left out when empty: a bare python image has nothing to keep).
+plan=()
+for part in "-r roots.txt" "-c constraints.txt" "--excludes excludes.txt"; do
+    if [ -s "$workdir/${part#* }" ]; then
+        plan+=("${part% *}" "$workdir/${part#* }")
+    fi
+done
+if ! "$UV" pip install --python "$python" "${dry_run[@]}" "${compile[@]}" "${requirements[@]}" "${plan[@]}" \
+    >"$workdir/uv.log" 2>&1; then
     "$python" "$here/install_plan.py" explain "$workdir" "$workdir/uv.log" || true
     echo "install_extras: failed after $((SECONDS - began)) s" >&2
     exit 1

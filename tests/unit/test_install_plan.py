@@ -11,6 +11,7 @@ from types import ModuleType
 
 import pytest
 
+from tests.support import image_sim
 from tests.support.image_sim import base_image_versions
 from tests.support.server import ROOT
 
@@ -112,3 +113,10 @@ def test_a_failure_that_is_no_conflict_is_not_called_one(tmp_path: Path, capsys:
     err = explained(tmp_path, capsys, log)
     assert "uv could not install the requirements" in err and "Failed to fetch" in err
     assert "protected" not in err and "conflict" not in err
+
+
+def test_a_missing_image_python_is_named_with_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTHON399", raising=False)
+    with pytest.raises(image_sim.NoInterpreter) as missing:
+        image_sim.find_python("3.99")
+    assert "no Python 3.99 interpreter: set PYTHON399=" in str(missing.value)
