@@ -119,10 +119,12 @@ def install_extras(
 
 
 def _replace_stale(prefix: str, keep: Path) -> None:
-    """Remove the cached environments named ``<prefix><other hash>`` (and a half-built ``keep``)."""
+    """Remove the cached environments named ``<prefix><other hash>`` and their logs (and a half-built ``keep``)."""
     for stale in CACHE.glob(prefix + "*"):
-        if stale != keep or not (stale / ".complete").exists():
+        if stale.is_dir() and (stale != keep or not (stale / ".complete").exists()):
             shutil.rmtree(stale, ignore_errors=True)
+        elif stale.is_file() and stale.name != f"{keep.name}.log":
+            stale.unlink()
 
 
 def gpu_base() -> Path:
