@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # drives it); Tesseract's English and Russian models (the engine is libtesseract inside the tesserocr wheel).
 APT_PACKAGES := fonts-dejavu-core chromium tesseract-ocr-eng tesseract-ocr-rus
 
-.PHONY: run test lint typecheck compat image-check system-deps bench bench-vs-paddlex clean
+.PHONY: run test unit lint typecheck compat image-check system-deps bench bench-vs-paddlex chaos clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ image-check: system-deps $(STAMP)
 
 test: system-deps $(STAMP) lint typecheck compat
 	$(PY) -m pytest -q --durations=15
+
+# The fast in-process tests (no servers): settings, conversions, the job runner.
+unit: system-deps $(STAMP)
+	$(PY) -m pytest -q tests/unit
 
 bench: system-deps $(STAMP)
 	$(PY) scripts/bench.py --write BENCHMARKS.md

@@ -112,6 +112,12 @@ class S3Health(BaseModel):
     last_upload_at: str | None = None
     last_error: S3Error | None = None
     missing: list[str] = Field(default_factory=list, description="required variables that are not set")
+    conditional_writes: Literal["checking", "enforced", "not_enforced", "unknown"] | None = Field(
+        None, description="whether the bucket enforces If-None-Match / If-Match (job claims rely on them)"
+    )
+    replica: str | None = Field(None, description="this replica's name in job leases (REPLICA_ID)")
+    jobs_held: int = Field(0, description="unfinished jobs this replica holds a lease on")
+    jobs_taken_over: int = Field(0, description="jobs this replica took over from stopped replicas since start")
 
 
 class HealthResponse(BaseModel):
@@ -162,3 +168,5 @@ class JobStatus(BaseModel):
     error: JobError | None
     queue_position: int | None
     result_url: str
+    owner: str | None = Field(None, description="the replica running the job (with S3), or that ran it")
+    takeovers: int = Field(0, description="times another replica continued the job after its replica stopped")

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     result_ttl_hours: float = Field(72, gt=0)
     keep_job_inputs: bool = True  # keep uploads until RESULT_TTL_HOURS so pages can be shown as images
 
+    # --- replicas sharing jobs through S3 ---------------------------------------------------------
+    replica_id: str = ""  # "" = the host name with a random suffix
+    job_lease_s: float = Field(30, ge=3, le=600)  # a replica that stops renewing loses its jobs after this
+    job_scan_interval_s: float = Field(10, gt=0, le=600)  # how often replicas look for jobs to take over
+    max_job_takeovers: int = Field(3, ge=1, le=100)  # crashes in a row without progress before a job fails
+
     # --- security -----------------------------------------------------------------------------
     api_key: SecretStr | None = None
     cors_origins: str = ""

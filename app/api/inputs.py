@@ -29,8 +29,8 @@ from app.api.deps import get_service
 from app.documents import check_dpi
 from app.engines.languages import parse_languages
 from app.errors import ServiceError, arrived_at, bad_request, invalid_field
-from app.jobs.store import JobRecord
-from app.service import OcrOptions, OcrService
+from app.jobs.models import JobRecord, OcrOptions
+from app.jobs.service import OcrService
 from app.storage.local import new_id
 from app.uploads import save_base64, save_upload, save_url
 

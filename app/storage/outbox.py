@@ -27,7 +27,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,9 +102,11 @@ class Outbox:
     loop must not take it: it is held while an entry is written to disk.
     """
 
-    def __init__(self, folder: Path, root: Path) -> None:
+    def __init__(self, folder: Path, root: Path, state_guard: Callable[[str], bool] | None = None) -> None:
         self.folder = folder
         self.root = root
+        #: Whether this replica may still write a job's ``job.json`` (not once another replica has the job).
+        self.state_guard = state_guard or (lambda job_id: True)
         self.cond = threading.Condition()
         self.entries: dict[str, Entry] = {}
         self.stats: tuple[int, int, float | None] = (0, 0, None)  # entries, results, oldest created_at
@@ -176,6 +178,9 @@ class Outbox:
             return Step(entry.items[0])
         if entry.job_state is not None:
             state, entry.job_state = entry.job_state, None
+            if not self.state_guard(entry.job_id):
+                log.info("job %s: its state is no longer this replica's to write; not mirrored", entry.job_id)
+                return self.next_step(entry)
             try:
                 return Step(state, (self.root / state.file).read_bytes())
             except OSError:
@@ -216,6 +221,17 @@ class Outbox:
         """Whether the job's result is waiting to be uploaded. Lock-free (safe on the event loop)."""
         entry = self.entries.get(job_id)
         return entry is not None and entry.result
+
+    def summary(self) -> str:
+        """What is left, for the shutdown log: entries, files, results and job states ("" when empty)."""
+        with self.cond:
+            entries = list(self.entries.values())
+        if not entries:
+            return ""
+        files = sum(len(e.items) for e in entries)
+        results = sum(1 for e in entries if e.result)
+        states = sum(1 for e in entries if e.job_state is not None)
+        return f"{len(entries)} job(s): {files} file(s), {results} result(s), {states} job state(s)"
 
     def _path(self, job_id: str) -> Path:
         return self.folder / f"{job_id}.json"
