@@ -12,7 +12,8 @@
 #   paddleocr3.3-nvidia-gpu-sm120-offline, paddleocr3.4-nvidia-gpu-offline, ...
 #                                      pinned to a PaddleOCR minor version: use these for reproducible builds
 # Drop "-offline" for the images without models (they download them on first start).
-# Build for an H100:
+# V100 (sm_70) runs latest-offline too, with the in-process PaddlePaddle engine (CLOUDRU_DEPLOYMENT_GUIDE.md, 2).
+# scripts/build_and_push.sh --gpu a100|h100|v100|blackwell picks the tag; by hand, for an H100:
 #   docker build --build-arg BASE_IMAGE=ccr-2vdh3abv-pub.cnc.bj.baidubce.com/paddlepaddle/paddleocr-vl:latest-offline .
 ARG BASE_IMAGE=ccr-2vdh3abv-pub.cnc.bj.baidubce.com/paddlepaddle/paddleocr-vl:latest-gpu-sm120-offline
 FROM ${BASE_IMAGE}

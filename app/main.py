@@ -34,6 +34,7 @@ from app.logging_setup import configure_logging
 from app.metrics import Metrics
 from app.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestLogMiddleware
 from app.settings import Settings, get_settings
+from app.signals import reclaim_after_loading
 from app.storage.local import resolve_output_dir
 
 log = logging.getLogger("app")
@@ -71,7 +72,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
         app.state.settings = settings
         app.state.service = service
         app.state.metrics = metrics
-        restore_signals = _drain_on_sigterm(service)
+        restore_signals = _drain_on_sigterm(service, lambda: engines.settling)
         loop = asyncio.get_running_loop()
         background = [
             loop.create_task(keep_jobs_moving(service), name="jobs"),
@@ -119,9 +120,10 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
     return app
 
 
-def _drain_on_sigterm(service: OcrService) -> Callable[[], None]:
+def _drain_on_sigterm(service: OcrService, loading: Callable[[], bool]) -> Callable[[], None]:
     """Start draining as soon as SIGTERM/SIGINT arrives (before uvicorn waits for open requests),
-    then hand the signal on to uvicorn's own handler. Returns a function that restores the handlers."""
+    then hand the signal on to uvicorn's own handler. Returns a function that restores the handlers.
+    The handlers are installed again once ``loading()`` turns false (an engine library may take them)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None  # embedded servers (tests) do not own the process signals
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -136,8 +138,10 @@ def _drain_on_sigterm(service: OcrService) -> Callable[[], None]:
 
     for sig in previous:
         signal.signal(sig, handle)
+    reclaim = asyncio.get_running_loop().create_task(reclaim_after_loading(loading))
 
     def restore() -> None:
+        reclaim.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.engines.languages import parse_languages
@@ -20,6 +20,8 @@ from app.engines.languages import parse_languages
 CPU_ENGINES = ("pp-ocr", "tesseract")
 #: Tesseract page segmentation modes offered (4, "one column", breaks lines on slightly rotated pages).
 TESSERACT_PSMS = (3, 6, 11)
+#: Settings where an empty value is a value of its own (no key prefix); for every other one, empty = default.
+EMPTY_IS_A_VALUE = frozenset({"cloudru_s3_prefix"})
 
 
 def _cpu_count() -> int:
@@ -113,6 +115,16 @@ class Settings(BaseSettings):
     s3_retry_max_s: float = Field(60, gt=0, le=3600)
     s3_upload_concurrency: int = Field(4, ge=1, le=32)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object, info: ValidationInfo) -> object:
+        """A variable set to an empty (or blank) value, as an empty row in a console form sets it, means
+        the default rather than an invalid value that would stop the service from starting."""
+        if not isinstance(value, str) or value.strip() or info.field_name in EMPTY_IS_A_VALUE:
+            return value
+        field = cls.model_fields[str(info.field_name)]
+        return field.get_default(call_default_factory=True)
+
     @field_validator("cloudru_s3_endpoint", "cloudru_s3_bucket", "cloudru_s3_region", "cloudru_s3_ca_bundle")
     @classmethod
     def _strip(cls, value: str) -> str:
@@ -151,11 +163,6 @@ class Settings(BaseSettings):
         if value not in TESSERACT_PSMS:
             raise ValueError(f"one of {', '.join(map(str, TESSERACT_PSMS))}")
         return value
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _empty_key_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def cors_origin_list(self) -> list[str]:
