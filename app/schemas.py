@@ -55,9 +55,21 @@ class S3Storage(BaseModel):
     keys: list[str] = Field(default_factory=list, description="object keys, result.json last")
 
 
+class RagExportStorage(BaseModel):  # issue-19
+    """The document's knowledge-base export (``RAG_EXPORT_PREFIX``)."""
+
+    status: Literal["uploaded", "pending", "disabled", "not_exported"] = Field(
+        description="uploaded: in the folder; pending: in the outbox; disabled: the export is off; "
+        "not_exported: this job has no export (it failed, or the job is older than the setting)"
+    )
+    bucket: str | None = None
+    key: str | None = Field(None, description="the file's object key: RAG_EXPORT_PREFIX/<name>.md or .txt")
+
+
 class ResultStorage(BaseModel):
     local: LocalStorage | None = Field(None, description="null on a replica that read the result from S3")
     s3: S3Storage
+    rag_export: RagExportStorage | None = None  # issue-19
 
 
 class DocumentResult(BaseModel):

@@ -7,17 +7,20 @@ Every field maps to an upper-case environment variable of the same name (``ocr_e
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.engines.languages import parse_languages
 
 #: The engines that run on the CPU, in the order ``auto`` prefers them for a request.
 CPU_ENGINES = ("pp-ocr", "tesseract")
+_FOLDER = re.compile(r"^(?!.*(?:^|/)\.\.?(?:/|$))[\w.\-]+(?:/[\w.\-]+)*$")
+_DAY = re.compile(r"^\d{4}-\d\d-\d\d$")
 #: Tesseract page segmentation modes offered (4, "one column", breaks lines on slightly rotated pages).
 TESSERACT_PSMS = (3, 6, 11)
 #: Settings where an empty value is a value of its own (no key prefix); for every other one, empty = default.
@@ -115,6 +118,11 @@ class Settings(BaseSettings):
     s3_retry_max_s: float = Field(60, gt=0, le=3600)
     s3_upload_concurrency: int = Field(4, ge=1, le=32)
 
+    # --- knowledge-base export (Cloud.ru Managed RAG): a folder of the same bucket; needs the S3 mirror ------
+    rag_export_prefix: str = ""  # "" = off
+    rag_export_format: Literal["md", "txt"] = "md"
+    rag_export_keep: bool = False  # true: the retention clean-up leaves exports in the bucket
+
     @field_validator("*", mode="before")
     @classmethod
     def _empty_is_default(cls, value: object, info: ValidationInfo) -> object:
@@ -139,6 +147,28 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slashes(cls, value: str) -> str:
         return value.strip().strip("/")
+
+    @field_validator("rag_export_prefix")
+    @classmethod
+    def _export_folder(cls, value: str) -> str:
+        value = value.strip().strip("/")
+        if value and not _FOLDER.match(value):
+            raise ValueError("a folder path of letters, digits, '-', '_' and '.', separated by '/'; no '..'")
+        return value
+
+    @model_validator(mode="after")
+    def _export_apart_from_results(self) -> Settings:
+        """The knowledge base indexes the export folder: it must hold no ``result.md`` of the S3 mirror."""
+        export, results = self.rag_export_prefix, self.cloudru_s3_prefix
+        if not export:
+            return self
+        if results and (export == results or results.startswith(export + "/")):
+            raise ValueError(f"RAG_EXPORT_PREFIX '{export}' contains the results (CLOUDRU_S3_PREFIX '{results}')")
+        inside = export if not results else export[len(results) + 1 :] if export.startswith(results + "/") else ""
+        first = inside.split("/", 1)[0]
+        if first == "jobs" or _DAY.match(first):
+            raise ValueError(f"RAG_EXPORT_PREFIX '{export}' is a folder of the S3 mirror (jobs/ or a day)")
+        return self
 
     @field_validator("ocr_cpu_engines")
     @classmethod

@@ -51,7 +51,7 @@ def assemble(record: JobRecord, outcomes: Sequence[PageOutcome], store: JobStore
         files=ResultFiles(json=f"{record.result_dir}/result.json", markdown=f"{record.result_dir}/result.md"),
     )
     payload = result.model_dump_json(by_alias=True, indent=1, exclude={"storage"}).encode("utf-8")
-    store.save_result(record, payload, markdown)
+    store.save_result(record, result, payload, markdown)
     record.status = "succeeded"
 
 

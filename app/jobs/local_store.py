@@ -21,7 +21,7 @@ from pathlib import Path
 
 from app.jobs.models import JobRecord, PageOutcome
 from app.jobs.store import JobStore
-from app.schemas import LocalStorage, ResultStorage, S3Storage
+from app.schemas import DocumentResult, LocalStorage, RagExportStorage, ResultStorage, S3Storage
 from app.storage.local import atomic_write, is_valid_id, result_files
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class LocalJobStore(JobStore):
                 raise ValueError(f"image path {name!r} leaves the result folder")
             atomic_write(target, data)
 
-    def save_result(self, record: JobRecord, result_json: bytes, markdown: str) -> None:
+    def save_result(self, record: JobRecord, result: DocumentResult, result_json: bytes, markdown: str) -> None:
         folder = self.result_folder(record)
         atomic_write(folder / "result.md", markdown.encode("utf-8"))
         atomic_write(folder / "result.json", result_json)
@@ -127,7 +127,9 @@ class LocalJobStore(JobStore):
         local = None
         if folder is not None:
             local = LocalStorage(dir=record.result_dir, files=result_files(folder))
-        return ResultStorage(local=local, s3=S3Storage(status="disabled"))
+        return ResultStorage(
+            local=local, s3=S3Storage(status="disabled"), rag_export=RagExportStorage(status="disabled")
+        )
 
     # --- ownership: every job here is this replica's -------------------------------------------------
     def orphans(self) -> list[str]:

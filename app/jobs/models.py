@@ -50,6 +50,7 @@ class OcrOptions:
     dpi: int = 150
     languages: tuple[str, ...] | None = None  # None: OCR_LANGUAGES
     engine: str | None = None  # None: chosen by language (or OCR_ENGINE)
+    export_name: str | None = None  # stable name of the knowledge-base export (RAG_EXPORT_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class JobRecord:
     owner: str | None = None  # the replica running it (shared job stores)
     takeovers: int = 0  # times another replica continued it after its runner stopped
     keep_input: bool = True  # the document stays until retention (page images); else removed when finished
+    export_name: str | None = None  # the client's stable name for the knowledge-base export
+    rag_export_key: str | None = None  # the export's object key, once recorded for upload
 
     @property
     def finished(self) -> bool:

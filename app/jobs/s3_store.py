@@ -26,9 +26,10 @@ from app.jobs.leases import LeaseBook, LeaseLost
 from app.jobs.local_store import LocalJobStore
 from app.jobs.models import JobError, JobRecord, PageOutcome
 from app.jobs.store import Ownership, StorageUnavailable
-from app.schemas import LocalStorage, ResultStorage, S3Storage
+from app.schemas import DocumentResult, LocalStorage, ResultStorage, S3Storage
 from app.settings import Settings
 from app.storage.local import atomic_write, result_files
+from app.storage.rag_export import RagExport
 from app.storage.s3 import S3Mirror
 from app.storage.s3_client import S3Unavailable
 
@@ -53,6 +54,7 @@ class S3JobStore(LocalJobStore):
         self.layout = self.mirror.layout
         self.objects = self.mirror.objects
         self.taken: set[str] = set()  # jobs claimed here: their pages may be in the bucket only
+        self.rag_export = RagExport(settings, self.mirror, root)
         self._stopping = threading.Event()
         self._keeper: threading.Thread | None = None
 
@@ -148,10 +150,11 @@ class S3JobStore(LocalJobStore):
         super().save_page(record, outcome)
         self.mirror.page(record.id, outcome.number, self.page_path(record.id, outcome.number))
 
-    def save_result(self, record: JobRecord, result_json: bytes, markdown: str) -> None:
-        super().save_result(record, result_json, markdown)
+    def save_result(self, record: JobRecord, result: DocumentResult, result_json: bytes, markdown: str) -> None:
+        super().save_result(record, result, result_json, markdown)
         self.mirror.result(record.id, record.result_dir)  # before job.json says "succeeded": see the outbox
         record.s3_mirrored = True
+        record.rag_export_key = self.rag_export.export(record, result)  # after result.json, in the same entry
 
     def discard_input(self, record: JobRecord) -> None:
         super().discard_input(record)
@@ -230,15 +233,16 @@ class S3JobStore(LocalJobStore):
         local = None
         if folder is not None:
             local = LocalStorage(dir=record.result_dir, files=result_files(folder))
+        rag_export = self.rag_export.describe(record)
         if not record.s3_mirrored:
-            return ResultStorage(local=local, s3=S3Storage(status="disabled"))
+            return ResultStorage(local=local, s3=S3Storage(status="disabled"), rag_export=rag_export)
         if local is not None:
             keys = [self.layout.result(record.result_dir, name) for name in local.files]
         else:
             keys = self.objects.list_result(record.result_dir)
         uploaded = await self.mirror.wait_result(record.id, wait)
         s3 = S3Storage(status="uploaded" if uploaded else "pending", bucket=self.mirror.bucket, keys=keys)
-        return ResultStorage(local=local, s3=s3)
+        return ResultStorage(local=local, s3=s3, rag_export=rag_export)
 
     # --- ownership -------------------------------------------------------------------------------
     def orphans(self) -> list[str]:
@@ -321,6 +325,10 @@ class S3JobStore(LocalJobStore):
     def delete_older_than(self, cutoff: datetime, keep: Collection[str]) -> int:
         """Local copies only: objects in the bucket are removed by the bucket's lifecycle rule (see the guide)."""
         return super().delete_older_than(cutoff, set(keep) | set(self.leases.held))
+
+    def delete_result(self, record: JobRecord) -> None:
+        super().delete_result(record)
+        self.rag_export.forget(record)
 
     def _delete_quietly(self, keys: list[str]) -> None:
         try:

@@ -140,6 +140,7 @@ class OcrService:
                 languages=list(choice.languages),
                 owner=getattr(self.store, "replica", None),
                 keep_input=self.settings.keep_job_inputs,
+                export_name=options.export_name,
             )
             try:
                 await anyio.to_thread.run_sync(self.store.create, record, upload, copy_upload)

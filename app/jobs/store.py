@@ -14,6 +14,7 @@ worker thread, except the few marked as memory-only.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import socket
 from abc import ABC, abstractmethod
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from app.jobs.models import JobRecord, PageOutcome
-from app.schemas import ResultStorage
+from app.schemas import DocumentResult, ResultStorage
 from app.settings import Settings
 
 
@@ -90,8 +91,9 @@ class JobStore(ABC):
         """Store images referenced from the result's Markdown (relative names inside the result folder)."""
 
     @abstractmethod
-    def save_result(self, record: JobRecord, result_json: bytes, markdown: str) -> None:
-        """Store the assembled result; ``result.json`` last (it marks a complete result)."""
+    def save_result(self, record: JobRecord, result: DocumentResult, result_json: bytes, markdown: str) -> None:
+        """Store the assembled ``result`` (as ``result_json`` and ``markdown``); ``result.json`` last (it marks a
+        complete result)."""
 
     @abstractmethod
     def discard_input(self, record: JobRecord) -> None:
@@ -158,6 +160,10 @@ def build_job_store(settings: Settings, root: Path) -> JobStore:
 
     if s3_enabled(settings):
         return S3JobStore(settings, root, replica_name(settings))
+    if settings.rag_export_prefix:
+        logging.getLogger(__name__).warning(
+            "RAG_EXPORT_PREFIX is set but the S3 mirror is off: no knowledge-base export"
+        )
     return LocalJobStore(root)
 
 

@@ -9,6 +9,7 @@ Ordering, which is what makes a half-mirrored job never look complete in S3:
 
 - files are uploaded in the order they were added; a job adds its result as images, ``result.md`` and
   ``result.json`` last, so ``result.json`` (the marker of a complete result) appears only after the rest;
+- a delete is an item too (``Item.delete``): adding it drops an upload of the same key still pending;
 - ``job.json`` is always uploaded after every file of its entry, and its bytes are read from disk at that
   moment *under the outbox lock*. The service adds the result files before it writes the job's final state,
   so a ``job.json`` that says ``succeeded`` reaches S3 only after the result it points to.
@@ -39,12 +40,20 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Item:
-    """One file to upload: ``file`` relative to ``OUTPUT_DIR``; ``completes_result`` marks ``result.json``."""
+    """One file to upload: ``file`` relative to ``OUTPUT_DIR``; ``completes_result`` marks ``result.json``.
+
+    ``delete``: remove the object at ``key`` instead (``file`` unused). ``owner`` (a job id) and ``version``
+    guard a key that several jobs may write: they are stored with the object as metadata; an upload does
+    not replace an object of a newer version, and a delete removes the object only while the owner's is there.
+    """
 
     file: str
     key: str
     content_type: str
     completes_result: bool = False
+    delete: bool = False
+    owner: str = ""
+    version: str = ""
 
 
 @dataclass
@@ -232,6 +241,11 @@ class Outbox:
         results = sum(1 for e in entries if e.result)
         states = sum(1 for e in entries if e.job_state is not None)
         return f"{len(entries)} job(s): {files} file(s), {results} result(s), {states} job state(s)"
+
+    def upload_pending(self, job_id: str, key: str) -> bool:
+        """Whether an upload of ``key`` is waiting in the job's entry. Lock-free (safe on the event loop)."""
+        entry = self.entries.get(job_id)
+        return entry is not None and any(i.key == key and not i.delete for i in list(entry.items))
 
     def _path(self, job_id: str) -> Path:
         return self.folder / f"{job_id}.json"

@@ -15,12 +15,10 @@ Direct calls (reads, leases, accepting a job) go through :attr:`S3Mirror.objects
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -28,8 +26,9 @@ from typing import Any, Literal
 from app.settings import Settings
 from app.storage.local import result_files
 from app.storage.outbox import Entry, Item, Outbox, Step
-from app.storage.s3_client import KeyLayout, content_type, describe_error, make_client
+from app.storage.s3_client import KeyLayout, apply_step, content_type, describe_error, make_client
 from app.storage.s3_objects import S3Objects
+from app.storage.waiters import ResultWaiters
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +63,8 @@ class S3Mirror:
         self._client_ready = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._waiters: dict[str, list[Future[bool]]] = {}
+        self._waiters = ResultWaiters()
         self._in_flight: dict[int, float] = {}  # uploader thread -> when its current PUT began
-        self._waiters_lock = threading.Lock()
         # Health, written by the uploader threads, read lock-free by /health.
         self.last_ok: bool | None = None
         self.last_error: dict[str, str] | None = None
@@ -121,7 +119,7 @@ class S3Mirror:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self._resolve_all(False)
+        self._waiters.resolve_all(False)
 
     def _setup(self) -> None:
         """Create the client (retrying with backoff), then check the bucket and the credentials, each try
@@ -205,43 +203,20 @@ class S3Mirror:
             return True
         if self.last_ok is False or timeout <= 0 or self._hanging_longer_than(timeout):
             return False
-        future: Future[bool] = Future()
-        with self._waiters_lock:
-            self._waiters.setdefault(job_id, []).append(future)
+        future = self._waiters.add(job_id)
         if not self.result_pending(job_id):  # uploaded between the first check and the registration
-            self._forget(job_id, future)
+            self._waiters.forget(job_id, future)
             return True
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except asyncio.TimeoutError:
             return False
         finally:
-            self._forget(job_id, future)
+            self._waiters.forget(job_id, future)
 
     def _hanging_longer_than(self, seconds: float) -> bool:
         began = list(self._in_flight.values())
         return bool(began) and time.monotonic() - min(began) > seconds
-
-    def _forget(self, job_id: str, future: Future[bool]) -> None:
-        with self._waiters_lock:
-            waiting = self._waiters.get(job_id, [])
-            if future in waiting:
-                waiting.remove(future)
-            if not waiting:
-                self._waiters.pop(job_id, None)
-
-    def _resolve(self, job_id: str, uploaded: bool) -> None:
-        with self._waiters_lock:
-            futures = self._waiters.pop(job_id, [])
-        for future in futures:
-            with contextlib.suppress(Exception):  # already cancelled by a waiter's timeout
-                future.set_result(uploaded)
-
-    def _resolve_all(self, uploaded: bool) -> None:
-        with self._waiters_lock:
-            job_ids = list(self._waiters)
-        for job_id in job_ids:
-            self._resolve(job_id, uploaded)
 
     @property
     def state(self) -> S3State:
@@ -298,33 +273,23 @@ class S3Mirror:
                 with cond:
                     self.outbox.failed(entry, step, time.monotonic() + retry_in)
                     cond.notify_all()
-                self._resolve_all(False)  # sync requests stop waiting: their results are pending
+                self._waiters.resolve_all(False)  # sync requests stop waiting: their results are pending
                 return
             with cond:
                 self.outbox.done(entry, step)
             if uploaded:
                 self._record_success()
             if step.item.completes_result:
-                self._resolve(entry.job_id, True)
+                self._waiters.resolve(entry.job_id, True)
 
     def _put(self, step: Step) -> bool:
-        """Upload one step; False when its local file has gone (retention) and it is skipped."""
-        body = step.body
-        if body is None:
-            try:
-                body = (self.root / step.item.file).read_bytes()
-            except FileNotFoundError:
-                log.warning("S3 mirror: %s no longer exists locally; skipped", step.item.file)
-                return False
+        """Carry out one step (:func:`~app.storage.s3_client.apply_step`); True when an object was uploaded."""
         thread = threading.get_ident()
         self._in_flight[thread] = time.monotonic()
         try:
-            self._client.put_object(
-                Bucket=self.bucket, Key=step.item.key, Body=body, ContentType=step.item.content_type
-            )
+            return apply_step(self._client, self.bucket, self.root, step.item, step.body)
         finally:
             self._in_flight.pop(thread, None)
-        return True
 
     def _record_success(self, uploaded: bool = True) -> None:
         """S3 answered: healthy again, uploads no longer paused."""

@@ -10,6 +10,7 @@ are all set. Keys (``<prefix>`` is ``CLOUDRU_S3_PREFIX``)::
     <prefix>/leases/<id>.json                                      which replica runs the unfinished job, until when
     <prefix>/handover/<id>                                         a stopping replica handed the job back
     <prefix>/cancel/<id>                                           another replica was asked to cancel the job
+    <RAG_EXPORT_PREFIX>/<name>.md (or .txt)                        the knowledge-base export (app.storage.rag_export)
 
 Secrets: the keys are ``SecretStr`` and go to boto3 only; :func:`describe_error` removes both key values from
 error text shown in ``/health`` and logs.
@@ -20,14 +21,20 @@ from __future__ import annotations
 import logging
 import mimetypes
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from app.settings import Settings
+from app.storage.outbox import Item
 
 REQUIRED = ("CLOUDRU_S3_ENDPOINT", "CLOUDRU_S3_BUCKET", "CLOUDRU_S3_ACCESS_KEY", "CLOUDRU_S3_SECRET_KEY")
 QUIET_LOGGERS = ("boto3", "botocore", "s3transfer", "urllib3")
 _MESSAGE_LIMIT = 300
 _CREDENTIAL_ERRORS = ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "403")
+META_OWNER = "ocr-job-id"
+"""User metadata (``x-amz-meta-ocr-job-id``) naming the job that wrote an owned object (see :class:`Item`)."""
+META_VERSION = "ocr-version"
+"""User metadata (``x-amz-meta-ocr-version``) ordering the writes of one owned key."""
 
 
 class S3Unavailable(Exception):
@@ -69,6 +76,8 @@ def content_type(name: str) -> str:
         return "application/json"
     if name.endswith(".md"):
         return "text/markdown; charset=utf-8"
+    if name.endswith(".txt"):
+        return "text/plain; charset=utf-8"
     guessed, _ = mimetypes.guess_type(name)
     return guessed or "application/octet-stream"
 
@@ -147,6 +156,49 @@ def make_client(settings: Settings, read_timeout: float | None = None) -> Any:
         verify=settings.cloudru_s3_ca_bundle or None,
         config=config,
     )
+
+
+def apply_step(client: Any, bucket: str, root: Path, item: Item, body: bytes | None) -> bool:
+    """Carry out one outbox step: upload ``body`` (or the item's file under ``root``) or delete the key.
+
+    An item with an ``owner`` is checked against the object's metadata first (one HEAD): an upload does not
+    replace an object of a newer ``version``, a delete removes the object only while that owner wrote it.
+    True when an object was uploaded; False when the step was skipped (its local file is gone, or the guard
+    said no) or was a delete. Raises the client's errors.
+    """
+    log = logging.getLogger("app.storage.s3")
+    if item.delete or item.owner:
+        current = _head_metadata(client, bucket, item.key)
+        if item.delete:
+            if current is not None and (not item.owner or current.get(META_OWNER) == item.owner):
+                client.delete_object(Bucket=bucket, Key=item.key)
+            return False
+        if current is not None and current.get(META_VERSION, "") > item.version:
+            log.info("S3 mirror: %s holds a newer version; not replaced", item.key)
+            return False
+    if body is None:
+        try:
+            body = (root / item.file).read_bytes()
+        except FileNotFoundError:
+            log.warning("S3 mirror: %s no longer exists locally; skipped", item.file)
+            return False
+    extra: dict[str, Any] = {}
+    if item.owner:
+        extra["Metadata"] = {META_OWNER: item.owner, META_VERSION: item.version}
+    client.put_object(Bucket=bucket, Key=item.key, Body=body, ContentType=item.content_type, **extra)
+    return True
+
+
+def _head_metadata(client: Any, bucket: str, key: str) -> dict[str, str] | None:
+    """The object's user metadata; None when there is no such object."""
+    try:
+        response = client.head_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        if is_not_found(exc):
+            return None
+        raise
+    metadata: dict[str, str] = response.get("Metadata") or {}
+    return metadata
 
 
 def error_code(exc: BaseException) -> tuple[str, int | None]:
