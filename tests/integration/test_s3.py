@@ -158,7 +158,7 @@ def test_results_and_job_state_land_with_keys_bodies_and_types(s3: S3Server, mir
         uploads = next(line for line in metrics.splitlines() if line.startswith("s3_uploads_total "))
         assert float(uploads.split()[1]) >= details["uploaded"]
         assert "s3_pending_uploads 0.0" in metrics and "s3_upload_failures_total 0.0" in metrics
-        assert "ocr_jobs_leased 0.0" in metrics and "ocr_jobs_taken_over_total 0.0" in metrics
+        assert "\nocr_jobs_leased " in metrics and "ocr_jobs_taken_over_total 0.0" in metrics
     assert_no_secrets(s3, server.log(), response.text, json.dumps(health))
 
 
