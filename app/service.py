@@ -40,6 +40,7 @@ from app.results import build_page, failed_page, join_pages, page_image_names
 from app.scheduler import PageScheduler
 from app.schemas import DocumentResult, LocalStorage, PageResult, ResultFiles, ResultStorage, S3Storage, Timings
 from app.settings import Settings
+from app.storage.disk import DiskMonitor  # issue-18:
 from app.storage.local import LocalStore, is_valid_id, new_id
 from app.storage.s3 import S3Mirror, S3Unavailable, result_files
 from app.url_fetch import FetchPolicy
@@ -95,6 +96,7 @@ class OcrService:
         self.scheduler = PageScheduler(engines.workers)
         self.limits = Limits(max_pages=settings.max_pages, max_image_pixels=settings.max_image_pixels)
         self.draining = False
+        self.disk: DiskMonitor | None = None  # issue-18: set by create_app; check_accepting asks it
         self._drain_started = 0.0
         self._drain_event = asyncio.Event()
         self._active: dict[str, _ActiveJob] = {}
@@ -115,6 +117,8 @@ class OcrService:
             raise ServiceError(
                 503, "shutting_down", "the service is restarting; retry shortly", headers={"Retry-After": "15"}
             )
+        if self.disk is not None:  # issue-18: 507 while OUTPUT_DIR is full or not writable
+            self.disk.check_writable()
         runtime = self.engines.runtimes[engine] if engine else self.runtime
         if runtime.state == "initializing":
             detail = f": {runtime.engine.detail}" if runtime.engine.detail else ""
