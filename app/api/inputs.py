@@ -86,8 +86,11 @@ def parse_dpi(value: Any) -> int | None:
         return int(value)
     if isinstance(value, int):
         return value
-    text = str(value).strip()
+    text = str(value)
     check_field_size("dpi", text)
+    text = text.strip()
+    if not text:
+        return None
     try:
         return int(text)
     except ValueError:
