@@ -112,6 +112,7 @@ const HEADLINES = {
   400: "The request was incomplete.",
   401: "This service needs an API key.",
   404: "Not found.",
+  408: "The upload stalled.",
   409: "The job has no result.",
   410: "This is no longer stored.",
   413: "The document is too large.",
@@ -122,6 +123,7 @@ const HEADLINES = {
   502: "The recognition backend failed.",
   503: "The service is not ready.",
   504: "The recognition took too long.",
+  507: "The server has no room to store documents right now.",
 };
 
 function headline(error) {
