@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -24,15 +25,17 @@ from app.engines.base import OcrEngine
 from app.engines.registry import EngineSet
 from app.engines.select import build_engines
 from app.errors import ServiceError, error_payload
+from app.jobs.retention import clean_up_periodically
+from app.jobs.service import OcrService
+from app.jobs.store import JobStore, build_job_store
+from app.jobs.takeover import keep_jobs_moving
 from app.logging_setup import configure_logging
 from app.metrics import Metrics
 from app.middleware import AdmissionMiddleware, ApiKeyMiddleware, BodyLimitMiddleware, RequestLogMiddleware
-from app.service import OcrService
 from app.settings import Settings, get_settings
 from app.shutdown import GracefulStop, InFlight
 from app.storage.disk import DiskMonitor
-from app.storage.local import LocalStore, resolve_output_dir, sweep_incoming
-from app.storage.s3 import build_mirror
+from app.storage.local import resolve_output_dir, sweep_incoming
 
 log = logging.getLogger("app")
 
@@ -63,30 +66,29 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
             store.root,
         )
         engines.start_loading()
-        mirror = build_mirror(settings, store.root)
-        if mirror is not None:  # loads the outbox; the client and the bucket check run in the background
-            await anyio.to_thread.run_sync(mirror.start)
-        service = OcrService(settings, engines, store, metrics=metrics, mirror=mirror)
-        service.disk = disk  # issue-18: admission (check_accepting) refuses new work while the disk is bad
+        # S3: loads the outbox; the client, the bucket check and the leases run in the background.
+        await anyio.to_thread.run_sync(store.start)
+        service = OcrService(settings, engines, store, metrics=metrics)
+        service.admission.disk = disk  # issue-18: check_accepting refuses new work (507) while the disk is bad
         metrics.watch(service.snapshot)
         app.state.settings = settings
         app.state.service = service
         app.state.metrics = metrics
         app.state.disk = disk
         disk.start()
-        stop = GracefulStop(service, in_flight, settings.shutdown_grace_s)
-        restore_signals = stop.install()
-        resumed = await service.resume()
-        if resumed:
-            log.info("resumed %d unfinished job(s)", resumed)
-        housekeeping = asyncio.get_running_loop().create_task(_clean_up_periodically(service))
+        restore_signals = GracefulStop(service, in_flight, settings.shutdown_grace_s).install(lambda: engines.settling)
+        loop = asyncio.get_running_loop()
+        background = [
+            loop.create_task(keep_jobs_moving(service), name="jobs"),
+            loop.create_task(clean_up_periodically(service), name="retention"),
+            loop.create_task(_sweep_incoming_periodically(store.incoming), name="incoming"),
+        ]
         try:
             yield
         finally:
-            housekeeping.cancel()
-            await service.drain(stop.remaining_s())
-            if mirror is not None:  # uploads in flight get a moment; the rest stays in the outbox
-                await anyio.to_thread.run_sync(mirror.close)
+            for task in background:
+                task.cancel()
+            await service.drain()
             await disk.stop()
             restore_signals()
             engines.close()
@@ -138,13 +140,13 @@ def _engine_set(settings: Settings, engine: OcrEngine | None) -> EngineSet:
     return EngineSet(built, plan, settings.languages)
 
 
-def _open_output(settings: Settings) -> tuple[LocalStore, DiskMonitor]:
-    """The result store and its disk monitor (checked once); uploads a stopped process left are removed.
+def _open_output(settings: Settings) -> tuple[JobStore, DiskMonitor]:
+    """The job store and its disk monitor (checked once); uploads a stopped process left are removed.
     Raises :class:`~app.storage.local.OutputDirError` when ``OUTPUT_DIR`` cannot be used."""
     started = time.time()
     root, fallback_from = resolve_output_dir(settings.output_dir, "output_dir" in settings.model_fields_set)
-    store = LocalStore(root)
-    disk = DiskMonitor(store.root, settings.disk_min_free_bytes, settings.disk_check_interval_s, fallback_from)
+    store = build_job_store(settings, root)
+    disk = DiskMonitor(root, settings.disk_min_free_bytes, settings.disk_check_interval_s, fallback_from)
     disk.check_now()
     swept = sweep_incoming(store.incoming, started)
     if swept:
@@ -152,18 +154,15 @@ def _open_output(settings: Settings) -> tuple[LocalStore, DiskMonitor]:
     return store, disk
 
 
-async def _clean_up_periodically(service: OcrService, every_s: float = 600) -> None:
+async def _sweep_incoming_periodically(folder: Path, every_s: float = 600) -> None:
+    """Remove uploads left in ``folder`` for over ``_STALE_UPLOAD_S`` (no request holds them any more)."""
     while True:
         try:
-            removed = await service.cleanup()
-            if removed:
-                log.info("retention: removed %d expired job(s)", removed)
-            cutoff = time.time() - _STALE_UPLOAD_S
-            stale = await anyio.to_thread.run_sync(sweep_incoming, service.store.incoming, cutoff)
+            stale = await anyio.to_thread.run_sync(sweep_incoming, folder, time.time() - _STALE_UPLOAD_S)
             if stale:
                 log.info("removed %d upload(s) unfinished for over %.0f h", stale, _STALE_UPLOAD_S / 3600)
         except OSError as exc:
-            log.warning("retention clean-up failed: %s", exc)
+            log.warning("sweeping %s failed: %s", folder, exc)
         await asyncio.sleep(every_s)
 
 

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
+from app.signals import SHUTDOWN_SIGNALS, reclaim_after_loading
+
 log = logging.getLogger(__name__)
 
 
@@ -78,16 +80,21 @@ class GracefulStop:
             return self.grace_s
         return max(0.0, self.grace_s - (time.monotonic() - self.began))
 
-    def install(self) -> Callable[[], None]:
-        """Take over SIGTERM/SIGINT (main thread only; elsewhere nothing happens). Returns the undo."""
+    def install(self, loading: Callable[[], bool] = lambda: False) -> Callable[[], None]:
+        """Take over SIGTERM/SIGINT (main thread only; elsewhere nothing happens). Returns the undo.
+
+        The handlers are installed again once ``loading()`` turns false: an engine library may take the
+        signals while it loads (see :mod:`app.signals`)."""
         if threading.current_thread() is not threading.main_thread():
             return lambda: None  # embedded servers (tests) do not own the process signals
         self._loop = asyncio.get_running_loop()
-        self._previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self._previous = {sig: signal.getsignal(sig) for sig in SHUTDOWN_SIGNALS}
         for sig in self._previous:
             signal.signal(sig, self._handle)
+        reclaim = self._loop.create_task(reclaim_after_loading(loading))
 
         def restore() -> None:
+            reclaim.cancel()
             for sig, handler in self._previous.items():
                 signal.signal(sig, handler)
 

@@ -103,7 +103,8 @@ def main() -> None:
     pdf = document()
     load_before = os.getloadavg()[0]
     rows = [
-        "| Engines | OCR_CONCURRENCY | clients | RSS ready, idle | peak RSS under load | RSS idle after load | load took |",
+        "| Engines | OCR_CONCURRENCY | clients | RSS ready, idle | peak RSS under load | RSS idle after load "
+        "| load took |",
         "|---|---|---|---|---|---|---|",
     ]
     fits: list[str] = []
@@ -113,7 +114,8 @@ def main() -> None:
             ready, peak, idle, took = measure(env, workers, args.requests, pdf)
             peaks[workers] = peak
             rows.append(
-                f"| {name} | {workers} | {2 * workers} | {ready:.0f} MB | {peak:.0f} MB | {idle:.0f} MB | {took:.0f} s |"
+                f"| {name} | {workers} | {2 * workers} | {ready:.0f} MB | {peak:.0f} MB | {idle:.0f} MB "
+                f"| {took:.0f} s |"
             )
             print(rows[-1], flush=True)
         base, per_worker = recommend(peaks)
