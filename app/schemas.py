@@ -132,14 +132,33 @@ class S3Health(BaseModel):
     jobs_taken_over: int = Field(0, description="jobs this replica took over from stopped replicas since start")
 
 
+class DiskHealth(BaseModel):
+    """``OUTPUT_DIR`` as the last background check found it (see ``app.storage.disk``)."""
+
+    status: Literal["unknown", "ok", "low_space", "not_writable"]
+    output_dir: str
+    free_mb: float | None = None
+    total_mb: float | None = None
+    min_free_mb: float = Field(description="DISK_MIN_FREE_MB: below this new work gets 507")
+    reason: str | None = Field(None, description="why the disk cannot take documents")
+    fallback_from: str | None = Field(None, description="the default OUTPUT_DIR, when it was not writable")
+    checked_seconds_ago: float | None = None
+
+
 class HealthResponse(BaseModel):
-    status: Literal["starting", "healthy", "unhealthy"]
+    status: Literal["starting", "healthy", "unhealthy"] = Field(description="the default engine's state")
+    ready: bool = Field(
+        False, description="whether new work is taken: what /ready answers (engine ready, disk ok, not stopping)"
+    )
+    not_ready: list[str] = Field(default_factory=list, description="why not, one sentence each")
+    draining: bool = Field(False, description="a stop is under way: new work gets 503, requests in flight finish")
     engine: EngineHealth = Field(description="the default engine: serves requests that name no engine or language")
     engines: list[EngineHealth] = Field(default_factory=list, description="every loaded engine, default first")
     languages: list[str] = Field(default_factory=list, description="languages of requests without lang (OCR_LANGUAGES)")
     paddleocr: Literal["initializing", "ready", "failed"]
     s3_storage: Literal["not_configured", "configured", "degraded"]
     s3: S3Health
+    disk: DiskHealth | None = None
     version: str
 
 

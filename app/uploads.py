@@ -23,7 +23,6 @@ from app.url_fetch import FetchPolicy, fetch_to_file
 _CHUNK = 1024 * 1024
 _B64_CHUNK = 4 * 1024 * 1024  # characters; a multiple of 4
 _HEAD = 2048
-_WHITESPACE = re.compile(r"\s")
 _DATA_URI = re.compile(r"^data:[\w.+/-]*(;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 
 
@@ -89,13 +88,15 @@ def decoded_size(data: str) -> int:
 
 
 def _compact_base64(data: str) -> str:
-    """``data`` without a ``data:...;base64,`` prefix and whitespace."""
+    """``data`` without a ``data:...;base64,`` prefix and whitespace (a piece at a time, so that the
+    event loop gets its turns while a worker thread compacts a large document)."""
     prefix = _DATA_URI.match(data[:256])
     if prefix:
         data = data[prefix.end() :]
-    if _WHITESPACE.search(data):
-        data = "".join(data.split())
-    return data
+    pieces: list[str] = []
+    for start in range(0, len(data), _B64_CHUNK):
+        pieces.extend(data[start : start + _B64_CHUNK].split())
+    return pieces[0] if len(pieces) == 1 else "".join(pieces)
 
 
 def _padded(data: str) -> str:
@@ -124,21 +125,26 @@ def _decode_base64(data: str, target: Path) -> tuple[int, bytes]:
     return size, head
 
 
+def _store_base64(data: str, target: Path, limit: int) -> tuple[int, bytes]:
+    compact = _compact_base64(data)
+    if len(compact) * 3 // 4 - 2 > limit:  # before any check or decoding of the content
+        raise too_large("upload_too_large", _limit_message(limit))
+    compact = _padded(compact)
+    if decoded_size(compact) > limit:
+        raise too_large("upload_too_large", _limit_message(limit))
+    return _decode_base64(compact, target)
+
+
 async def save_base64(data: str, target: Path, limit: int) -> str:
     """Decode the base64 document ``data`` into ``target``; return its sniffed content type.
 
     The decoded size is checked against ``limit`` before anything is decoded (413). Whitespace and a
     ``data:`` URI prefix are accepted, missing padding is added; other non-base64 characters are a 422
     naming ``file``. Also 400 empty and 415 unsupported, as for uploads. ``target`` is removed on error.
+    All of it runs in a worker thread, a piece at a time.
     """
     try:
-        compact = _compact_base64(data)
-        if len(compact) * 3 // 4 - 2 > limit:  # before any check or decoding of the content
-            raise too_large("upload_too_large", _limit_message(limit))
-        compact = _padded(compact)
-        if decoded_size(compact) > limit:
-            raise too_large("upload_too_large", _limit_message(limit))
-        size, head = await anyio.to_thread.run_sync(_decode_base64, compact, target)
+        size, head = await anyio.to_thread.run_sync(_store_base64, data, target, limit)
         return check_received(size, head)
     except BaseException:
         target.unlink(missing_ok=True)

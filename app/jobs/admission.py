@@ -12,6 +12,7 @@ from app.engines.registry import EngineSet
 from app.errors import ServiceError
 from app.jobs.models import JobRecord
 from app.settings import Settings
+from app.storage.disk import DiskMonitor  # issue-18:
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Admission:
         self.settings = settings
         self.engines = engines
         self.drain = drain
+        self.disk: DiskMonitor | None = None  # issue-18: set by create_app; check_accepting asks it
         self.reserved_jobs = 0  # places taken by submissions between the capacity check and their start
         self.reserved_pages = 0
 
@@ -60,6 +62,8 @@ class Admission:
             raise ServiceError(
                 503, "shutting_down", "the service is restarting; retry shortly", headers={"Retry-After": "15"}
             )
+        if self.disk is not None:  # issue-18: 507 while OUTPUT_DIR is full or not writable
+            self.disk.check_writable()
         runtime = self.engines.runtimes[engine] if engine else self.engines.default
         if runtime.state == "initializing":
             detail = f": {runtime.engine.detail}" if runtime.engine.detail else ""
