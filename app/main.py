@@ -68,8 +68,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
         engines.start_loading()
         # S3: loads the outbox; the client, the bucket check and the leases run in the background.
         await anyio.to_thread.run_sync(store.start)
-        service = OcrService(settings, engines, store, metrics=metrics)
-        service.admission.disk = disk  # issue-18: check_accepting refuses new work (507) while the disk is bad
+        service = OcrService(settings, engines, store, metrics=metrics, disk=disk)
         metrics.watch(service.snapshot)
         app.state.settings = settings
         app.state.service = service

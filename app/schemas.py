@@ -55,7 +55,7 @@ class S3Storage(BaseModel):
     keys: list[str] = Field(default_factory=list, description="object keys, result.json last")
 
 
-class RagExportStorage(BaseModel):  # issue-19
+class RagExportStorage(BaseModel):
     """The document's knowledge-base export (``RAG_EXPORT_PREFIX``)."""
 
     status: Literal["uploaded", "pending", "disabled", "not_exported"] = Field(
@@ -69,7 +69,7 @@ class RagExportStorage(BaseModel):  # issue-19
 class ResultStorage(BaseModel):
     local: LocalStorage | None = Field(None, description="null on a replica that read the result from S3")
     s3: S3Storage
-    rag_export: RagExportStorage | None = None  # issue-19
+    rag_export: RagExportStorage | None = None
 
 
 class DocumentResult(BaseModel):

@@ -40,7 +40,7 @@ from app.errors import ServiceError, arrived_at, bad_request, invalid_field
 from app.jobs.models import JobRecord, OcrOptions
 from app.jobs.service import OcrService
 from app.storage.local import new_id
-from app.storage.rag_export import check_export_name  # issue-19
+from app.storage.rag_export import check_export_name
 from app.uploads import save_base64, save_upload, save_url
 
 OUTPUTS = ("json", "markdown", "text")
@@ -111,7 +111,7 @@ def parse_bool(name: str, value: Any, default: bool) -> bool:
     raise invalid_field(name, "must be true or false")
 
 
-def parse_export_name(value: Any) -> str | None:  # issue-19
+def parse_export_name(value: Any) -> str | None:
     """The ``export_name`` option (see :mod:`app.storage.rag_export`); 422 when too long or nameless."""
     if value is None or isinstance(value, UploadFile):
         return None
@@ -175,7 +175,7 @@ async def document_input(request: Request, service: OcrService = Depends(get_ser
         dpi=check_dpi(parse_dpi(single(fields, "dpi")), settings.pdf_dpi, settings.max_dpi),
         languages=check_languages(_text(fields, "lang")),
         engine=check_engine(_text(fields, "engine")),
-        export_name=parse_export_name(_text(fields, "export_name")),  # issue-19
+        export_name=parse_export_name(_text(fields, "export_name")),
     )
     service.engines.choose(options.languages, options.engine)  # 422 before the document is received
     output = parse_output(_text(fields, "output"))
@@ -225,7 +225,7 @@ _OPTIONS_SCHEMA: dict[str, Any] = {
     "dpi": {"type": "integer", "description": "PDF rasterising resolution (default PDF_DPI, 150)"},
     "output": {"type": "string", "enum": list(OUTPUTS), "description": "POST /ocr only: the response format"},
     "return_content": {"type": "boolean", "description": "POST /ocr only: false leaves the pages out of the answer"},
-    "export_name": {  # issue-19
+    "export_name": {
         "type": "string",
         "maxLength": 200,
         "description": "stable name of the knowledge-base export (RAG_EXPORT_PREFIX): the same name replaces "

@@ -31,6 +31,7 @@ from app.metrics import Metrics
 from app.scheduler import PageScheduler
 from app.schemas import DocumentResult
 from app.settings import Settings
+from app.storage.disk import DiskMonitor
 from app.storage.local import is_valid_id, new_id
 from app.url_fetch import FetchPolicy
 
@@ -40,7 +41,14 @@ log = logging.getLogger(__name__)
 class OcrService:
     """Submits, runs, reports, cancels and resumes OCR jobs."""
 
-    def __init__(self, settings: Settings, engines: EngineSet, store: JobStore, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engines: EngineSet,
+        store: JobStore,
+        metrics: Metrics | None = None,
+        disk: DiskMonitor | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.engines = engines
@@ -48,7 +56,7 @@ class OcrService:
         self.scheduler = PageScheduler(engines.workers)
         self.limits = Limits(max_pages=settings.max_pages, max_image_pixels=settings.max_image_pixels)
         self.drain_state = Drain(settings.shutdown_grace_s)
-        self.admission = Admission(settings, engines, self.drain_state)
+        self.admission = Admission(settings, engines, self.drain_state, disk)
         self.runner = JobRunner(
             settings,
             engines,
