@@ -2,7 +2,8 @@
 
 Three sources, one set of rules (400 empty, 413 over the limit, 415 not a document we read):
 a multipart upload (:func:`save_upload`), a base64 string (:func:`save_base64`, PaddleX-compatible
-requests) and a URL (:func:`save_url`, through the guarded fetcher in :mod:`app.url_fetch`).
+requests) and a URL (:func:`save_url`, through the guarded fetcher in :mod:`app.url_fetch`). Every endpoint
+(``/ocr``, ``/jobs``, ``/layout-parsing``) receives through :func:`receive`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 import anyio
+import httpx
 from starlette.exceptions import HTTPException
 
 from app.documents import SUPPORTED_TYPES, sniff_content_type
@@ -163,3 +167,50 @@ async def save_url(url: str, target: Path, policy: FetchPolicy) -> str:
     except BaseException:
         target.unlink(missing_ok=True)
         raise
+
+
+@dataclass(frozen=True)
+class DocumentSource:
+    """Where a request's document comes from: exactly one of an uploaded file, a base64 string and a URL."""
+
+    upload: BinaryIO | None = None
+    base64: str | None = None
+    url: str | None = None
+    filename: str | None = None  # the client's name for it (data, never a path)
+
+
+@dataclass(frozen=True)
+class ReceivedDocument:
+    """A document on disk under a server-made name, its type sniffed from its bytes, and the client's name."""
+
+    path: Path
+    content_type: str
+    filename: str | None
+
+
+async def receive(
+    source: DocumentSource, target: Path, limit: int, url_policy: Callable[[], FetchPolicy]
+) -> ReceivedDocument:
+    """Store ``source`` at ``target`` (the one path every endpoint receives documents through).
+
+    Errors as :func:`save_upload`, :func:`save_base64` and :func:`save_url`; ``url_policy`` is asked only for a URL
+    (it raises 400 when URL input is off). ``target`` is removed on error.
+    """
+    if source.upload is not None:
+        content_type = await save_upload(source.upload, target, limit)
+    elif source.base64 is not None:
+        content_type = await save_base64(source.base64, target, limit)
+    elif source.url is not None:
+        content_type = await save_url(source.url, target, url_policy())
+    else:
+        raise bad_request("no_file", "send the document as a file in 'file', as base64 in 'file', or a 'url'")
+    return ReceivedDocument(target, content_type, source.filename)
+
+
+def name_from_url(url: str, limit: int = 255) -> str | None:
+    """The last path segment of ``url`` as the document's name (None when there is none)."""
+    try:
+        name = PurePosixPath(httpx.URL(url).path).name
+    except (httpx.InvalidURL, ValueError):
+        return None
+    return name[:limit] or None

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, Request
@@ -39,9 +38,8 @@ from app.engines.languages import parse_languages
 from app.errors import ServiceError, arrived_at, bad_request, invalid_field
 from app.jobs.models import JobRecord, OcrOptions
 from app.jobs.service import OcrService
-from app.storage.local import new_id
 from app.storage.rag_export import check_export_name
-from app.uploads import save_base64, save_upload, save_url
+from app.uploads import DocumentSource, name_from_url
 
 OUTPUTS = ("json", "markdown", "text")
 _TRUE = {"1", "true", "yes", "on"}
@@ -50,17 +48,12 @@ _FALSE = {"0", "false", "no", "off"}
 
 @dataclass
 class DocumentInput:
-    """A received document stored under a server-made name, its sniffed type and the options."""
+    """A request's document source (not received yet) and its options."""
 
-    path: Path
-    filename: str | None
-    content_type: str
+    source: DocumentSource
     options: OcrOptions
     output: str = "json"
     return_content: bool = True
-
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def _text(fields: Mapping[str, Any], name: str) -> str | None:
@@ -183,31 +176,23 @@ async def document_input(request: Request, service: OcrService = Depends(get_ser
     filename = _text(fields, "filename")
     upload, encoded, url = _sources(fields)
 
-    path = service.store.incoming / f"{new_id()}.upload"
     if upload is not None:
-        content_type = await save_upload(upload.file, path, settings.max_upload_bytes)
-        filename = (upload.filename or "")[: FIELD_LIMITS["filename"]] or None
+        source = DocumentSource(
+            upload=upload.file, filename=(upload.filename or "")[: FIELD_LIMITS["filename"]] or None
+        )
     elif encoded is not None:
-        content_type = await save_base64(encoded, path, settings.max_upload_bytes)
+        source = DocumentSource(base64=encoded, filename=filename)
     else:
         assert url is not None
-        content_type = await save_url(url, path, service.url_policy())
-        filename = filename or url.rsplit("/", 1)[-1].split("?", 1)[0][: FIELD_LIMITS["filename"]] or None
-    return DocumentInput(path, filename, content_type, options, output, return_content)
+        service.url_policy()  # 400 before anything is fetched when URL input is off
+        source = DocumentSource(url=url, filename=filename or name_from_url(url, FIELD_LIMITS["filename"]))
+    return DocumentInput(source, options, output, return_content)
 
 
 async def submit_document(request: Request, service: OcrService, document: DocumentInput) -> JobRecord:
-    """Submit the received document as a job (the service takes the file) and note it for the request log."""
-    try:
-        record = await service.submit(
-            document.path,
-            document.filename,
-            document.content_type,
-            document.options,
-            arrived=arrived_at(request.scope),
-        )
-    finally:
-        document.discard()
+    """Receive the document (:meth:`OcrService.received`), submit it as a job and note it for the request log."""
+    async with service.received(document.source) as received:
+        record = await service.submit(received, document.options, arrived=arrived_at(request.scope))
     request.state.log = {"job": record.id, "pages": len(record.pages), "engine": record.engine}
     return record
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Literal
 
 from app.errors import ServiceError
@@ -51,14 +50,6 @@ class OcrOptions:
     languages: tuple[str, ...] | None = None  # None: OCR_LANGUAGES
     engine: str | None = None  # None: chosen by language (or OCR_ENGINE)
     export_name: str | None = None  # stable name of the knowledge-base export (RAG_EXPORT_PREFIX)
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """A server-named file for one request's document, under the store's ``.incoming`` folder."""
-
-    id: str
-    path: Path
 
 
 @dataclass

@@ -24,7 +24,7 @@ from app.engines.registry import EngineSet
 from app.errors import ServiceError
 from app.jobs.admission import Admission, Drain
 from app.jobs.assembly import page_image, read_result, unavailable
-from app.jobs.models import Incoming, JobRecord, OcrOptions
+from app.jobs.models import JobRecord, OcrOptions
 from app.jobs.runner import ActiveJob, JobRunner
 from app.jobs.store import JobStore, StorageUnavailable
 from app.metrics import Metrics
@@ -33,6 +33,7 @@ from app.schemas import DocumentResult
 from app.settings import Settings
 from app.storage.disk import DiskMonitor
 from app.storage.local import is_valid_id, new_id
+from app.uploads import DocumentSource, ReceivedDocument, receive
 from app.url_fetch import FetchPolicy
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,15 @@ class OcrService:
         self.admission.check_accepting(arrived, engine)
 
     @contextlib.asynccontextmanager
-    async def incoming(self) -> AsyncIterator[Incoming]:
-        """A fresh id and the path a document is received at (from the server-made id only); removed on exit."""
-        upload_id = new_id()
-        path = self.store.incoming / f"{upload_id}.upload"
+    async def received(self, source: DocumentSource) -> AsyncIterator[ReceivedDocument]:
+        """Receive a request's document into a server-named file under ``.incoming`` — the one way in for ``/ocr``,
+        ``/jobs`` and ``/layout-parsing`` — and remove that file on exit (a job keeps its own copy).
+
+        Errors: those of :func:`app.uploads.receive` (400/413/415/422, URL refusals and fetch failures).
+        """
+        path = self.store.incoming / f"{new_id()}.upload"
         try:
-            yield Incoming(upload_id, path)
+            yield await receive(source, path, self.settings.max_upload_bytes, self.url_policy)
         finally:
             path.unlink(missing_ok=True)
 
@@ -116,15 +120,13 @@ class OcrService:
     # --- submitting and waiting ------------------------------------------------------------------
     async def submit(
         self,
-        upload: Path,
-        filename: str | None,
-        content_type: str,
+        document: ReceivedDocument,
         options: OcrOptions,
         *,
         copy_upload: bool = False,
         arrived: float | None = None,
     ) -> JobRecord:
-        """Validate the document, store a job for it (taking ``upload``, or a copy) and start it.
+        """Validate the document, store a job for it (taking its file, or a copy) and start it.
 
         Raises 4xx :class:`ServiceError` for bad documents or options (422 for a language or engine that is not
         there), 503 when the chosen engine is not ready or the shared store cannot take the job, 429 when the queue
@@ -132,13 +134,14 @@ class OcrService:
         """
         choice = self.engines.choose(options.languages, options.engine)
         self.check_accepting(arrived, choice.engine)
+        upload, content_type = document.path, document.content_type
         page_count = await anyio.to_thread.run_sync(self._count_pages, upload, content_type)
         numbers = parse_page_spec(options.pages, page_count)
         with self.admission.reserve(self._records, len(numbers)):
             job_id = new_id()
             record = JobRecord(
                 id=job_id,
-                filename=filename,
+                filename=document.filename,
                 content_type=content_type,
                 page_count=page_count,
                 pages=numbers,
@@ -207,9 +210,7 @@ class OcrService:
 
     async def process(
         self,
-        upload: Path,
-        filename: str | None,
-        content_type: str,
+        document: ReceivedDocument,
         options: OcrOptions,
         *,
         copy_upload: bool = False,
@@ -218,7 +219,7 @@ class OcrService:
         """Submit and wait up to ``SYNC_TIMEOUT_S`` for the whole result (for callers that cannot take a 202, such as
         the PaddleX-compatible API). The first page's error if every page failed; 504 ``sync_timeout`` naming the job
         when it takes longer (the job goes on: poll ``/jobs/{id}``); 503 when a restart interrupts it."""
-        record = await self.submit(upload, filename, content_type, options, copy_upload=copy_upload, arrived=arrived)
+        record = await self.submit(document, options, copy_upload=copy_upload, arrived=arrived)
         record = await self.wait(record.id, self.settings.sync_timeout_s)
         if not record.finished and not self.draining:
             raise ServiceError(
