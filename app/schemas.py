@@ -200,4 +200,5 @@ class JobStatus(BaseModel):
     queue_position: int | None
     result_url: str
     owner: str | None = Field(None, description="the replica running the job (with S3), or that ran it")
+    waiting: str | None = Field(None, description="why the job makes no progress now, e.g. its replica's disk is full")
     takeovers: int = Field(0, description="times another replica continued the job after its replica stopped")

@@ -107,6 +107,7 @@ class Settings(BaseSettings):
     # --- storage ------------------------------------------------------------------------------
     output_dir: Path = Path("/app/output")
     disk_min_free_mb: float = Field(256, ge=0)  # below this much free space in OUTPUT_DIR new work gets 507
+    disk_wait_s: float = Field(60, gt=0, le=3600)  # with S3: a job that cannot write this long goes to another replica
     disk_check_interval_s: float = Field(5, gt=0, le=600)
 
     # --- S3 mirror (Cloud.ru Object Storage): on only when the first four are all set ----------------

@@ -78,6 +78,7 @@ class JobRecord:
     keep_input: bool = True  # the document stays until retention (page images); else removed when finished
     export_name: str | None = None  # the client's stable name for the knowledge-base export
     rag_export_key: str | None = None  # the export's object key, once recorded for upload
+    waiting: str | None = None  # why the job makes no progress now (e.g. OUTPUT_DIR is full)
 
     @property
     def finished(self) -> bool:

@@ -66,6 +66,7 @@ class OcrService:
             limits=self.limits,
             drain=self.drain_state,
             metrics=self.metrics,
+            disk=disk,
         )
         self.active: dict[str, ActiveJob] = {}
 
@@ -250,6 +251,13 @@ class OcrService:
             record = await anyio.to_thread.run_sync(self.store.load, job_id)
         except StorageUnavailable as exc:
             raise unavailable(exc) from None
+        if record is None and await anyio.to_thread.run_sync(self.store.expired, job_id):
+            raise ServiceError(
+                410,
+                "job_expired",
+                f"job {job_id} finished more than RESULT_TTL_HOURS ({self.settings.result_ttl_hours:g} h) ago and "
+                "was deleted with its result",
+            )
         if record is None:
             raise ServiceError(404, "job_not_found", f"no job {job_id}")
         return record
@@ -353,6 +361,24 @@ class OcrService:
                 task.cancel()
         self.scheduler.shutdown(wait=False)
         await anyio.to_thread.run_sync(self.store.close, max(1.0, self.drain_state.remaining() - 0.5))
+
+    async def free_space(self) -> tuple[int, int]:
+        """While ``OUTPUT_DIR`` is short of space: free up to twice ``DISK_MIN_FREE_MB`` (oldest finished documents
+        first, see :meth:`JobStore.free_space`); returns (files deleted, bytes freed)."""
+        disk = self.admission.disk
+        if disk is None or disk.state.status != "low_space":
+            return 0, 0
+        needed = max(0, 2 * disk.min_free_bytes - (disk.free_bytes or 0))
+        deleted, freed = await anyio.to_thread.run_sync(self.store.free_space, needed, set(self.active))
+        if deleted:
+            log.warning(
+                "retention: disk short of space (%s); removed %d stored file(s) of finished jobs, %.1f MB",
+                disk.reason,
+                deleted,
+                freed / 1024 / 1024,
+            )
+            await anyio.to_thread.run_sync(disk.check_now)
+        return deleted, freed
 
     async def cleanup(self, now: datetime | None = None) -> int:
         """Delete finished jobs (and their results) older than ``RESULT_TTL_HOURS``; returns how many."""

@@ -9,6 +9,7 @@ kernel refuses; the threshold test needs no mount and always runs.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -170,3 +171,63 @@ def test_free_space_below_the_threshold_without_a_mount(tmp_path: Path) -> None:
         assert time.perf_counter() - began < 2  # answered before the body is processed
         assert client.get("/ready").status_code == 503
         assert list((server.output_dir / ".incoming").iterdir()) == []
+
+
+@needs_mount
+def test_a_job_whose_disk_fills_up_waits_says_why_and_finishes_when_space_returns(
+    on_small_disk: ServiceProcess, client: httpx.Client
+) -> None:
+    """The disk fills while a job runs: the page that cannot be stored is not lost or failed; the job's status says
+    what happened, and the job finishes with every page once space returns."""
+    log_from = len(on_small_disk.log())
+    job = client.post("/jobs", files={"file": ("d.pdf", text_pdf(8))}, data={"dpi": "75"}).json()
+    wait_for(lambda: client.get(f"/jobs/{job['id']}").json()["pages_done"] >= 2, 60, "2 pages")
+    filler = on_small_disk.output_dir / "filler.bin"
+    with contextlib.suppress(OSError):  # the job's own writes took the last blocks first: as full as it gets
+        fill(on_small_disk.output_dir, leave_bytes=0)
+    try:
+        stuck: dict[str, Any] = wait_for(
+            lambda: (s := client.get(f"/jobs/{job['id']}").json())["waiting"] and s, 60, "the job to say it waits"
+        )
+        assert stuck["status"] == "running" and "could not be stored" in stuck["waiting"]
+        assert "full" in stuck["waiting"] or "DISK_MIN_FREE_MB" in stuck["waiting"]
+        done = stuck["pages_done"]
+        time.sleep(1.0)
+        assert client.get(f"/jobs/{job['id']}").json()["pages_done"] == done  # it waits, it does not skip pages
+        assert wait_ready(client, 503)["disk"]["status"] in ("low_space", "not_writable")
+    finally:
+        filler.unlink()
+    final = wait_for(
+        lambda: (s := client.get(f"/jobs/{job['id']}").json())["status"] != "running" and s, 120, "the job to end"
+    )
+    assert final["status"] == "succeeded" and final["waiting"] is None and final["failed_pages"] == []
+    result = client.get(f"/jobs/{job['id']}/result").json()
+    assert [p["index"] for p in result["pages"]] == list(range(1, 9)) and all(p["text"] for p in result["pages"])
+    assert "stored after" in on_small_disk.log()[log_from:]
+    assert_clean(on_small_disk, log_from)
+
+
+@needs_mount
+def test_low_space_frees_the_oldest_finished_documents_first(
+    on_small_disk: ServiceProcess, client: httpx.Client
+) -> None:
+    """Documents kept for page images (KEEP_JOB_INPUTS) are what a replica can spare: under pressure the oldest go
+    first, logged, until there is room again."""
+    log_from = len(on_small_disk.log())
+    bulky = text_pdf(1) + b"\n%" + os.urandom(2 * 1024 * 1024)  # a 2 MB PDF (the tail after %%EOF is ignored)
+    ids = []
+    for _ in range(4):
+        answer = client.post("/ocr", files={"file": ("d.pdf", bulky)}, data={"dpi": "75"})
+        assert answer.status_code == 200, answer.text
+        ids.append(answer.json()["id"])
+        time.sleep(0.01)  # distinct finishing times
+    filler = fill(on_small_disk.output_dir, leave_bytes=int(3.5 * 1024 * 1024))  # below DISK_MIN_FREE_MB=4
+    try:
+        wait_for(lambda: "retention: disk short of space" in on_small_disk.log()[log_from:], 30, "the clean-up")
+        wait_ready(client, 200)  # room again, with the filler still there
+        kept = [client.get(f"/jobs/{job_id}/pages/1/image").status_code for job_id in ids]
+        assert kept == [410, 410, 410, 200], kept  # the three oldest went, the newest stays
+        assert all(client.get(f"/jobs/{job_id}/result").status_code == 200 for job_id in ids)  # results stay
+    finally:
+        filler.unlink()
+    assert_clean(on_small_disk, log_from)

@@ -228,3 +228,21 @@ def test_records_read_back_as_written(tmp_path: Path) -> None:
     store.create(record, path)
     assert store.load(record.id) == record and not path.exists()
     assert store.orphans() == [record.id] and store.claim(record.id) == record
+
+
+async def test_a_job_deleted_by_retention_answers_410(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timedelta, timezone
+
+    service = make_service()
+    record = await service.submit(document(tmp_path, 1, "a.pdf"), OPTIONS)
+    engine.open()
+    assert (await service.wait(record.id, 60)).status == "succeeded"
+    await until(lambda: not service.active)
+    later = datetime.now(timezone.utc) + timedelta(hours=service.settings.result_ttl_hours + 1)
+    assert await service.cleanup(now=later) == 1
+    with pytest.raises(ServiceError) as gone:
+        await service.find(record.id)
+    assert (gone.value.status, gone.value.code) == (410, "job_expired")
+    with pytest.raises(ServiceError) as unknown:
+        await service.find("f" * 32)
+    assert unknown.value.status == 404
