@@ -100,6 +100,10 @@ class Admission:
             self.reserved_pages -= new_pages
 
     def room_for_more(self, running: Iterable[JobRecord], idle_workers: bool) -> bool:
-        """Whether to take over another replica's job now: the queue has room and a worker is idle."""
+        """Whether to take over another replica's job now: every engine is ready (a replica still loading, or with
+        a failed engine, would hold the job while a ready replica could run it, and a crash during loading would
+        count against the job), the queue has room and a worker is idle."""
+        if any(runtime.state != "ready" for runtime in self.engines.runtimes.values()):
+            return False
         unfinished = [r for r in running if not r.finished]
         return idle_workers and len(unfinished) + self.reserved_jobs < self.settings.max_queued_jobs

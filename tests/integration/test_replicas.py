@@ -17,6 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
+from app.jobs.models import JobRecord
+from app.jobs.s3_store import S3JobStore
+from app.settings import Settings
+from app.storage.local import new_id
 from tests.integration.test_s3 import new_bucket
 from tests.support.documents import cer, page_lines, text_pdf
 from tests.support.s3server import S3Server
@@ -224,6 +228,30 @@ def test_a_poison_document_fails_after_a_bounded_number_of_takeovers(s3: S3Serve
         wait_for(lambda: not lease_exists(s3, fleet.bucket, job["id"]), 30, "the lease to go")
     finally:
         fleet.stop_all()
+
+
+def test_a_claim_names_the_new_owner_in_the_bucket_before_its_first_page(s3: S3Server, tmp_path: Path) -> None:
+    """In process: replica A accepted a job and died before renewing its lease; B claims it once the lease has
+    expired. The bucket's record (what every other replica answers GET /jobs with, and what the next takeover names
+    as the previous owner) names B and the takeover at once, not only once B has finished a page."""
+    bucket = new_bucket(s3)
+    env = s3.service_env(bucket, CLOUDRU_S3_PREFIX=PREFIX, JOB_LEASE_S="3")
+    config = Settings(_env_file=None, **{k.lower(): v for k, v in env.items()})  # type: ignore[call-arg]
+    upload = tmp_path / "doc.pdf"
+    upload.write_bytes(text_pdf(2))
+    job_id = new_id()
+    record = JobRecord(job_id, "doc.pdf", "application/pdf", 2, [1, 2], 75, f"2026-01-01/{job_id}", "pp-ocr", owner="a")
+    S3JobStore(config, tmp_path / "a", "a").create(record, upload)  # never started: nothing renews the lease
+    b = S3JobStore(config, tmp_path / "b", "b")
+    b.start()
+    try:
+        claimed = wait_for(lambda: b.claim(job_id), 20, "the lease to expire", interval=0.5)
+        assert claimed.owner == "b" and claimed.takeovers == 1
+        assert b.mirror.flush(10)
+        stored = status_from_bucket(s3, bucket, job_id)
+        assert (stored["owner"], stored["takeovers"], stored["pages_done"]) == ("b", 1, 0)
+    finally:
+        b.close(5)
 
 
 def status_from_bucket(s3: S3Server, bucket: str, job_id: str) -> dict[str, Any]:

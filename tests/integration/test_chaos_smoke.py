@@ -1,0 +1,38 @@
+"""The chaos run (scripts/chaos_replicas.py), shortened to two kills, so that the script cannot rot: replicas on
+one SeaweedFS bucket, one SIGTERM and one SIGKILL (seed 6) while jobs come in, every job finished exactly once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_a_short_chaos_run_loses_no_job(tmp_path: Path) -> None:
+    report = tmp_path / "BENCHMARKS.md"
+    report.write_text("# Benchmarks\n\n<!-- bench:chaos -->\nold\n<!-- /bench:chaos -->\n")
+    summary = tmp_path / "summary.json"
+    command = [
+        sys.executable,
+        "scripts/chaos_replicas.py",
+        *("--replicas", "2", "--duration", "30", "--kill-interval", "5", "--max-kills", "2", "--seed", "6"),
+        *("--in-flight", "3", "--min-pages", "3", "--max-pages", "5", "--finish-timeout", "60"),
+        *("--workdir", str(tmp_path / "run"), "--write", str(report), "--summary", str(summary)),
+    ]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    numbers = json.loads(summary.read_text())
+    assert numbers["kills"] == {"TERM": 1, "KILL": 1}
+    assert numbers["accepted"] >= 3 and numbers["pages"] > 0
+    assert numbers["problems"] == {"lost": [], "finished twice": [], "wrong result": []}
+    assert numbers["takeovers"] == numbers["takeover_log_lines"]
+    written = report.read_text()
+    assert "old" not in written and "| **Jobs lost** (accepted, not succeeded) | **0** |" in written
+    assert "--seed 6" in written
