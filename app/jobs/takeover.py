@@ -4,7 +4,8 @@ At start a replica resumes the unfinished jobs it finds (on a local disk: all of
 then, every second, applies what changed about the jobs it runs (taken over elsewhere, cancel
 requested through another replica), and every ``JOB_SCAN_INTERVAL_S`` (with jitter, so that replicas started
 together do not all claim at once) takes over a job whose replica stopped (handed back at SIGTERM, or with an
-expired lease after a crash), once its engines are ready and while a worker is idle.
+expired lease after a crash), once its engines are ready. A busy replica (pages waiting for a worker) scans three
+times less often, so that idle replicas take such jobs first.
 """
 
 from __future__ import annotations
@@ -42,4 +43,5 @@ async def keep_jobs_moving(service: OcrService) -> None:
             await service.take_over()
         except Exception:
             log.exception("taking over jobs failed; retried at the next scan")
-        next_scan = time.monotonic() + interval * random.uniform(0.75, 1.25)  # noqa: S311
+        busy = 3 if service.scheduler.queued else 1
+        next_scan = time.monotonic() + busy * interval * random.uniform(0.75, 1.25)  # noqa: S311

@@ -22,7 +22,20 @@ def test_a_short_chaos_run_loses_no_job(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "scripts/chaos_replicas.py",
-        *("--replicas", "2", "--duration", "30", "--kill-interval", "5", "--max-kills", "2", "--seed", "6"),
+        *(
+            "--replicas",
+            "2",
+            "--calm",
+            "3",
+            "--duration",
+            "25",
+            "--kill-interval",
+            "5",
+            "--max-kills",
+            "2",
+            "--seed",
+            "6",
+        ),
         *("--in-flight", "3", "--min-pages", "3", "--max-pages", "5", "--finish-timeout", "60"),
         *("--workdir", str(tmp_path / "run"), "--write", str(report), "--summary", str(summary)),
     ]
