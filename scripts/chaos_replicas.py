@@ -168,6 +168,7 @@ class Client:
         self.retries: Counter[str] = Counter()
         self.submitted = 0
         self.not_accepted = 0
+        self.cut_short = 0  # submissions still being retried when the run stopped sending
         self.stop = threading.Event()
         self.http = httpx.Client(timeout=httpx.Timeout(30, connect=2))
         self.thread = threading.Thread(target=self._run, name="client", daemon=True)
@@ -211,7 +212,10 @@ class Client:
             code = answer.json().get("error", {}).get("code", "?")
             self.retries[f"{answer.status_code} {code}"] += 1
             self.stop.wait(self.rng.uniform(0.5, 1.5))
-        self.not_accepted += 1
+        if self.stop.is_set():
+            self.cut_short += 1
+        else:
+            self.not_accepted += 1
 
     def status(self, job_id: str) -> dict[str, Any] | None:
         ready = self.fleet.ready()
@@ -435,7 +439,7 @@ def main() -> int:
         "|---|---|",
         f"| Jobs submitted / accepted | {client.submitted} / {len(client.jobs)} ({lost_answers} accepted without "
         f"the client seeing the 202: its replica was killed; {client.not_accepted} not accepted within "
-        f"{args.submit_timeout:.0f} s) |",
+        f"{args.submit_timeout:.0f} s; {client.cut_short} still being retried when sending stopped) |",
         f"| Pages in accepted jobs | {total_pages} |",
         f"| Client retries | {retries} |",
         f"| Kills | {sum(fleet.kills.values())}: {fleet.kills['TERM']} SIGTERM, {fleet.kills['KILL']} SIGKILL |",
