@@ -461,6 +461,13 @@ def main() -> int:
         f"| Job time, p50 / p95 s: jobs taken over at least once | {p50_p95(moved)} ({len(moved)} jobs, "
         f"{statistics.mean(moved_pages) if moved_pages else 0:.1f} pages on average) |",
         f"| Leases left in the bucket at the end | {leftover} |",
+        "",
+        "How to read it: a takeover moves every unfinished job of the killed replica, queued ones too, so a job may "
+        "be taken over several times. *Kill to the job's next page* spans the old owner finishing its running page "
+        "(SIGTERM) or the lease expiring (SIGKILL), the next scan of a replica whose engine is loaded, and one page "
+        "there. *Pages recognised more than once* counts pages stored twice; a page cut short by SIGKILL (at most "
+        "one per kill here) is recognised again but logged once. Job times include the capacity the fleet loses "
+        "while replacements load their models, which jobs without a takeover feel too.",
     ]
     shown = [a for i, a in enumerate(sys.argv[1:]) if not {a, sys.argv[i]} & {"--workdir", "--summary"}]
     command = f"`.venv/bin/python scripts/chaos_replicas.py {' '.join(shown)}`"
