@@ -395,6 +395,7 @@ def main() -> int:
             fleet.stop()
             s3.kill()
         logs = fleet.logs()
+        gaps = resumption_gaps(fleet)  # reads each replica's log: before the temporary folder goes
 
     lost_answers = sum(1 for j in client.jobs.values() if not j.submitted)
     done = [j for j in client.jobs.values() if j.status.get("status") == "succeeded"]
@@ -404,7 +405,6 @@ def main() -> int:
     takeovers = sum(int(j.status.get("takeovers", 0)) for j in client.jobs.values())
     taken_lines = len(re.findall(r"job \w+ taken over from ", logs))
     handed = sum(int(n) for n in re.findall(r"handed (\d+) unfinished job\(s\) back", logs))
-    gaps = resumption_gaps(fleet)
     crashes = max((int(n) for n in re.findall(r"(\d+) crash\(es\) in a row", logs)), default=0)
 
     def took(job: Job) -> float:
@@ -485,6 +485,7 @@ def main() -> int:
             "takeover_log_lines": taken_lines,
             "handed_back": handed,
             "crashes_in_a_row": crashes,
+            "resumed_after_kill": {kind: len(values) for kind, values in gaps.items()},
             "pages": len(set(page_lines_seen)),
             "pages_repeated": repeated,
             "problems": problems,

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def test_a_short_chaos_run_loses_no_job(tmp_path: Path) -> None:
     report = tmp_path / "BENCHMARKS.md"
-    report.write_text("# Benchmarks\n\n<!-- bench:chaos -->\nold\n<!-- /bench:chaos -->\n")
+    report.write_text("# Benchmarks\n\n<!-- bench:chaos -->\nstale numbers\n<!-- /bench:chaos -->\n")
     summary = tmp_path / "summary.json"
     command = [
         sys.executable,
@@ -37,7 +37,7 @@ def test_a_short_chaos_run_loses_no_job(tmp_path: Path) -> None:
             "6",
         ),
         *("--in-flight", "3", "--min-pages", "3", "--max-pages", "5", "--finish-timeout", "60"),
-        *("--workdir", str(tmp_path / "run"), "--write", str(report), "--summary", str(summary)),
+        *("--write", str(report), "--summary", str(summary)),
     ]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=170, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -45,7 +45,9 @@ def test_a_short_chaos_run_loses_no_job(tmp_path: Path) -> None:
     assert numbers["kills"] == {"TERM": 1, "KILL": 1}
     assert numbers["accepted"] >= 3 and numbers["pages"] > 0
     assert numbers["problems"] == {"lost": [], "finished twice": [], "wrong result": []}
-    assert numbers["takeovers"] == numbers["takeover_log_lines"]
+    assert numbers["takeovers"] == numbers["takeover_log_lines"] >= 1  # a killed replica always holds a job here
+    resumed = numbers["resumed_after_kill"]
+    assert resumed["TERM"] + resumed["KILL"] >= 1 and resumed["not killed"] == 0
     written = report.read_text()
-    assert "old" not in written and "| **Jobs lost** (accepted, not succeeded) | **0** |" in written
+    assert "stale numbers" not in written and "| **Jobs lost** (accepted, not succeeded) | **0** |" in written
     assert "--seed 6" in written
