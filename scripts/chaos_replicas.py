@@ -12,8 +12,8 @@ Everything runs on this machine, on loopback only: SeaweedFS over TLS (tests/sup
   fast), each ``POST /jobs`` to a random running replica, retried on another one after a connection error, a
   timeout, 503 or 429, as a client behind a load balancer would.
 - After ``--calm`` seconds (jobs that meet no kill: the baseline), every ``--kill-interval`` seconds (±50 %) a random
-  ready replica gets SIGTERM or SIGKILL (a coin toss), as long as another one is ready; it is then started again
-  with an EMPTY output dir (a replaced container).
+  ready replica gets SIGTERM or SIGKILL (``--kill-share`` of SIGKILL: half by default), as long as another one is
+  ready; it is then started again with an EMPTY output dir (a replaced container).
 - After ``--duration`` seconds of that (or ``--max-kills`` kills) nothing is killed or sent any more; the run
   waits (at most ``--finish-timeout`` s) for every accepted job to finish, then checks each one: succeeded,
   exactly one "succeeded" line across all replicas' logs, every page in order and read (CER <= 2 %).
@@ -255,7 +255,7 @@ def chaos(fleet: Fleet, rng: random.Random, args: argparse.Namespace) -> None:
         if len(ready) < 2:  # keep one replica working: kill only while another one is ready
             continue
         victim = rng.choice(ready)
-        sig = coin.choice([signal.SIGTERM, signal.SIGKILL])
+        sig = signal.SIGKILL if coin.random() < args.kill_share else signal.SIGTERM
         print(f"[{time.strftime('%H:%M:%S')}] kill #{kills + 1}: SIG{sig.name[3:]} {victim.name}", flush=True)
         fleet.kill(victim, sig)
         kills += 1
@@ -289,10 +289,10 @@ def resumption_gaps(fleet: Fleet) -> dict[str, list[float]]:
     gaps: dict[str, list[float]] = {"TERM": [], "KILL": [], "not killed": []}
     for replica in fleet.all:
         log = replica.process.log()
-        for taken in re.finditer(r"^.*job (\w+) taken over from (\S+) ", log, re.MULTILINE):
-            job_id, previous = taken.groups()
+        for taken in re.finditer(r"^(\S+ \S+),(\d{3}) .*job (\w+) taken over from (\S+) ", log, re.MULTILINE):
+            stamp, millis, job_id, previous = taken.groups()
             owner = by_name.get(previous)
-            if owner is None or not owner.signal:
+            if owner is None or not owner.signal or owner.killed_at > log_time(stamp, millis):
                 gaps["not killed"].append(0.0)
                 continue
             page = re.compile(rf"^(\S+ \S+),(\d{{3}}) .*job {job_id} page \d+ done", re.MULTILINE)
@@ -300,6 +300,23 @@ def resumption_gaps(fleet: Fleet) -> dict[str, list[float]]:
             if found:  # else this replica stopped too before a page of it: the next takeover counts
                 gaps[owner.signal].append(log_time(*found.groups()) - owner.killed_at)
     return gaps
+
+
+def job_lines(fleet: Fleet, job_id: str) -> str:
+    """Every log line about ``job_id`` (access log aside), in time order, each with its replica, and the kills."""
+    found = [
+        f"{line[:23]} {replica.name}: {line[24:]}"
+        for replica in fleet.all
+        for line in replica.process.log().splitlines()
+        if job_id in line and "app.access" not in line
+    ]
+    found += [
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r.killed_at))},{int(r.killed_at % 1 * 1000):03d} "
+        f"SIG{r.signal} {r.name}"
+        for r in fleet.all
+        if r.signal
+    ]
+    return "\n".join(sorted(found))
 
 
 def seconds(value: str | None) -> float:
@@ -328,6 +345,7 @@ def main() -> int:
     parser.add_argument("--kill-interval", type=float, default=10, help="mean seconds between kills (default 10)")
     parser.add_argument("--max-kills", type=int, default=20, help="stop killing after this many (default 20)")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--kill-share", type=float, default=0.5, help="share of SIGKILL among the kills (default 0.5)")
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--in-flight", type=int, default=6, help="unfinished jobs the client keeps (default 6)")
     parser.add_argument("--min-pages", type=int, default=4)
@@ -396,6 +414,7 @@ def main() -> int:
             s3.kill()
         logs = fleet.logs()
         gaps = resumption_gaps(fleet)  # reads each replica's log: before the temporary folder goes
+        evidence = {job_id: job_lines(fleet, job_id) for ids in problems.values() for job_id in ids}
 
     lost_answers = sum(1 for j in client.jobs.values() if not j.submitted)
     done = [j for j in client.jobs.values() if j.status.get("status") == "succeeded"]
@@ -429,7 +448,7 @@ def main() -> int:
         f"For {sending:.0f} s a client kept {args.in_flight} jobs unfinished ({args.min_pages}–{args.max_pages}"
         f"-page text PDFs at {args.dpi} dpi, each `POST /jobs` to a random running replica, retried elsewhere on "
         f"connection errors, 503 and 429); after the first {args.calm:g} s, every {args.kill_interval:g} s "
-        "(±50 %) a random ready replica got SIGTERM or SIGKILL (a coin toss; only while "
+        f"(±50 %) a random ready replica got SIGKILL (probability {args.kill_share:g}) or SIGTERM (only while "
         "another one was ready) and was replaced by a fresh one with an empty `OUTPUT_DIR`. Then the jobs were "
         f"awaited (at most {args.finish_timeout:.0f} s) and each checked through the replicas: succeeded, one "
         '"succeeded" log line across every replica\'s log, all pages in order and read (CER <= 2 %). '
@@ -475,7 +494,8 @@ def main() -> int:
     print(report)
     for kind, ids in problems.items():
         for job_id in ids:
-            print(f"{kind}: job {job_id}: {json.dumps(client.jobs[job_id].status)[:400]}", file=sys.stderr)
+            print(f"{kind}: job {job_id}: {json.dumps(client.jobs[job_id].status)}", file=sys.stderr)
+            print(evidence.get(job_id, ""), file=sys.stderr)
     if args.summary:
         summary = {
             "submitted": client.submitted,
