@@ -309,6 +309,12 @@ class S3JobStore(LocalJobStore):
         ids = set(running)
         return Ownership(lost=self.leases.lost & ids, cancel=self.leases.cancel & ids)
 
+    def page_starting(self, record: JobRecord) -> None:
+        try:
+            self.leases.mark_running(record.id)
+        except Exception:  # the page goes on: the flag is written with the next renewal
+            log.exception("job %s: its lease was not marked running", record.id)
+
     def finish(self, record: JobRecord) -> None:
         self.leases.finish(record.id)
 
