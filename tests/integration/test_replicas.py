@@ -176,16 +176,17 @@ def test_redeploy_replaces_every_replica_at_once(fleet: Fleet) -> None:
 
 def test_s3_down_while_a_replica_hands_over(fleet: Fleet) -> None:
     a = fleet.start()
-    job = submit(a, 10)
+    job = submit(a, 30)  # long enough not to finish while S3 stops (a result that only A's disk has is redone)
     pages_done(a, job["id"], 2)
     fleet.s3.stop()
     assert a.stop(signal.SIGTERM) == 0  # cannot flush nor hand back: it says so and stops within the grace
+    assert f"job {job['id']} succeeded" not in a.log(), "finished before S3 went down: make the document longer"
     assert "not handed back" in a.log() or "the outbox was not empty" in a.log()
     fleet.s3.start()
     b = fleet.start()
     final = finished(b, job["id"])
     assert final["takeovers"] == 1
-    assert_complete(fleet, b, job["id"], 10)
+    assert_complete(fleet, b, job["id"], 30)
 
 
 def test_status_page_images_and_cancel_through_another_replica(fleet: Fleet) -> None:
