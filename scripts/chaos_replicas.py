@@ -463,7 +463,9 @@ def main() -> int:
         f"| Client retries | {retries} |",
         f"| Kills | {sum(fleet.kills.values())}: {fleet.kills['TERM']} SIGTERM, {fleet.kills['KILL']} SIGKILL |",
         f"| Jobs handed back at SIGTERM (log lines) | {handed} |",
-        f'| Takeovers | {takeovers} (sum of `takeovers` over the jobs); {taken_lines} "taken over" log lines |',
+        f'| Takeovers | {takeovers} (sum of `takeovers` over the jobs); {taken_lines} "taken over" log lines'
+        + (" (the others: claims cut short by a kill)" if taken_lines < takeovers else "")
+        + " |",
         f"| Most crashes in a row without progress of one job (it fails above `MAX_JOB_TAKEOVERS`=3) | {crashes} |",
         f"| Kill to the job's next page done on another replica, p50 / p95 s | SIGTERM {p50_p95(gaps['TERM'])} "
         f"({len(gaps['TERM'])}); SIGKILL "
