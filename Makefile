@@ -57,5 +57,10 @@ bench-vs-paddlex: system-deps $(STAMP)
 	$(PY) -m pip install --quiet "paddlex[serving]==3.3.13"
 	$(PY) scripts/bench_vs_paddlex.py --write BENCHMARKS.md
 
+# Three replicas on one SeaweedFS bucket, a random one killed (SIGTERM or SIGKILL) every ~10 s for 3 minutes
+# while jobs keep coming; fails when a job is lost or finished twice (~5 minutes).
+chaos: system-deps $(STAMP)
+	$(PY) scripts/chaos_replicas.py --write BENCHMARKS.md
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache output .cache

@@ -104,7 +104,12 @@ class Admission:
             self.reserved_jobs -= 1
             self.reserved_pages -= new_pages
 
-    def room_for_more(self, running: Iterable[JobRecord], idle_workers: bool) -> bool:
-        """Whether to take over another replica's job now: the queue has room and a worker is idle."""
+    def room_for_more(self, running: Iterable[JobRecord]) -> bool:
+        """Whether to take over another replica's job now: every engine is ready (a replica still loading, or with
+        a failed engine, would hold the job while a ready replica could run it, and a crash during loading would
+        count against the job) and the queue has room. A busy replica takes it too: the page scheduler shares its
+        workers fairly, whereas a job that no replica takes does not move at all."""
+        if any(runtime.state != "ready" for runtime in self.engines.runtimes.values()):
+            return False
         unfinished = [r for r in running if not r.finished]
-        return idle_workers and len(unfinished) + self.reserved_jobs < self.settings.max_queued_jobs
+        return len(unfinished) + self.reserved_jobs < self.settings.max_queued_jobs

@@ -11,6 +11,10 @@ lost a job at its next renewal. Whether the bucket enforces these headers is che
 (:meth:`LeaseBook.detect_conditional_writes`, shown in ``/health``); where it does not, a claim writes a nonce,
 waits ``settle_s`` and reads the lease back: the claim holds only if the nonce is still there.
 
+A takeover after a crash (the lease expired without being handed back) counts against the job (``crashes``, see
+``MAX_JOB_TAKEOVERS``) only when the lease says that the job's pages were being recognised (``running``, written
+as the first page starts): a replica that dies while the job waits in its queue says nothing about its document.
+
 Clocks: expiry compares wall clocks of different replicas; the lease period must be far longer than their skew
 (seconds on a platform that keeps time with NTP).
 """
@@ -44,6 +48,7 @@ class Lease:
     takeovers: int = 0  # claims by another replica after the first owner
     crashes: int = 0  # takeovers in a row whose previous owner stopped without handing the job back
     progress: int = 0  # pages done when this owner took the job (a crash without progress counts)
+    running: bool = False  # this owner has started recognising the job's pages (only then does its crash count)
     nonce: str = ""
     etag: str | None = None
 
@@ -62,6 +67,7 @@ class Lease:
             takeovers=int(raw.get("takeovers", 0)),
             crashes=int(raw.get("crashes", 0)),
             progress=int(raw.get("progress", 0)),
+            running=bool(raw.get("running", False)),
             nonce=str(raw.get("nonce", "")),
             etag=etag,
         )
@@ -91,7 +97,8 @@ class LeaseBook:
         self.lost: set[str] = set()
         self.cancel: set[str] = set()
         self.claimed = 0  # jobs taken over by this replica since start
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards the sets and ``held`` (memory only)
+        self.writing = threading.Lock()  # one write of a held lease at a time (each needs the previous one's ETag)
 
     # --- the bucket's conditional writes ------------------------------------------------------------
     def detect_conditional_writes(self) -> ConditionalWrites:
@@ -170,13 +177,18 @@ class LeaseBook:
         now = time.time()
         if current is None or not current.free(now) or job_id in self.held:
             return None
-        crashed = current.owner is not None  # expired without being handed back
+        if current.owner is None:  # handed back: whatever stopped that replica, it was not this job
+            crashes = 0
+        elif current.running:  # expired while the job's pages were being recognised: maybe the job's doing
+            crashes = current.crashes + 1
+        else:  # expired while the job only waited in that replica's queue (or while it was loading)
+            crashes = current.crashes
         lease = Lease(
             job_id,
             self.replica,
             now + self.ttl,
             takeovers=current.takeovers + 1,
-            crashes=current.crashes + 1 if crashed else 0,
+            crashes=crashes,
             progress=current.progress,
             nonce=uuid.uuid4().hex,
         )
@@ -202,27 +214,49 @@ class LeaseBook:
     def renew(self) -> None:
         """Extend every held lease; a lease that changed is lost (another replica took the job)."""
         with self.lock:
-            held = list(self.held.values())
-        for lease in held:
-            fresh = replace(lease, expires_at=time.time() + self.ttl)
+            held = list(self.held)
+        for job_id in held:
+            self._extend(job_id)
+
+    def mark_running(self, job_id: str) -> None:
+        """A page of the held job is about to be recognised here for the first time: say so in its lease at once,
+        so that a crash from now on counts against the job (one while it only waited in this replica's queue does
+        not). While S3 is failing the flag is written with the next renewal instead."""
+        with self.lock:
+            lease = self.held.get(job_id)
+            if lease is None or lease.running:
+                return
+            self.held[job_id] = replace(lease, running=True)
+        if not self.objects.recent_failure(3.0):
+            self._extend(job_id)
+
+    def _extend(self, job_id: str) -> None:
+        """Write a held lease again with a new expiry (and what changed in memory); notes a lost lease."""
+        with self.writing:
+            with self.lock:
+                lease = self.held.get(job_id)
+            if lease is None:
+                return
             try:
                 if not self.enforced and not self._still_ours(lease):
-                    raise LeaseLost(lease.job_id)
-                written = self._write(fresh, previous=lease)
+                    raise LeaseLost(job_id)
+                written = self._write(replace(lease, expires_at=time.time() + self.ttl), previous=lease)
             except LeaseLost:
-                log.warning("job %s: lease lost; another replica runs it now, this one stops", lease.job_id)
+                log.warning("job %s: lease lost; another replica runs it now, this one stops", job_id)
                 with self.lock:
-                    self.held.pop(lease.job_id, None)
-                    self.finishing.discard(lease.job_id)
-                    self.lost.add(lease.job_id)
-                continue
+                    self.held.pop(job_id, None)
+                    self.finishing.discard(job_id)
+                    self.lost.add(job_id)
+                return
             except S3Unavailable as exc:
-                log.warning("job %s: lease not renewed (retried): %s", lease.job_id, exc)
-                continue
+                log.warning("job %s: lease not renewed (retried): %s", job_id, exc)
+                return
             with self.lock:
-                current = self.held.get(lease.job_id)
-                if current is not None:  # keep an adjust() made meanwhile (written next time)
-                    self.held[lease.job_id] = replace(written, crashes=current.crashes, progress=current.progress)
+                current = self.held.get(job_id)
+                if current is not None:  # keep an adjust() or mark_running() made meanwhile (written next time)
+                    self.held[job_id] = replace(
+                        written, crashes=current.crashes, progress=current.progress, running=current.running
+                    )
 
     def _still_ours(self, lease: Lease) -> bool:
         current = self.read(lease.job_id)
@@ -250,17 +284,19 @@ class LeaseBook:
 
     def release(self, job_id: str) -> bool:
         """Hand an unfinished job back (shutting down): another replica may take it at once."""
-        with self.lock:
-            lease = self.held.pop(job_id, None)
-            self.finishing.discard(job_id)
-        if lease is None:
-            return False
+        with self.writing:  # after a renewal in progress: its ETag is the one to replace
+            with self.lock:
+                lease = self.held.pop(job_id, None)
+                self.finishing.discard(job_id)
+            if lease is None:
+                return False
+            try:
+                self._write(replace(lease, owner=None, expires_at=0.0, running=False), previous=lease)
+            except (LeaseLost, S3Unavailable) as exc:
+                log.warning("job %s: not handed back (%s); it is taken over when its lease expires", job_id, exc)
+                return False
         try:
-            self._write(replace(lease, owner=None, expires_at=0.0), previous=lease)
             self.objects.put(self.layout.handover(job_id), b"")
-        except (LeaseLost, S3Unavailable) as exc:
-            log.warning("job %s: not handed back (%s); it is taken over when its lease expires", job_id, exc)
-            return False
         except Exception as exc:
             log.warning("job %s: handover marker not written: %s", job_id, self.mirror.describe(exc)["message"])
         return True

@@ -168,6 +168,7 @@ class JobRunner:
 
         def run_batch(batch: Batch) -> list[PageOutcome]:
             loop.call_soon_threadsafe(mark_started, batch)
+            self.store.page_starting(record)
             return self._recognise_batch(record, runtime, document, document_lock, batch)
 
         def in_flight_pages() -> int:

@@ -289,15 +289,16 @@ class S3JobStore(LocalJobStore):
             self.leases.release(job_id)
             return None
         (self.folder(job_id) / "pages").mkdir(parents=True, exist_ok=True)
-        super().save(record)
+        self.save(record)  # mirrored at once: the bucket names the new owner before its first page is done
         self.taken.add(job_id)
         log.info(
-            "job %s taken over from %s (takeover %d, %d/%d pages done)",
+            "job %s taken over from %s (takeover %d, %d/%d pages done, %d crash(es) in a row without progress)",
             job_id,
             previous or "a stopped replica",
             lease.takeovers,
             record.pages_done,
             len(record.pages),
+            crashes,
         )
         return record
 
@@ -316,6 +317,12 @@ class S3JobStore(LocalJobStore):
     def ownership(self, running: Collection[str]) -> Ownership:
         ids = set(running)
         return Ownership(lost=self.leases.lost & ids, cancel=self.leases.cancel & ids)
+
+    def page_starting(self, record: JobRecord) -> None:
+        try:
+            self.leases.mark_running(record.id)
+        except Exception:  # the page goes on: the flag is written with the next renewal
+            log.exception("job %s: its lease was not marked running", record.id)
 
     def finish(self, record: JobRecord) -> None:
         self.leases.finish(record.id)

@@ -322,16 +322,17 @@ class OcrService:
             if job_id in self.active:
                 self.active[job_id].cancel_requested = True
 
-    async def take_over(self, limit: int | None = None) -> int:
-        """Claim and start unfinished jobs nobody runs (all of them at start on a local disk; with a shared store
-        while there is room here); returns how many were started."""
+    async def take_over(self) -> int:
+        """Claim and start unfinished jobs nobody runs; returns how many were started. On a local disk: all of them
+        (at start). With a shared store: at most one per call, and only while there is room here (see
+        :meth:`Admission.room_for_more`); the other replicas take the rest."""
         started = 0
         for job_id in await anyio.to_thread.run_sync(self.store.orphans):
-            if limit is not None and started >= limit:
+            if self.store.shared and started:
                 break
             if job_id in self.active or self.draining:
                 continue
-            if self.store.shared and not self.admission.room_for_more(self._records(), self.scheduler.queued == 0):
+            if self.store.shared and not self.admission.room_for_more(self._records()):
                 break
             record = await anyio.to_thread.run_sync(self.store.claim, job_id)
             if record is None:

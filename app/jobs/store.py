@@ -140,6 +140,10 @@ class JobStore(ABC):
         """Which of the ``running`` jobs were taken over or asked to cancel elsewhere (memory only)."""
         return Ownership()
 
+    def page_starting(self, record: JobRecord) -> None:  # noqa: B027 - optional hook
+        """A page of ``record`` is about to be recognised here (worker thread): shared stores note, once per run
+        here, that a crash from now on may be the job's doing (see ``MAX_JOB_TAKEOVERS``)."""
+
     def finish(self, record: JobRecord) -> None:  # noqa: B027 - optional hook
         """The job has finished here: give up its ownership once its files are stored for good."""
 

@@ -1,10 +1,11 @@
 """Keeping jobs moving across replicas: the background task that resumes and takes over unfinished jobs.
 
-At start every replica resumes or takes over the unfinished jobs it finds (on a local disk: all of them). With a
-shared store it then, every second, applies what changed about the jobs it runs (taken over elsewhere, cancel
+At start a replica resumes the unfinished jobs it finds (on a local disk: all of them). With a shared store it
+then, every second, applies what changed about the jobs it runs (taken over elsewhere, cancel
 requested through another replica), and every ``JOB_SCAN_INTERVAL_S`` (with jitter, so that replicas started
-together do not all claim at once) takes over jobs whose replica stopped: handed back at SIGTERM, or with an
-expired lease after a crash.
+together do not all claim at once) takes over a job whose replica stopped (handed back at SIGTERM, or with an
+expired lease after a crash), once its engines are ready. A busy replica (pages waiting for a worker) scans three
+times less often, so that idle replicas take such jobs first.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ async def keep_jobs_moving(service: OcrService) -> None:
         if time.monotonic() < next_scan or service.draining:
             continue
         try:
-            await service.take_over(limit=1 if service.active else None)
+            await service.take_over()
         except Exception:
             log.exception("taking over jobs failed; retried at the next scan")
-        next_scan = time.monotonic() + interval * random.uniform(0.75, 1.25)  # noqa: S311
+        busy = 3 if service.scheduler.queued else 1
+        next_scan = time.monotonic() + busy * interval * random.uniform(0.75, 1.25)  # noqa: S311

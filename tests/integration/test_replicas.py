@@ -17,6 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
+from app.jobs.models import JobRecord
+from app.jobs.s3_store import S3JobStore
+from app.settings import Settings
+from app.storage.local import new_id
 from tests.integration.test_s3 import new_bucket
 from tests.support.documents import cer, page_lines, text_pdf
 from tests.support.s3server import S3Server
@@ -172,16 +176,17 @@ def test_redeploy_replaces_every_replica_at_once(fleet: Fleet) -> None:
 
 def test_s3_down_while_a_replica_hands_over(fleet: Fleet) -> None:
     a = fleet.start()
-    job = submit(a, 10)
+    job = submit(a, 30)  # long enough not to finish while S3 stops (a result that only A's disk has is redone)
     pages_done(a, job["id"], 2)
     fleet.s3.stop()
     assert a.stop(signal.SIGTERM) == 0  # cannot flush nor hand back: it says so and stops within the grace
+    assert f"job {job['id']} succeeded" not in a.log(), "finished before S3 went down: make the document longer"
     assert "not handed back" in a.log() or "the outbox was not empty" in a.log()
     fleet.s3.start()
     b = fleet.start()
     final = finished(b, job["id"])
     assert final["takeovers"] == 1
-    assert_complete(fleet, b, job["id"], 10)
+    assert_complete(fleet, b, job["id"], 30)
 
 
 def test_status_page_images_and_cancel_through_another_replica(fleet: Fleet) -> None:
@@ -203,17 +208,24 @@ def test_status_page_images_and_cancel_through_another_replica(fleet: Fleet) -> 
 
 
 def test_a_poison_document_fails_after_a_bounded_number_of_takeovers(s3: S3Server, tmp_path: Path) -> None:
-    """Every replica that runs the document dies (killed here the moment it starts the job, as a crash of the
-    engine would); after MAX_JOB_TAKEOVERS crashes without progress the job fails instead of taking the fleet down."""
+    """Every replica that runs the document dies (killed here the moment it starts recognising the job's first page,
+    as a crash of the engine would); after MAX_JOB_TAKEOVERS crashes without progress the job fails instead of taking
+    the fleet down."""
     fleet = Fleet(s3, tmp_path, MAX_JOB_TAKEOVERS="2")
+
+    def recognising(replica: ServiceProcess) -> bool:
+        lease = lease_of(s3, fleet.bucket, job["id"])
+        return bool(lease and lease["running"] and lease["owner"] == replica.health()["s3"]["replica"])  # type: ignore[index]
+
     try:
         first = fleet.start()
         job = submit(first, 30, dpi=150)
+        wait_for(lambda: recognising(first), 60, "the first page to start")
         first.stop(signal.SIGKILL)
         assert status_from_bucket(s3, fleet.bucket, job["id"])["pages_done"] == 0
         for _ in range(2):
             replica = fleet.start(ready=True)
-            wait_for(lambda r=replica: f"job {job['id']} taken over" in r.log(), 60, "a takeover")
+            wait_for(lambda r=replica: recognising(r), 60, "a takeover and its first page to start")
             replica.stop(signal.SIGKILL)  # the poison strikes before a page is done
         last = fleet.start()
         final = finished(last, job["id"], timeout=60)
@@ -226,12 +238,78 @@ def test_a_poison_document_fails_after_a_bounded_number_of_takeovers(s3: S3Serve
         fleet.stop_all()
 
 
+def lease_config(s3: S3Server) -> tuple[Settings, str]:
+    """Settings of in-process job stores on a new bucket, with 3 s leases."""
+    bucket = new_bucket(s3)
+    env = s3.service_env(bucket, CLOUDRU_S3_PREFIX=PREFIX, JOB_LEASE_S="3")
+    return Settings(_env_file=None, **{k.lower(): v for k, v in env.items()}), bucket  # type: ignore[call-arg]
+
+
+def accepted_by_a(config: Settings, tmp_path: Path) -> str:
+    """A 2-page job accepted by store "a", which is never started: nothing renews its lease (a crash)."""
+    upload = tmp_path / "doc.pdf"
+    upload.write_bytes(text_pdf(2))
+    job_id = new_id()
+    record = JobRecord(job_id, "doc.pdf", "application/pdf", 2, [1, 2], 75, f"2026-01-01/{job_id}", "pp-ocr", owner="a")
+    S3JobStore(config, tmp_path / "a", "a").create(record, upload)
+    return job_id
+
+
+def test_a_claim_names_the_new_owner_in_the_bucket_before_its_first_page(s3: S3Server, tmp_path: Path) -> None:
+    """In process: replica A accepted a job and died before renewing its lease; B claims it once the lease has
+    expired. The bucket's record (what every other replica answers GET /jobs with, and what the next takeover names
+    as the previous owner) names B and the takeover at once, not only once B has finished a page."""
+    config, bucket = lease_config(s3)
+    job_id = accepted_by_a(config, tmp_path)
+    b = S3JobStore(config, tmp_path / "b", "b")
+    b.start()
+    try:
+        claimed = wait_for(lambda: b.claim(job_id), 20, "the lease to expire", interval=0.5)
+        assert claimed.owner == "b" and claimed.takeovers == 1
+        assert b.mirror.flush(10)
+        stored = status_from_bucket(s3, bucket, job_id)
+        assert (stored["owner"], stored["takeovers"], stored["pages_done"]) == ("b", 1, 0)
+    finally:
+        b.close(5)
+
+
+def test_a_crash_counts_against_a_job_only_while_its_pages_were_being_recognised(s3: S3Server, tmp_path: Path) -> None:
+    """In process, stores that die in turn (never started: nothing renews their leases). A dies while the job only
+    waits in its queue; B starts recognising a page, then dies. Only B's crash counts towards MAX_JOB_TAKEOVERS: a
+    replica that dies holding queued jobs (killed, or crashed by another document) says nothing about theirs."""
+    config, bucket = lease_config(s3)
+    job_id = accepted_by_a(config, tmp_path)
+    b = S3JobStore(config, tmp_path / "b", "b")
+    claimed = wait_for(lambda: b.claim(job_id), 20, "A's lease to expire", interval=0.5)
+    assert b.leases.held[job_id].crashes == 0
+    b.page_starting(claimed)
+    assert lease_of(s3, bucket, job_id)["running"] is True  # type: ignore[index]  # at once, not at the next renewal
+    c = S3JobStore(config, tmp_path / "c", "c")
+    wait_for(lambda: c.claim(job_id), 20, "B's lease to expire", interval=0.5)
+    assert c.leases.held[job_id].crashes == 1
+    stored = lease_of(s3, bucket, job_id)
+    assert stored is not None and (stored["owner"], stored["running"], stored["crashes"]) == ("c", False, 1)
+
+
 def status_from_bucket(s3: S3Server, bucket: str, job_id: str) -> dict[str, Any]:
     import json
 
     body = s3.client().get_object(Bucket=bucket, Key=f"{PREFIX}/jobs/{job_id}/job.json")["Body"].read()
     record: dict[str, Any] = json.loads(body)
     return record
+
+
+def lease_of(s3: S3Server, bucket: str, job_id: str) -> dict[str, Any] | None:
+    import json
+
+    from botocore.exceptions import ClientError
+
+    try:
+        body = s3.client().get_object(Bucket=bucket, Key=f"{PREFIX}/leases/{job_id}.json")["Body"].read()
+    except ClientError:
+        return None
+    lease: dict[str, Any] = json.loads(body)
+    return lease
 
 
 def lease_exists(s3: S3Server, bucket: str, job_id: str) -> bool:

@@ -23,6 +23,7 @@ from app.jobs.models import JobRecord, OcrOptions
 from app.jobs.service import OcrService
 from app.jobs.store import Ownership
 from app.settings import Settings
+from app.storage.local import new_id
 from app.uploads import ReceivedDocument
 from tests.support.documents import cer, page_lines, text_pdf
 
@@ -246,3 +247,31 @@ async def test_a_job_deleted_by_retention_answers_410(make_service, engine, tmp_
     with pytest.raises(ServiceError) as unknown:
         await service.find("f" * 32)
     assert unknown.value.status == 404
+
+
+class SharedDisk(LocalJobStore):
+    """A local store that says it is shared, as the S3 store does: the takeover policy of a fleet applies."""
+
+    shared = True
+
+
+async def test_with_a_shared_store_a_replica_takes_over_one_job_at_a_time_once_its_engine_is_ready(  # type: ignore[no-untyped-def]
+    make_service, engine, tmp_path
+) -> None:
+    store = SharedDisk(tmp_path)
+    ids = []
+    for _ in range(2):
+        job_id = new_id()
+        record = JobRecord(job_id, "a.pdf", "application/pdf", 1, [1], 75, f"2026-01-01/{job_id}", "pp-ocr")
+        store.create(record, document(tmp_path, 1, "a.pdf").path)
+        ids.append(job_id)
+    service = make_service(store, parallel=1)
+    runtime = service.engines.default
+    runtime.state = "initializing"  # a replica still loading its engine leaves the jobs to the ready ones
+    assert await service.take_over() == 0 and not service.active
+    runtime.state = "ready"
+    assert await service.take_over() == 1 and len(service.active) == 1  # one per scan: the others get their share
+    assert await service.take_over() == 1 and set(service.active) == set(ids)
+    engine.open()
+    for job_id in ids:
+        assert (await service.wait(job_id, 60)).status == "succeeded"
