@@ -10,7 +10,7 @@ import anyio
 
 from app.documents import Limits, open_document
 from app.errors import ServiceError
-from app.jobs.models import JobRecord, PageOutcome
+from app.jobs.models import JobRecord, PageOutcome, utc_now
 from app.jobs.store import JobStore, StorageUnavailable
 from app.results import join_pages
 from app.schemas import DocumentResult, ResultFiles, Timings
@@ -27,8 +27,9 @@ def assemble(record: JobRecord, outcomes: Sequence[PageOutcome], store: JobStore
     errors = [o.error for o in outcomes if o.error is not None]
     record.failed_pages = sorted(o.number for o in outcomes if o.error is not None)
     if errors and len(errors) == len(outcomes):
-        record.status = "failed"
         record.error = errors[0]
+        record.finished_at = utc_now()  # before the status: a reader never sees an end without its time
+        record.status = "failed"
         return
     pages = [o.page for o in outcomes]
     markdown, text = join_pages(pages)
@@ -52,6 +53,7 @@ def assemble(record: JobRecord, outcomes: Sequence[PageOutcome], store: JobStore
     )
     payload = result.model_dump_json(by_alias=True, indent=1, exclude={"storage"}).encode("utf-8")
     store.save_result(record, result, payload, markdown)
+    record.finished_at = utc_now()
     record.status = "succeeded"
 
 

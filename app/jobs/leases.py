@@ -95,6 +95,7 @@ class LeaseBook:
         self.held: dict[str, Lease] = {}
         self.finishing: set[str] = set()  # finished here; the lease goes once the job's uploads are through
         self.lost: set[str] = set()
+        self.with_lease: dict[str, list[str]] = {}  # objects to delete together with a job's lease
         self.cancel: set[str] = set()
         self.claimed = 0  # jobs taken over by this replica since start
         self.lock = threading.Lock()  # guards the sets and ``held`` (memory only)
@@ -275,12 +276,24 @@ class LeaseBook:
             self.drop(job_id)
 
     def drop(self, job_id: str) -> None:
-        """The job is over: delete its lease and markers (the index of unfinished jobs no longer lists it)."""
+        """The job is over: delete its lease and markers (the index of unfinished jobs no longer lists it), then the
+        objects noted with :meth:`delete_with_lease`."""
         self._delete_quietly([self.layout.lease(job_id), self.layout.handover(job_id), self.layout.cancel(job_id)])
         with self.lock:
             self.held.pop(job_id, None)
             self.finishing.discard(job_id)
             self.cancel.discard(job_id)
+            later = self.with_lease.pop(job_id, [])
+        if later:
+            self._delete_quietly(later)
+
+    def delete_with_lease(self, job_id: str, keys: list[str]) -> bool:
+        """Delete ``keys`` when the job's lease goes (:meth:`drop`); False when this replica holds no lease on it."""
+        with self.lock:
+            if job_id not in self.held:
+                return False
+            self.with_lease.setdefault(job_id, []).extend(keys)
+            return True
 
     def release(self, job_id: str) -> bool:
         """Hand an unfinished job back (shutting down): another replica may take it at once."""

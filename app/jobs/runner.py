@@ -128,7 +128,7 @@ class JobRunner:
         else:
             outcomes = await anyio.to_thread.run_sync(self._load_pages, record)
             await self._write(active, "the result", assemble, record, outcomes, self.store)
-        record.finished_at = utc_now()
+        record.finished_at = record.finished_at or utc_now()
         await self._save(active)
         if not record.keep_input:
             await self._write(active, "the document's removal", self.store.discard_input, record)

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.jobs.leases import LeaseBook, LeaseLost
+from app.jobs.leases import Lease, LeaseBook, LeaseLost
 from app.jobs.local_store import LocalJobStore
 from app.jobs.models import JobError, JobRecord, PageOutcome
 from app.jobs.store import Ownership, StorageUnavailable
@@ -162,8 +162,11 @@ class S3JobStore(LocalJobStore):
         record.rag_export_key = self.rag_export.export(record, result)  # after result.json, in the same entry
 
     def discard_input(self, record: JobRecord) -> None:
+        """The local copy now; the bucket's with the lease, once ``job.json`` says the job ended (until then another
+        replica may have to finish the job and need the document)."""
         super().discard_input(record)
-        self._delete_quietly([self.layout.input(record.id)])
+        if not self.leases.delete_with_lease(record.id, [self.layout.input(record.id)]):
+            self._delete_quietly([self.layout.input(record.id)])
 
     # --- reading ---------------------------------------------------------------------------------
     def load(self, job_id: str) -> JobRecord | None:
@@ -259,7 +262,35 @@ class S3JobStore(LocalJobStore):
 
     def claim(self, job_id: str) -> JobRecord | None:
         """Take over a free job: lease first, then its record and document; a job that keeps stopping the replicas
-        that run it (a poison document) fails after ``MAX_JOB_TAKEOVERS`` crashes without progress."""
+        that run it (a poison document) fails after ``MAX_JOB_TAKEOVERS`` crashes without progress, and a job whose
+        document is gone with pages still to do fails too (no replica could go on with it)."""
+        claimed = self._claim_record(job_id)
+        if claimed is None:
+            return None
+        lease, record = claimed
+        crashes = min(lease.crashes, 1) if record.pages_done > lease.progress else lease.crashes
+        self.leases.adjust(job_id, crashes=crashes, progress=record.pages_done)
+        previous, record.owner, record.takeovers = record.owner, self.replica, lease.takeovers
+        (self.folder(job_id) / "pages").mkdir(parents=True, exist_ok=True)
+        if crashes > self.settings.max_job_takeovers:
+            self._give_up(record, crashes)
+            return None
+        if not self._can_go_on(record):
+            return None
+        self.save(record)  # mirrored at once: the bucket names the new owner before its first page is done
+        log.info(
+            "job %s taken over from %s (takeover %d, %d/%d pages done, %d crash(es) in a row without progress)",
+            job_id,
+            previous or "a stopped replica",
+            lease.takeovers,
+            record.pages_done,
+            len(record.pages),
+            crashes,
+        )
+        return record
+
+    def _claim_record(self, job_id: str) -> tuple[Lease, JobRecord] | None:
+        """The new lease and the job's record from the bucket; None (nothing held) when the job is not free or over."""
         try:
             lease = self.leases.claim(job_id)
             if lease is None:
@@ -273,34 +304,29 @@ class S3JobStore(LocalJobStore):
         if record is None or record.finished:  # finished, or never completely accepted: the lease is stale
             self.leases.drop(job_id)
             return None
-        crashes = min(lease.crashes, 1) if record.pages_done > lease.progress else lease.crashes
-        self.leases.adjust(job_id, crashes=crashes, progress=record.pages_done)
-        previous, record.owner, record.takeovers = record.owner, self.replica, lease.takeovers
-        if crashes > self.settings.max_job_takeovers:
-            self._give_up(record, crashes)
-            return None
+        return lease, record
+
+    def _can_go_on(self, record: JobRecord) -> bool:
+        """Fetch the document (unless every page is stored already) and note a cancel asked for meanwhile. False when
+        the job is handed back (S3 failed) or failed (its document is gone with pages still to do)."""
+        self.taken.add(record.id)
         try:
-            if self.input_path(record) is None:
-                raise StorageUnavailable("its document is no longer in the bucket")
-            if self.leases.cancel_requested(job_id):
-                self.leases.cancel.add(job_id)
+            has_input = self.input_path(record) is not None
+            complete = not has_input and set(record.pages) <= self.done_pages(record)
+            if self.leases.cancel_requested(record.id):
+                self.leases.cancel.add(record.id)
         except (StorageUnavailable, S3Unavailable) as exc:
-            log.warning("job %s: not taken over: %s", job_id, exc)
-            self.leases.release(job_id)
-            return None
-        (self.folder(job_id) / "pages").mkdir(parents=True, exist_ok=True)
-        self.save(record)  # mirrored at once: the bucket names the new owner before its first page is done
-        self.taken.add(job_id)
-        log.info(
-            "job %s taken over from %s (takeover %d, %d/%d pages done, %d crash(es) in a row without progress)",
-            job_id,
-            previous or "a stopped replica",
-            lease.takeovers,
-            record.pages_done,
-            len(record.pages),
-            crashes,
-        )
-        return record
+            log.warning("job %s: not taken over: %s", record.id, exc)
+            self.taken.discard(record.id)
+            self.leases.release(record.id)
+            return False
+        if has_input or complete:
+            return True
+        record.fail(JobError(410, "document_lost", "the job's document is no longer stored; send it again"))
+        log.error("job %s failed: its document is gone from the bucket with pages still to do", record.id)
+        self.save(record)
+        self.finish(record)
+        return False
 
     def _give_up(self, record: JobRecord, crashes: int) -> None:
         message = (

@@ -315,3 +315,35 @@ def lease_of(s3: S3Server, bucket: str, job_id: str) -> dict[str, Any] | None:
 def lease_exists(s3: S3Server, bucket: str, job_id: str) -> bool:
     listing = s3.client().list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/leases/{job_id}")
     return bool(listing.get("Contents"))
+
+
+def test_a_job_whose_document_left_the_bucket_fails_once_instead_of_moving_for_ever(fleet: Fleet) -> None:
+    """A lifecycle rule or an operator removed the document of an unfinished job: the replica that takes the job
+    over cannot go on, and the job fails with 410 document_lost instead of being handed from replica to replica."""
+    a, b = fleet.start(), fleet.start()
+    job = submit(a, 30)
+    pages_done(a, job["id"], 1)
+    fleet.s3.client().delete_object(Bucket=fleet.bucket, Key=f"{PREFIX}/jobs/{job['id']}/input")
+    a.stop(signal.SIGKILL)
+    final = finished(b, job["id"], timeout=90)
+    assert final["status"] == "failed" and final["error"]["code"] == "document_lost", final
+    wait_for(lambda: not lease_exists(fleet.s3, fleet.bucket, job["id"]), 30, "the lease to go")
+    assert f"job {job['id']} taken over" not in b.log()
+
+
+def test_without_kept_inputs_the_document_leaves_the_bucket_only_after_the_job_ended(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    fleet = Fleet(s3, tmp_path, KEEP_JOB_INPUTS="false")
+    try:
+        a = fleet.start()
+        job = submit(a, 3)
+        assert finished(a, job["id"])["status"] == "succeeded"
+        key = f"{PREFIX}/jobs/{job['id']}/input"
+        wait_for(lambda: not lease_exists(s3, fleet.bucket, job["id"]), 30, "the lease to go")
+        listing = s3.client().list_objects_v2(Bucket=fleet.bucket, Prefix=key)
+        assert not listing.get("Contents")  # deleted with the lease, after job.json said "succeeded"
+        record = status_from_bucket(s3, fleet.bucket, job["id"])
+        assert record["status"] == "succeeded"
+    finally:
+        fleet.stop_all()
