@@ -24,7 +24,7 @@ from app.api.inputs import base64_body_limit
 from app.api.web import add_web_page
 from app.engines.base import OcrEngine
 from app.engines.registry import EngineSet
-from app.engines.select import build_engines
+from app.engines.select import build_engines, build_orientation
 from app.errors import ServiceError, error_payload
 from app.logging_setup import configure_logging
 from app.metrics import Metrics
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
             engines = EngineSet.single(engine, "given to create_app", settings.languages)
         else:
             built, plan = build_engines(settings)
-            engines = EngineSet(built, plan, settings.languages)
+            engines = EngineSet(built, plan, settings.languages, orientation=build_orientation(settings, built))
         log.info(
             "engines %s loading; default %s (%s); output in %s",
             ", ".join(engines.runtimes),

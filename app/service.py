@@ -32,8 +32,9 @@ import anyio
 
 from app.documents import Document, Limits, open_document, parse_page_spec
 from app.engines.base import EngineRuntime
+from app.engines.orientation import stored_rotation, turn  # issue-14
 from app.engines.registry import EngineSet
-from app.errors import ServiceError
+from app.errors import ServiceError, engine_failure  # issue-14
 from app.jobs.store import JobRecord, JobStore, utc_now
 from app.metrics import Metrics
 from app.results import build_page, failed_page, join_pages, page_image_names
@@ -56,6 +57,7 @@ class OcrOptions:
     dpi: int = 150
     languages: tuple[str, ...] | None = None  # None: OCR_LANGUAGES
     engine: str | None = None  # None: chosen by language (or OCR_ENGINE)
+    strict_languages: bool = False  # issue-14: lang_strict=true: no English added to a non-Latin script
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ class OcrService:
         Raises 4xx :class:`ServiceError` for bad documents or options (422 for a language or engine that
         is not there), 503 when the chosen engine is not ready, 429 when the queue is full.
         """
-        choice = self.engines.choose(options.languages, options.engine)
+        choice = self.engines.choose(options.languages, options.engine, strict=options.strict_languages)  # issue-14
         self.check_accepting(arrived, choice.engine)
         page_count = await anyio.to_thread.run_sync(self._count_pages, upload, content_type)
         numbers = parse_page_spec(options.pages, page_count)
@@ -222,6 +224,7 @@ class OcrService:
                 result_dir=self.store.relative(self.store.result_dir(job_id)),
                 engine=choice.engine,
                 languages=list(choice.languages),
+                engine_reason=choice.reason,  # issue-14
             )
             await anyio.to_thread.run_sync(self._create, record, upload, keep_input)
             self._start(record)
@@ -436,6 +439,7 @@ class OcrService:
                 raise gone from None
             with document:
                 image = document.render(number, record.dpi)
+            image = turn(image, stored_rotation(self.jobs.page_path(record.id, number)))  # issue-14: as it was read
             image.thumbnail((PAGE_IMAGE_MAX_SIDE, PAGE_IMAGE_MAX_SIDE))
             buffer = io.BytesIO()
             image.save(buffer, format="JPEG", quality=85)
@@ -584,6 +588,7 @@ class OcrService:
         if choice.engine != record.engine:
             log.warning("job %s: %s is not loaded; %s (%s)", record.id, record.engine, choice.engine, choice.reason)
             record.engine = choice.engine
+            record.engine_reason = choice.reason  # issue-14
         return self.engines.runtimes[choice.engine]
 
     def _recognise_batch(
@@ -614,7 +619,8 @@ class OcrService:
             if page.images:  # one folder holds every page's images: make their names unique
                 page.markdown, page.images = page_image_names(number, page.markdown, page.images)
                 self.store.save_images(folder, page.images)
-            result = build_page(number, image.width, image.height, page.blocks, page.markdown)
+            # issue-14: the page as read (turned upright by app.engines.orientation)
+            result = build_page(number, image.width, image.height, page.blocks, page.markdown, rotation=page.rotation)
             payloads[number] = {"page": result.model_dump(mode="json"), "decode_ms": decode_ms, "ocr_ms": ocr_ms}
         return [payloads[number] for number in batch]
 
@@ -625,11 +631,8 @@ class OcrService:
         exc = waiter.exception()
         if exc is None:
             return waiter.result()
-        if not isinstance(exc, ServiceError):
-            log.error("pages %s failed in %s: %r", list(batch), engine, exc)
-            first = batch[0] if len(batch) == 1 else f"{batch[0]}-{batch[-1]}"
-            exc = ServiceError(500, "ocr_failed", f"the OCR engine failed on page {first}: {type(exc).__name__}")
-        return [self._error_payload(number, exc) for number in batch]
+        error = engine_failure(exc, batch, engine)  # issue-14: engine errors -> HTTP in one table (app.errors)
+        return [self._error_payload(number, error) for number in batch]
 
     @staticmethod
     def _error_payload(number: int, error: ServiceError) -> dict[str, Any]:
@@ -672,6 +675,7 @@ class OcrService:
             filename=record.filename,
             content_type=record.content_type,
             engine=record.engine,
+            engine_reason=record.engine_reason,  # issue-14
             languages=record.languages,
             page_count=record.page_count,
             pages=pages,

@@ -21,8 +21,8 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from app.engines.base import EngineLoadError, EnginePage, OcrEngine
+from app.engines.errors import PageTimeout
 from app.engines.languages import tesseract_languages, tesseract_names
-from app.errors import ServiceError
 from app.results import escape_markdown_line
 from app.schemas import Block
 
@@ -138,6 +138,7 @@ class _ApiPool:
 class TesseractEngine(OcrEngine):
     name = "tesseract"
     device = "cpu"
+    needs_upright_pages = True
 
     def __init__(
         self,
@@ -208,15 +209,12 @@ class TesseractEngine(OcrEngine):
         api.SetVariable("preserve_interword_spaces", "1")
         return api
 
-    def recognize(self, image: Image.Image) -> EnginePage:
-        return self.recognize_for(image, self.default_languages)
+    def recognize(self, images: Sequence[Image.Image], languages: Sequence[str]) -> list[EnginePage]:
+        """Read each image with the models of ``languages`` (those installed; the default ones if none is).
 
-    def recognize_for(self, image: Image.Image, languages: Sequence[str]) -> EnginePage:
-        """Read ``image`` with the models of ``languages`` (those installed; the default ones if none is).
-
-        Raises 504 ``page_timeout`` when Tesseract has not finished within ``PAGE_TIMEOUT_S`` (it stops then).
+        Raises :class:`PageTimeout` when Tesseract has not finished a page within ``PAGE_TIMEOUT_S`` (it stops then).
         """
-        return self._read(image, languages, self._timeout_s)
+        return [self._read(image, languages, self._timeout_s) for image in images]
 
     def _read(self, image: Image.Image, languages: Sequence[str], timeout_s: float) -> EnginePage:
         installed = self.languages or frozenset()
@@ -224,7 +222,7 @@ class TesseractEngine(OcrEngine):
         with self._pool.lease(tesseract_names(chosen)) as api:
             api.SetImage(image if image.mode in ("RGB", "L") else image.convert("RGB"))
             if not api.Recognize(timeout=max(1, round(timeout_s * 1000))):
-                raise ServiceError(504, "page_timeout", f"Tesseract stopped after {timeout_s:g} s")
+                raise PageTimeout(f"Tesseract stopped after {timeout_s:g} s")
             lines = _read_lines(api)
         return page_from_lines(lines)
 

@@ -36,6 +36,7 @@ class JobRecord:
     result_dir: str
     engine: str
     languages: list[str] = field(default_factory=list)  # what the engine was asked to read
+    engine_reason: str | None = None  # issue-14: why that engine (shown in the result)
     status: JobStatusName = "queued"
     created_at: str = field(default_factory=utc_now)
     started_at: str | None = None
