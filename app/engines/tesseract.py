@@ -61,15 +61,62 @@ class TextLine:
     starts_paragraph: bool
 
 
+def join_split_lines(lines: Sequence[TextLine]) -> list[TextLine]:
+    """``lines`` with the pieces of one visual line joined (in reading order, where its first piece was).
+
+    On a photographed or skewed page Tesseract's layout analysis sometimes cuts a sloping line in two,
+    even inside a word, and lists the pieces apart (the right piece first). Two pieces belong together
+    when the gap between them is at most one line height (columns are further apart) and they overlap
+    vertically by 0.3 of the smaller height or more (a sloping line's pieces are offset); pieces of the
+    lines above and below overlap less, or lie across each other. A gap over a quarter height is a space.
+    """
+    joined: list[TextLine] = []
+    for line in lines:
+        if not line.text.strip():
+            continue
+        for index, kept in enumerate(joined):
+            merged = _joined(kept, line)
+            if merged is not None:
+                joined[index] = merged
+                break
+        else:
+            joined.append(line)
+    return joined
+
+
+def _joined(a: TextLine, b: TextLine) -> TextLine | None:
+    """``a`` and ``b`` as one line when they are two pieces of it, else ``None``; ``a`` keeps its place."""
+    left, right = (a, b) if a.bbox[0] <= b.bbox[0] else (b, a)
+    height = min(left.bbox[3] - left.bbox[1], right.bbox[3] - right.bbox[1])
+    overlap = min(left.bbox[3], right.bbox[3]) - max(left.bbox[1], right.bbox[1])
+    gap = right.bbox[0] - left.bbox[2]
+    if height <= 0 or overlap < 0.3 * height or not -0.5 * height <= gap <= height:
+        return None
+    first, second = " ".join(left.text.split()), " ".join(right.text.split())
+    size_a, size_b = len(first), len(second)
+    return TextLine(
+        text=first + (" " if gap > 0.25 * height else "") + second,
+        bbox=(
+            min(a.bbox[0], b.bbox[0]),
+            min(a.bbox[1], b.bbox[1]),
+            max(a.bbox[2], b.bbox[2]),
+            max(a.bbox[3], b.bbox[3]),
+        ),
+        confidence=(left.confidence * size_a + right.confidence * size_b) / max(1, size_a + size_b),
+        starts_paragraph=a.starts_paragraph,
+    )
+
+
 def page_from_lines(lines: Sequence[TextLine]) -> EnginePage:
     """Line blocks in Tesseract's reading order (``order`` set) and Markdown with its paragraphs.
 
     Tesseract's layout analysis keeps the columns of a page apart, so its order is kept rather than
-    re-sorted by position; a paragraph that Tesseract starts becomes a blank line in the Markdown.
+    re-sorted by position (pieces of one line are joined first: :func:`join_split_lines`); a paragraph
+    that Tesseract starts becomes a blank line in the Markdown.
     """
     blocks: list[Block] = []
     paragraphs: list[list[str]] = []
-    for line in lines:
+    for line in join_split_lines(lines):
         text = " ".join(line.text.split())
         if not text:
             continue

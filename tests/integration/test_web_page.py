@@ -132,7 +132,7 @@ def test_image_upload_shows_boxes_markdown_json_and_downloads(desktop: Session, 
     assert image["src"].startswith("blob:")  # the uploaded file itself, drawn by the browser
     assert (image["width"], image["height"]) == (1000, 480) == (result_page["width"], result_page["height"])
     boxes_match_blocks(page, result_page["blocks"], result_page["width"], result_page["height"])
-    expect(page.locator("#result-meta")).to_contain_text("pp-ocr")
+    expect(page.locator("#result-meta")).to_contain_text("tesseract")
 
     block = result_page["blocks"][2]
     page.locator("#boxes .box").nth(2).hover()
@@ -148,7 +148,7 @@ def test_image_upload_shows_boxes_markdown_json_and_downloads(desktop: Session, 
     expect(markdown).to_contain_text("Invoice 2024-117 was paid on the third of May.")
     assert cer("\n".join(LINES), markdown.inner_text()) < 0.03
     page.click("#tab-json")
-    expect(page.locator("#json")).to_contain_text('"engine": "pp-ocr"')
+    expect(page.locator("#json")).to_contain_text('"engine": "tesseract"')
 
     with page.expect_download() as markdown_download:
         page.click("#download-md")
