@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 #: generated pages (clean, noisy, photographed) read at 0.91-1.00 with both engines; pages upside down
 #: at 0.30-0.68 (BENCHMARKS.md, engines section).
 UPRIGHT_CONFIDENCE = 0.80
-#: Share of the characters in lines taller than wide above which a page counts as lying on its side.
+#: Share of the characters in blocks that are not horizontal lines above which a page counts as lying on its side.
 SIDEWAYS_SHARE = 0.5
+#: Narrowest plausible character of a horizontal line, as a share of the line's height (letters are about
+#: 0.4-0.6 of a line box high; ``l`` and ``i`` less, but a line is never only those).
+MIN_CHAR_WIDTH = 0.2
 #: Pages with fewer characters read are left as they are: too little text to judge, or to turn for.
 MIN_CHARS = 12
 #: OSD's orientation confidence below which its answer is not acted upon (upright-or-turned pages of
@@ -46,11 +49,11 @@ _TURNS = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: 
 
 @dataclass(frozen=True)
 class Reading:
-    """How a page's reading looks: characters read, their mean confidence, and the share in sideways lines."""
+    """How a page's reading looks: characters read, their mean confidence, the share lying sideways."""
 
     chars: int
     confidence: float
-    sideways: float
+    sideways: float  # share of the characters in blocks that are not horizontal lines (:func:`lies_sideways`)
 
     @property
     def upright(self) -> bool:
@@ -64,8 +67,8 @@ class Reading:
 
 
 def assess(page: EnginePage) -> Reading:
-    """Weigh each block by its characters: its confidence (0 when unknown), and whether it is taller than
-    wide (only blocks of 3 characters or more: a lone ``1`` or ``I`` is naturally tall)."""
+    """Weigh each block by its characters: its confidence (0 when unknown), and whether it is not a
+    horizontal line of text (:func:`lies_sideways`)."""
     chars = confident = sideways = 0.0
     for block in page.blocks:
         count = len(block.text.strip())
@@ -73,12 +76,21 @@ def assess(page: EnginePage) -> Reading:
             continue
         chars += count
         confident += count * (block.score or 0.0)
-        x0, y0, x1, y1 = block.bbox
-        if count >= 3 and (y1 - y0) > (x1 - x0):
+        if lies_sideways(block.bbox, count):
             sideways += count
     if not chars:
         return Reading(0, 0.0, 0.0)
     return Reading(int(chars), confident / chars, sideways / chars)
+
+
+def lies_sideways(bbox: Sequence[float], chars: int) -> bool:
+    """Whether a block of ``chars`` characters in ``bbox`` cannot be one horizontal line of them: taller than
+    wide, or narrower than :data:`MIN_CHAR_WIDTH` of its height per character (a page lying sideways that
+    Tesseract reads as vertical text comes back as one block per column of lines). Blocks of fewer than 3
+    characters are left out: a lone ``1`` or ``I`` is naturally tall."""
+    x0, y0, x1, y1 = bbox
+    width, height = x1 - x0, y1 - y0
+    return chars >= 3 and (height > width or width < MIN_CHAR_WIDTH * chars * height)
 
 
 def turn(image: Image.Image, rotation: int) -> Image.Image:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from app.engines.base import EnginePage
-from app.engines.orientation import OrientationDetector, Reading, assess, stored_rotation, turn
+from app.engines.orientation import OrientationDetector, Reading, assess, lies_sideways, stored_rotation, turn
 from app.engines.tesseract import find_tessdata
 from app.schemas import Block
 from tests.support.documents import ENGLISH_LINES, MIXED_LINES, RUSSIAN_LINES, photographed, render_page
@@ -34,6 +34,15 @@ def test_low_confidence_or_tall_lines_are_not_upright() -> None:
     assert sideways.sideways == 1.0 and not sideways.upright and sideways.quality == 0
     unknown = assess(EnginePage(blocks=[block("Quarterly report", (100, 100, 600, 130), None)]))
     assert unknown.confidence == 0 and not unknown.upright
+
+
+def test_a_column_of_sideways_lines_read_as_one_block_is_not_upright() -> None:
+    """Tesseract reads a page lying on its side as vertical text: one confident "line" per column of lines."""
+    blob = block("Shipping address: 42 Harbour Street, Dublin Contact our support team " * 10, (192, 110, 1659, 671))
+    reading = assess(EnginePage(blocks=[blob]))
+    assert reading.confidence == pytest.approx(0.95) and reading.sideways == 1.0 and not reading.upright
+    assert not lies_sideways((100, 100, 230, 130), 8)  # "Invoice:" at 24 px: a line
+    assert not lies_sideways((100, 100, 108, 130), 1) and not lies_sideways((100, 100, 112, 130), 2)  # "I", "Il"
 
 
 def test_too_little_text_is_left_alone() -> None:

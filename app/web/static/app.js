@@ -549,11 +549,13 @@ async function showPage(index) {
   }
 }
 
-/** The uploaded file itself when the browser can draw it (a one-page PNG/JPEG/WebP/BMP), otherwise the
- * page as the server rendered it for the engine (PDF pages at the job's dpi, TIFF frames). */
+/** The uploaded file itself when the browser can draw it (a one-page PNG/JPEG/WebP/BMP read as it lay),
+ * otherwise the page as the server rendered it for the engine (PDF pages at the job's dpi, TIFF frames, pages
+ * turned upright: `rotation`). */
 async function pageImageUrl(page) {
   const result = state.result;
-  if (state.resultFileUrl && BROWSER_IMAGES.has(result.content_type) && result.page_count === 1) {
+  const asUploaded = BROWSER_IMAGES.has(result.content_type) && result.page_count === 1 && !page.rotation;
+  if (state.resultFileUrl && asUploaded) {
     return state.resultFileUrl;
   }
   if (state.pageUrls.has(page.index)) return state.pageUrls.get(page.index);
