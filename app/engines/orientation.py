@@ -2,10 +2,11 @@
 
 Detecting a page's orientation with Tesseract's OSD (``osd.traineddata``, Debian's ``tesseract-ocr-osd``)
 costs about as much as reading an English page, so it is not done for every page. The engine reads the
-page first; a reading that looks upright (confident, lines wider than tall) is kept at no extra cost.
+page first; a reading that looks upright (confident, in horizontal lines) is kept at no extra cost.
 Otherwise OSD says how the page lies, the page is turned and read again, and the better-looking reading
 is kept. Text read upside down comes back as low-confidence garbage, and lines set sideways come back as
-boxes taller than wide, so rotated pages do not pass as upright (scripts/bench_engines.py measures both).
+boxes taller than wide or as one block per column of lines, so turned pages do not pass as upright
+(scripts/bench_engines.py measures both, and that upright pages never pay for OSD).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Reading:
 
     @property
     def upright(self) -> bool:
-        """Confident and in lines wider than tall, or too little text to tell."""
+        """Confident and in horizontal lines, or too little text to tell."""
         return self.chars < MIN_CHARS or (self.confidence >= UPRIGHT_CONFIDENCE and self.sideways <= SIDEWAYS_SHARE)
 
     @property
