@@ -165,7 +165,8 @@ def test_a_replica_without_the_job_reads_it_from_s3(s3: S3Server, mirrored: Repl
         httpx.Client(base_url=other.url, timeout=60) as b,
     ):
         other.wait_up()  # reading jobs needs no engine
-        job = a.post("/jobs", files={"file": ("doc.pdf", text_pdf(6))}, data=FAST).json()
+        # pp-ocr (slower than tesseract, which auto picks for English) so that progress is seen while it runs
+        job = a.post("/jobs", files={"file": ("doc.pdf", text_pdf(6))}, data={**FAST, "engine": "pp-ocr"}).json()
         seen: list[dict[str, Any]] = []
 
         def finished_on_b() -> bool:
@@ -193,7 +194,7 @@ def test_a_replica_without_the_job_reads_it_from_s3(s3: S3Server, mirrored: Repl
         assert b.get("/jobs/0123456789abcdef0123456789abcdef").status_code == 404
         assert b.delete(job["status_url"]).json()["error"]["code"] == "job_succeeded"
         # A running job can only be cancelled where it runs.
-        long_job = a.post("/jobs", files={"file": ("doc.pdf", text_pdf(12))}, data=FAST).json()
+        long_job = a.post("/jobs", files={"file": ("doc.pdf", text_pdf(12))}, data={**FAST, "engine": "pp-ocr"}).json()
         wait_for(lambda: b.get(long_job["status_url"]).status_code == 200, 30, "the job's state in S3")
         refused = b.delete(long_job["status_url"])
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "job_on_other_replica"

@@ -201,6 +201,7 @@ def test_progress_and_cancel(desktop: Session) -> None:
     page = desktop.open()
     page.set_input_files("#file", files=[{"name": "long.pdf", "mimeType": "application/pdf", "buffer": text_pdf(30)}])
     page.fill("#dpi", "75")
+    page.select_option("#engine", "pp-ocr")  # the slower engine: the job is still running when cancelled
     page.click("#submit")
     expect(page.locator("#progress-text")).to_contain_text("of 30 pages recognised", timeout=30_000)
     expect(page.locator("#cancel")).to_be_visible()
