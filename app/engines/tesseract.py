@@ -285,7 +285,10 @@ def _read_lines(api: Any) -> list[TextLine]:
         return []
     lines = []
     for item in iterate_level(iterator, RIL.TEXTLINE):
-        text = item.GetUTF8Text(RIL.TEXTLINE)
+        try:
+            text = item.GetUTF8Text(RIL.TEXTLINE)
+        except RuntimeError:  # "No text returned": an empty line (tiny or blank images have one)
+            continue
         box = item.BoundingBox(RIL.TEXTLINE)
         if not text or not text.strip() or box is None:
             continue

@@ -259,6 +259,13 @@ def test_pages_in_parallel_threads(engine: TesseractEngine) -> None:
         assert cer("\n".join(lines), results[name]) <= CLEAN_CER, results[name]
 
 
+def test_tiny_and_blank_images_are_empty_pages(engine: TesseractEngine) -> None:
+    """Tesseract reports an empty line on such images, and tesserocr raises for its text: not an error."""
+    images = [Image.new("RGB", size, colour) for size in ((1, 1), (8, 8), (40, 3)) for colour in ("white", "black")]
+    pages = engine.recognize([*images, Image.new("RGB", (1240, 1754), "white")], ("en",))
+    assert [page.blocks for page in pages] == [[]] * 7
+
+
 def test_page_timeout_stops_tesseract() -> None:
     hasty = TesseractEngine(find_tessdata(), timeout_s=0.005)
     try:
