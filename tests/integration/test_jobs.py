@@ -204,7 +204,8 @@ def test_layout_parsing_hands_over_to_a_job_after_the_sync_timeout(small_queue: 
     import base64
 
     with httpx.Client(base_url=small_queue.url, timeout=60) as client:
-        payload = {"file": base64.b64encode(text_pdf(8)).decode(), "fileType": 0, "visualize": False}
+        # 35 pages: Tesseract (auto for OCR_LANGUAGES=en) needs well over SYNC_TIMEOUT_S=2 s for them.
+        payload = {"file": base64.b64encode(text_pdf(35)).decode(), "fileType": 0, "visualize": False}
         response = client.post("/layout-parsing", json=payload)
         assert response.status_code == 504, response.text
         body = response.json()
