@@ -12,7 +12,8 @@
 #   paddleocr3.3-nvidia-gpu-sm120-offline, paddleocr3.4-nvidia-gpu-offline, ...
 #                                      pinned to a PaddleOCR minor version: use these for reproducible builds
 # Drop "-offline" for the images without models (they download them on first start).
-# Build for an H100:
+# V100 (sm_70) runs latest-offline too, with the in-process PaddlePaddle engine (CLOUDRU_DEPLOYMENT_GUIDE.md, 2).
+# scripts/build_and_push.sh --gpu a100|h100|v100|blackwell picks the tag; by hand, for an H100:
 #   docker build --build-arg BASE_IMAGE=ccr-2vdh3abv-pub.cnc.bj.baidubce.com/paddlepaddle/paddleocr-vl:latest-offline .
 ARG BASE_IMAGE=ccr-2vdh3abv-pub.cnc.bj.baidubce.com/paddlepaddle/paddleocr-vl:latest-gpu-sm120-offline
 FROM ${BASE_IMAGE}
@@ -37,23 +38,16 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends tesseract-ocr-eng tesseract-ocr-rus tesseract-ocr-osd \
     && rm -rf /var/lib/apt/lists/*
 
-# Only our extra packages. Every package the base image already has is pinned to its installed
-# version (constraints from pip freeze), so paddle, numpy, opencv & co. are never replaced.
-# rapidocr (the CPU fallback engine) and onnxruntime go in without dependencies, which follow from
-# their metadata minus opencv: rapidocr asks for opencv-python-headless, which would overwrite the base
-# image's opencv-contrib-python (the same cv2 module).
+# Only our extra packages, by docker/install_extras.sh (CI runs the same script on a Python 3.10 copy of this
+# base: tests/integration/test_image_install.py). The packages the GPU runtime depends on stay as the base image
+# has them (docker/protected-packages.txt: paddle, paddleocr, paddlex, numpy, opencv, the CUDA wheels, ...); the
+# rest may move when one of ours needs it. A requirement that would change a protected package fails the build
+# at once, naming it. rapidocr's opencv-python-headless is left out: the base's opencv-contrib-python is cv2.
 COPY requirements.txt /tmp/requirements.txt
-RUN python -m pip freeze --exclude-editable | grep -v ' @ ' > /tmp/base-constraints.txt \
-    && grep -vE '^(rapidocr|onnxruntime)\b' /tmp/requirements.txt > /tmp/requirements-extra.txt \
-    && python -m pip install --no-cache-dir -c /tmp/base-constraints.txt -r /tmp/requirements-extra.txt \
-    && grep -E '^(rapidocr|onnxruntime)\b' /tmp/requirements.txt \
-        | xargs python -m pip install --no-cache-dir --no-deps -c /tmp/base-constraints.txt \
-    && python -c "from importlib.metadata import requires; \
-print('\n'.join(r for p in ('rapidocr', 'onnxruntime') for r in requires(p) or [] \
-                if 'opencv' not in r and 'extra ==' not in r))" > /tmp/fallback-deps.txt \
-    && python -m pip install --no-cache-dir -c /tmp/base-constraints.txt -r /tmp/fallback-deps.txt \
-    && python -c "import cv2, numpy, paddle, paddleocr, rapidocr, onnxruntime, fastapi, httpx" \
-    && rm -f /tmp/requirements.txt /tmp/requirements-extra.txt /tmp/base-constraints.txt /tmp/fallback-deps.txt
+COPY docker/install_extras.sh docker/install_plan.py docker/protected-packages.txt /tmp/install/
+RUN PIP_NO_CACHE_DIR=1 UV_NO_CACHE=1 bash /tmp/install/install_extras.sh /tmp/requirements.txt \
+    && python -c "import cv2, numpy, paddle, paddleocr, rapidocr, onnxruntime, tesserocr, fastapi, httpx" \
+    && rm -rf /tmp/install /tmp/requirements.txt
 
 COPY app/ /app/app/
 COPY start.sh /app/start.sh

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # (the engine is libtesseract inside the tesserocr wheel).
 APT_PACKAGES := fonts-dejavu-core chromium tesseract-ocr-eng tesseract-ocr-rus tesseract-ocr-osd
 
-.PHONY: run test lint typecheck compat system-deps bench bench-vs-paddlex clean
+.PHONY: run test unit lint typecheck compat image-check system-deps bench bench-vs-paddlex chaos clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,11 +25,11 @@ run: system-deps $(STAMP)
 	$(PY) -m app
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check app tests scripts
-	$(VENV)/bin/ruff format --check app tests scripts
+	$(VENV)/bin/ruff check app tests scripts docker
+	$(VENV)/bin/ruff format --check app tests scripts docker
 	bash scripts/check_secrets.sh
 	$(VENV)/bin/hadolint Dockerfile Dockerfile.cpu
-	$(VENV)/bin/shellcheck start.sh scripts/*.sh
+	$(VENV)/bin/shellcheck start.sh scripts/*.sh docker/*.sh
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy app
@@ -38,8 +38,18 @@ typecheck: $(STAMP)
 compat:
 	@bash scripts/check_py310.sh
 
+# The images' install step (docker/install_extras.sh) on the images' Python: a cached Python 3.10 copy of the
+# GPU base image (docker/base-image-versions.txt) and a Python 3.11 one of the CPU image, each then serving pages
+# through start.sh. Cached in .cache/image-sim; `make test` runs it too (it is part of the pytest suite).
+image-check: system-deps $(STAMP)
+	$(PY) -m pytest -q -rs tests/integration/test_image_install.py
+
 test: system-deps $(STAMP) lint typecheck compat
 	$(PY) -m pytest -q --durations=15
+
+# The fast in-process tests (no servers): settings, conversions, the job runner.
+unit: system-deps $(STAMP)
+	$(PY) -m pytest -q tests/unit
 
 bench: system-deps $(STAMP)
 	$(PY) scripts/bench.py --write BENCHMARKS.md
@@ -49,4 +59,4 @@ bench-vs-paddlex: system-deps $(STAMP)
 	$(PY) scripts/bench_vs_paddlex.py --write BENCHMARKS.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache output
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache output .cache

@@ -36,6 +36,9 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Our loggers carry the level themselves: importing paddle sets the root logger to WARNING, which
+    # would silence every INFO line of the service from then on (records still reach the root handler).
+    logging.getLogger("app").setLevel(level)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

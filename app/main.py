@@ -26,13 +26,16 @@ from app.engines.base import OcrEngine
 from app.engines.registry import EngineSet
 from app.engines.select import build_engines, build_orientation
 from app.errors import ServiceError, error_payload
+from app.jobs.retention import clean_up_periodically
+from app.jobs.service import OcrService
+from app.jobs.store import build_job_store
+from app.jobs.takeover import keep_jobs_moving
 from app.logging_setup import configure_logging
 from app.metrics import Metrics
 from app.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestLogMiddleware
-from app.service import OcrService
 from app.settings import Settings, get_settings
-from app.storage.local import LocalStore, resolve_output_dir
-from app.storage.s3 import build_mirror
+from app.signals import reclaim_after_loading
+from app.storage.local import resolve_output_dir
 
 log = logging.getLogger("app")
 
@@ -48,7 +51,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = LocalStore(resolve_output_dir(settings.output_dir))
+        store = build_job_store(settings, resolve_output_dir(settings.output_dir))
         if engine is not None:
             engines = EngineSet.single(engine, "given to create_app", settings.languages)
         else:
@@ -62,26 +65,25 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
             store.root,
         )
         engines.start_loading()
-        mirror = build_mirror(settings, store.root)
-        if mirror is not None:  # loads the outbox; the client and the bucket check run in the background
-            await anyio.to_thread.run_sync(mirror.start)
-        service = OcrService(settings, engines, store, metrics=metrics, mirror=mirror)
+        # S3: loads the outbox; the client, the bucket check and the leases run in the background.
+        await anyio.to_thread.run_sync(store.start)
+        service = OcrService(settings, engines, store, metrics=metrics)
         metrics.watch(service.snapshot)
         app.state.settings = settings
         app.state.service = service
         app.state.metrics = metrics
-        restore_signals = _drain_on_sigterm(service)
-        resumed = await service.resume()
-        if resumed:
-            log.info("resumed %d unfinished job(s)", resumed)
-        housekeeping = asyncio.get_running_loop().create_task(_clean_up_periodically(service))
+        restore_signals = _drain_on_sigterm(service, lambda: engines.settling)
+        loop = asyncio.get_running_loop()
+        background = [
+            loop.create_task(keep_jobs_moving(service), name="jobs"),
+            loop.create_task(clean_up_periodically(service), name="retention"),
+        ]
         try:
             yield
         finally:
-            housekeeping.cancel()
-            await service.drain(settings.shutdown_grace_s)
-            if mirror is not None:  # uploads in flight get a moment; the rest stays in the outbox
-                await anyio.to_thread.run_sync(mirror.close)
+            for task in background:
+                task.cancel()
+            await service.drain()
             restore_signals()
             engines.close()
 
@@ -118,9 +120,10 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
     return app
 
 
-def _drain_on_sigterm(service: OcrService) -> Callable[[], None]:
+def _drain_on_sigterm(service: OcrService, loading: Callable[[], bool]) -> Callable[[], None]:
     """Start draining as soon as SIGTERM/SIGINT arrives (before uvicorn waits for open requests),
-    then hand the signal on to uvicorn's own handler. Returns a function that restores the handlers."""
+    then hand the signal on to uvicorn's own handler. Returns a function that restores the handlers.
+    The handlers are installed again once ``loading()`` turns false (an engine library may take them)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None  # embedded servers (tests) do not own the process signals
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -135,23 +138,14 @@ def _drain_on_sigterm(service: OcrService) -> Callable[[], None]:
 
     for sig in previous:
         signal.signal(sig, handle)
+    reclaim = asyncio.get_running_loop().create_task(reclaim_after_loading(loading))
 
     def restore() -> None:
+        reclaim.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
     return restore
-
-
-async def _clean_up_periodically(service: OcrService, every_s: float = 600) -> None:
-    while True:
-        try:
-            removed = await service.cleanup()
-            if removed:
-                log.info("retention: removed %d expired job(s)", removed)
-        except OSError as exc:
-            log.warning("retention clean-up failed: %s", exc)
-        await asyncio.sleep(every_s)
 
 
 def _error(

@@ -40,6 +40,12 @@ class _LiveState(Collector):
             yield CounterMetricFamily("s3_uploads", "Objects uploaded to S3", value=s3["uploaded"])
             yield CounterMetricFamily("s3_upload_failures", "Failed S3 upload attempts (retried)", value=s3["failures"])
             yield GaugeMetricFamily("s3_pending_uploads", "Outbox entries waiting for upload", value=s3["pending"])
+            yield GaugeMetricFamily(
+                "ocr_jobs_leased", "Unfinished jobs this replica holds a lease on", value=s3["leases"]
+            )
+            yield CounterMetricFamily(
+                "ocr_jobs_taken_over", "Jobs this replica took over from stopped replicas", value=s3["takeovers"]
+            )
 
 
 class Metrics:

@@ -60,9 +60,21 @@ class S3Storage(BaseModel):
     keys: list[str] = Field(default_factory=list, description="object keys, result.json last")
 
 
+class RagExportStorage(BaseModel):  # issue-19
+    """The document's knowledge-base export (``RAG_EXPORT_PREFIX``)."""
+
+    status: Literal["uploaded", "pending", "disabled", "not_exported"] = Field(
+        description="uploaded: in the folder; pending: in the outbox; disabled: the export is off; "
+        "not_exported: this job has no export (it failed, or the job is older than the setting)"
+    )
+    bucket: str | None = None
+    key: str | None = Field(None, description="the file's object key: RAG_EXPORT_PREFIX/<name>.md or .txt")
+
+
 class ResultStorage(BaseModel):
     local: LocalStorage | None = Field(None, description="null on a replica that read the result from S3")
     s3: S3Storage
+    rag_export: RagExportStorage | None = None  # issue-19
 
 
 class DocumentResult(BaseModel):
@@ -118,6 +130,12 @@ class S3Health(BaseModel):
     last_upload_at: str | None = None
     last_error: S3Error | None = None
     missing: list[str] = Field(default_factory=list, description="required variables that are not set")
+    conditional_writes: Literal["checking", "enforced", "not_enforced", "unknown"] | None = Field(
+        None, description="whether the bucket enforces If-None-Match / If-Match (job claims rely on them)"
+    )
+    replica: str | None = Field(None, description="this replica's name in job leases (REPLICA_ID)")
+    jobs_held: int = Field(0, description="unfinished jobs this replica holds a lease on")
+    jobs_taken_over: int = Field(0, description="jobs this replica took over from stopped replicas since start")
 
 
 class HealthResponse(BaseModel):
@@ -168,3 +186,5 @@ class JobStatus(BaseModel):
     error: JobError | None
     queue_position: int | None
     result_url: str
+    owner: str | None = Field(None, description="the replica running the job (with S3), or that ran it")
+    takeovers: int = Field(0, description="times another replica continued the job after its replica stopped")

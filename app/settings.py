@@ -7,19 +7,24 @@ Every field maps to an upper-case environment variable of the same name (``ocr_e
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.engines.languages import parse_languages
 
 #: The engines that run on the CPU, in the order ``auto`` prefers them for a request.
 CPU_ENGINES = ("pp-ocr", "tesseract")
+_FOLDER = re.compile(r"^(?!.*(?:^|/)\.\.?(?:/|$))[\w.\-]+(?:/[\w.\-]+)*$")
+_DAY = re.compile(r"^\d{4}-\d\d-\d\d$")
 #: Tesseract page segmentation modes offered (4, "one column", breaks lines on slightly rotated pages).
 TESSERACT_PSMS = (3, 6, 11)
+#: Settings where an empty value is a value of its own (no key prefix); for every other one, empty = default.
+EMPTY_IS_A_VALUE = frozenset({"cloudru_s3_prefix"})
 
 
 def _cpu_count() -> int:
@@ -84,6 +89,12 @@ class Settings(BaseSettings):
     result_ttl_hours: float = Field(72, gt=0)
     keep_job_inputs: bool = True  # keep uploads until RESULT_TTL_HOURS so pages can be shown as images
 
+    # --- replicas sharing jobs through S3 ---------------------------------------------------------
+    replica_id: str = ""  # "" = the host name with a random suffix
+    job_lease_s: float = Field(30, ge=3, le=600)  # a replica that stops renewing loses its jobs after this
+    job_scan_interval_s: float = Field(10, gt=0, le=600)  # how often replicas look for jobs to take over
+    max_job_takeovers: int = Field(3, ge=1, le=100)  # crashes in a row without progress before a job fails
+
     # --- security -----------------------------------------------------------------------------
     api_key: SecretStr | None = None
     cors_origins: str = ""
@@ -110,6 +121,21 @@ class Settings(BaseSettings):
     s3_retry_max_s: float = Field(60, gt=0, le=3600)
     s3_upload_concurrency: int = Field(4, ge=1, le=32)
 
+    # --- knowledge-base export (Cloud.ru Managed RAG): a folder of the same bucket; needs the S3 mirror ------
+    rag_export_prefix: str = ""  # "" = off
+    rag_export_format: Literal["md", "txt"] = "md"
+    rag_export_keep: bool = False  # true: the retention clean-up leaves exports in the bucket
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object, info: ValidationInfo) -> object:
+        """A variable set to an empty (or blank) value, as an empty row in a console form sets it, means
+        the default rather than an invalid value that would stop the service from starting."""
+        if not isinstance(value, str) or value.strip() or info.field_name in EMPTY_IS_A_VALUE:
+            return value
+        field = cls.model_fields[str(info.field_name)]
+        return field.get_default(call_default_factory=True)
+
     @field_validator("cloudru_s3_endpoint", "cloudru_s3_bucket", "cloudru_s3_region", "cloudru_s3_ca_bundle")
     @classmethod
     def _strip(cls, value: str) -> str:
@@ -124,6 +150,28 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slashes(cls, value: str) -> str:
         return value.strip().strip("/")
+
+    @field_validator("rag_export_prefix")
+    @classmethod
+    def _export_folder(cls, value: str) -> str:
+        value = value.strip().strip("/")
+        if value and not _FOLDER.match(value):
+            raise ValueError("a folder path of letters, digits, '-', '_' and '.', separated by '/'; no '..'")
+        return value
+
+    @model_validator(mode="after")
+    def _export_apart_from_results(self) -> Settings:
+        """The knowledge base indexes the export folder: it must hold no ``result.md`` of the S3 mirror."""
+        export, results = self.rag_export_prefix, self.cloudru_s3_prefix
+        if not export:
+            return self
+        if results and (export == results or results.startswith(export + "/")):
+            raise ValueError(f"RAG_EXPORT_PREFIX '{export}' contains the results (CLOUDRU_S3_PREFIX '{results}')")
+        inside = export if not results else export[len(results) + 1 :] if export.startswith(results + "/") else ""
+        first = inside.split("/", 1)[0]
+        if first == "jobs" or _DAY.match(first):
+            raise ValueError(f"RAG_EXPORT_PREFIX '{export}' is a folder of the S3 mirror (jobs/ or a day)")
+        return self
 
     @field_validator("ocr_cpu_engines")
     @classmethod
@@ -148,11 +196,6 @@ class Settings(BaseSettings):
         if value not in TESSERACT_PSMS:
             raise ValueError(f"one of {', '.join(map(str, TESSERACT_PSMS))}")
         return value
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _empty_key_is_none(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -153,7 +153,11 @@ class DeploymentCheck:
         problems = s.problems()
         if problems:
             raise StepFailed("; ".join(problems))
-        modes = {"iam": "IAM key pair", "token": "ready token (CLOUD_RU_TOKEN)", "none": "no platform token"}
+        modes = {
+            "iam": "IAM key pair",
+            "token": "ready IAM token or API key (CLOUD_RU_TOKEN)",
+            "none": "no platform token",
+        }
         note = " (CLOUD_RU_TOKEN ignored: the key pair wins)" if s.auth_mode == "iam" and s.cloud_ru_token else ""
         key = "X-API-Key from SERVICE_API_KEY" if s.service_api_key else "no service key"
         return f"{self.url}; {modes[s.auth_mode]}{note}; {key}"

@@ -15,7 +15,7 @@ from app.compat import PADDLEX_PATHS
 from app.compat.layout_parsing import layout_parsing
 from app.compat.schemas import LayoutParsingRequest, LayoutParsingResponse, PaddleXError
 from app.errors import arrived_at, request_id_of
-from app.service import OcrService
+from app.jobs.service import OcrService
 
 router = APIRouter(tags=["paddlex-compatible"])
 PATHS = PADDLEX_PATHS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from app.service import OcrService
+from app.jobs.service import OcrService
 from app.settings import Settings
 
 

@@ -8,9 +8,9 @@ from fastapi.responses import JSONResponse
 from app import __version__
 from app.api.deps import get_service
 from app.engines.base import EngineRuntime
+from app.jobs.service import OcrService
 from app.schemas import EngineHealth, HealthResponse, S3Health
-from app.service import OcrService
-from app.storage.s3 import missing_settings
+from app.storage.s3_client import missing_settings
 
 router = APIRouter(tags=["health"])
 
@@ -19,9 +19,9 @@ _STATUS = {"initializing": "starting", "ready": "healthy", "failed": "unhealthy"
 
 def s3_health(service: OcrService) -> S3Health:
     """The mirror's state from memory; ``missing`` names the required variables that are not set."""
-    if service.mirror is None:
+    if not service.store.shared:
         return S3Health(status="not_configured", missing=missing_settings(service.settings))
-    return S3Health.model_validate(service.mirror.health())
+    return S3Health.model_validate(service.store.health())
 
 
 def engine_health(runtime: EngineRuntime) -> EngineHealth:

@@ -8,7 +8,7 @@ One document per request, from any of these sources (exactly one):
   with ``filename`` optional.
 
 Options come from the same form or JSON object: ``pages``, ``dpi``, ``lang``, ``lang_strict``, ``engine``,
-``output``, ``return_content``.
+``output``, ``return_content``, ``export_name``.
 The field names ``image_base64``, ``image_url``, ``file`` and ``return_content`` are those of the service
 this one replaces, with the same meaning. Every source ends as a server-named file on disk with its
 type sniffed from the bytes (400/413/415/422 on bad input; URL refusals are 400).
@@ -29,9 +29,10 @@ from app.api.deps import get_service
 from app.documents import check_dpi
 from app.engines.languages import parse_languages
 from app.errors import ServiceError, arrived_at, bad_request, invalid_field
-from app.jobs.store import JobRecord
-from app.service import OcrOptions, OcrService
+from app.jobs.models import JobRecord, OcrOptions
+from app.jobs.service import OcrService
 from app.storage.local import new_id
+from app.storage.rag_export import check_export_name  # issue-19
 from app.uploads import save_base64, save_upload, save_url
 
 OUTPUTS = ("json", "markdown", "text")
@@ -83,6 +84,16 @@ def parse_bool(name: str, value: Any, default: bool) -> bool:
     raise invalid_field(name, "must be true or false")
 
 
+def parse_export_name(value: Any) -> str | None:  # issue-19
+    """The ``export_name`` option (see :mod:`app.storage.rag_export`); 422 when too long or nameless."""
+    if value is None or isinstance(value, UploadFile):
+        return None
+    try:
+        return check_export_name(str(value))
+    except ValueError as exc:
+        raise invalid_field("export_name", str(exc)) from None
+
+
 def parse_output(value: Any) -> str:
     text = str(value or "json").strip().lower()
     if text not in OUTPUTS:
@@ -119,6 +130,7 @@ async def document_input(request: Request, service: OcrService = Depends(get_ser
         languages=check_languages(_text(fields, "lang")),
         engine=check_engine(_text(fields, "engine")),
         strict_languages=parse_bool("lang_strict", fields.get("lang_strict"), False),
+        export_name=parse_export_name(fields.get("export_name")),  # issue-19
     )
     service.engines.choose(options.languages, options.engine)  # 422 before the document is received
     output = parse_output(fields.get("output"))
@@ -184,6 +196,12 @@ _OPTIONS_SCHEMA: dict[str, Any] = {
     "dpi": {"type": "integer", "description": "PDF rasterising resolution (default PDF_DPI, 150)"},
     "output": {"type": "string", "enum": list(OUTPUTS), "description": "POST /ocr only: the response format"},
     "return_content": {"type": "boolean", "description": "POST /ocr only: false leaves the pages out of the answer"},
+    "export_name": {  # issue-19
+        "type": "string",
+        "maxLength": 200,
+        "description": "stable name of the knowledge-base export (RAG_EXPORT_PREFIX): the same name replaces "
+        "the file instead of adding one; default: the file's name plus the job id",
+    },
     "url": {"type": "string", "description": "an http(s) URL the server fetches (guarded: no private addresses)"},
     "image_url": {"type": "string", "description": "the same as url (earlier name)"},
     "image_base64": {"type": "string", "description": "the document as base64 (earlier name)"},

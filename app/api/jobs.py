@@ -8,9 +8,9 @@ from fastapi.responses import JSONResponse, Response
 from app.api.deps import get_service
 from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input, parse_output, submit_document
 from app.api.ocr import ERRORS, accepted, render_result
-from app.jobs.store import JobRecord
+from app.jobs.models import JobRecord
+from app.jobs.service import OcrService
 from app.schemas import DocumentResult, ErrorResponse, JobAccepted, JobError, JobStatus
-from app.service import OcrService
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -26,8 +26,10 @@ def status_body(request: Request, service: OcrService, record: JobRecord) -> Job
         created_at=record.created_at,
         started_at=record.started_at,
         finished_at=record.finished_at,
-        error=JobError(**record.error) if record.error else None,
+        error=JobError(**record.error.to_dict()) if record.error else None,
         queue_position=service.queue_position(record),
+        owner=record.owner,
+        takeovers=record.takeovers,
         result_url=str(request.url_for("job_result", job_id=record.id).path),
     )
 

@@ -14,9 +14,9 @@ from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import get_service
 from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input, submit_document
-from app.jobs.store import JobRecord
+from app.jobs.models import JobRecord
+from app.jobs.service import OcrService
 from app.schemas import DocumentResult, ErrorResponse, JobAccepted
-from app.service import OcrService
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ocr"])

@@ -161,10 +161,16 @@ class DeploymentClient:
 
     # --- jobs ------------------------------------------------------------------------------------
     def submit_job(
-        self, filename: str, content: bytes, pages: str | None = None, dpi: int | None = None
+        self,
+        filename: str,
+        content: bytes,
+        pages: str | None = None,
+        dpi: int | None = None,
+        export_name: str | None = None,
     ) -> dict[str, Any]:
         """``POST /jobs``: the accepted job (``id``, ``status_url``, ``result_url``)."""
-        form = {key: str(value) for key, value in (("pages", pages), ("dpi", dpi)) if value is not None}
+        options = (("pages", pages), ("dpi", dpi), ("export_name", export_name))
+        form = {key: str(value) for key, value in options if value is not None}
         response = self.request("POST", "/jobs", files={"file": (filename, content)}, data=form)
         body: dict[str, Any] = self.expect(response, 202).json()
         return body

@@ -48,7 +48,7 @@ class TokenSource:
 
 
 class StaticToken(TokenSource):
-    """A ready token (``CLOUD_RU_TOKEN``): sent as is, never refreshed."""
+    """A ready IAM token or a service account's API key (``CLOUD_RU_TOKEN``): sent as is, never refreshed."""
 
     def __init__(self, value: str) -> None:
         self.value = value

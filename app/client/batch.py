@@ -6,22 +6,22 @@ written beside it or under ``--output-dir`` in the same tree; the JSON is writte
 marks the document complete. Submitted job ids are appended to a journal (``.ocr-batch-jobs.jsonl`` in the
 output root), so a run that was interrupted is resumed by the next one: complete documents are skipped and
 jobs still known to the deployment are picked up where they are instead of being submitted again.
+
+With ``--rag-export`` each document is sent with a stable ``export_name`` (its path under the input folder), so
+that the service's knowledge-base export of a document sent again replaces its file, and the summary lists the
+files the knowledge base will see.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import signal
 import sys
-import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
@@ -30,117 +30,22 @@ from tqdm import tqdm
 
 from app.client.api import DeploymentClient, DeploymentError, Interrupted, RetryPolicy, describe
 from app.client.auth import AuthError, service_auth
+from app.client.files import (
+    JOURNAL_NAME,
+    Document,
+    Journal,
+    export_name_of,
+    find_documents,
+    is_complete,
+    now_iso,
+    plan_outputs,
+    recorded_export,
+    sha256_of,
+    write_atomic,
+)
 from app.client.settings import ClientSettings, load_settings
 
-SUPPORTED_SUFFIXES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})
-JOURNAL_NAME = ".ocr-batch-jobs.jsonl"
 ADOPTABLE = frozenset({"queued", "running", "succeeded"})
-
-
-@dataclass(frozen=True)
-class Document:
-    """One input and where its outputs go."""
-
-    source: Path
-    relative: str  # POSIX path under the input root, the document's name in journals and summaries
-    markdown: Path
-    json: Path
-
-
-def find_documents(root: Path, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
-    """Supported documents (by extension, any case) in ``root``, sorted; hidden files and ``exclude`` skipped."""
-    pattern = "**/*" if recursive else "*"
-    excluded = exclude.resolve() if exclude is not None else None
-    found = []
-    for path in root.glob(pattern):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts) or path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            continue
-        if excluded is not None and path.resolve().is_relative_to(excluded):
-            continue
-        if path.is_file():
-            found.append(path)
-    return sorted(found)
-
-
-def plan_outputs(root: Path, sources: Iterable[Path], output_dir: Path | None = None) -> list[Document]:
-    """Output paths: ``<stem>.md``/``<stem>.json`` beside the input (or mirrored under ``output_dir``).
-
-    When two inputs in one folder share a stem (``scan.pdf``, ``scan.png``), both keep their full name
-    (``scan.pdf.md``), so that no output is written twice.
-    """
-    sources = list(sources)
-    stems: dict[tuple[Path, str], int] = {}
-    for source in sources:
-        key = (source.parent, source.stem)
-        stems[key] = stems.get(key, 0) + 1
-    documents = []
-    for source in sources:
-        relative = source.relative_to(root)
-        folder = output_dir / relative.parent if output_dir is not None else source.parent
-        name = source.name if stems[(source.parent, source.stem)] > 1 else source.stem
-        documents.append(Document(source, relative.as_posix(), folder / f"{name}.md", folder / f"{name}.json"))
-    return documents
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def is_complete(document: Document, digest: str) -> bool:
-    """Both outputs exist and the JSON is a whole result made from this very input (same SHA-256)."""
-    if not document.markdown.is_file():
-        return False
-    try:
-        data = json.loads(document.json.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(data, dict)
-        and isinstance(data.get("pages"), list)
-        and isinstance(data.get("client"), dict)
-        and data["client"].get("sha256") == digest
-    )
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
-class Journal:
-    """Append-only record of submitted jobs (one JSON line each); the last line of a document wins."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self.entries: dict[str, dict[str, Any]] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                try:
-                    entry = json.loads(line)
-                    self.entries[str(entry["source"])] = entry
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line torn by a crash
-
-    def job_for(self, relative: str, digest: str) -> str | None:
-        entry = self.entries.get(relative)
-        return str(entry["job_id"]) if entry and entry.get("sha256") == digest and entry.get("job_id") else None
-
-    def record(self, relative: str, digest: str, job_id: str) -> None:
-        entry = {"source": relative, "sha256": digest, "job_id": job_id, "submitted_at": _now()}
-        with self._lock:
-            self.entries[relative] = entry
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(entry) + "\n")
 
 
 @dataclass(frozen=True)
@@ -149,6 +54,7 @@ class BatchOptions:
     dpi: int | None = None
     poll_s: float = 2.0
     job_timeout_s: float = 3600.0
+    rag_export: bool = False  # send each document's stable export_name (knowledge-base export)
 
 
 @dataclass
@@ -159,6 +65,7 @@ class Outcome:
     failed_pages: int = 0
     reason: str = ""
     resumed_job: bool = False
+    export: dict[str, Any] | None = None  # the result's storage.rag_export block
 
 
 class BatchRunner:
@@ -183,8 +90,9 @@ class BatchRunner:
         job_id = self._resumable_job(document, digest)
         resumed = job_id is not None
         if job_id is None:
+            name = export_name_of(document) if self.options.rag_export else None
             accepted = self.client.submit_job(
-                document.source.name, document.source.read_bytes(), self.options.pages, self.options.dpi
+                document.source.name, document.source.read_bytes(), self.options.pages, self.options.dpi, name
             )
             job_id = str(accepted["id"])
             self.journal.record(document.relative, digest, job_id)
@@ -198,7 +106,9 @@ class BatchRunner:
         result: dict[str, Any] = self.client.job_result(job_id).json()
         self._write(document, digest, job_id, result)
         failed = len(status.get("failed_pages") or [])
-        return Outcome(document, "done", pages=len(result.get("pages", [])), failed_pages=failed, resumed_job=resumed)
+        export = (result.get("storage") or {}).get("rag_export")
+        pages = len(result.get("pages", []))
+        return Outcome(document, "done", pages=pages, failed_pages=failed, resumed_job=resumed, export=export)
 
     def _resumable_job(self, document: Document, digest: str) -> str | None:
         """The journal's job for this input when the deployment still has it and it has not failed."""
@@ -216,7 +126,7 @@ class BatchRunner:
             "size": document.source.stat().st_size,
             "job_id": job_id,
             "deployment": self.url,
-            "finished_at": _now(),
+            "finished_at": now_iso(),
         }
         write_atomic(document.json, json.dumps(result, ensure_ascii=False, indent=1).encode("utf-8"))
 
@@ -229,6 +139,7 @@ class Summary:
     seconds: float = 0.0
     interrupted: bool = False
     retries: dict[str, int] = field(default_factory=dict)
+    rag_export: bool = False  # --rag-export: report the knowledge-base files
 
     def of(self, status: str) -> list[Outcome]:
         return [outcome for outcome in self.outcomes if outcome.status == status]
@@ -259,13 +170,42 @@ class Summary:
             )
         rate = f", {pages / self.seconds:.2f} pages/s" if self.seconds > 0 and pages else ""
         lines.append(f"  time: {self.seconds:.1f} s{rate}")
+        if self.rag_export:
+            lines += export_report(self.of("done") + self.of("skipped"))[0]
         return "\n".join(lines)
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        return 1 if self.of("failed") else 0
+        missing = self.rag_export and not export_report(self.of("done") + self.of("skipped"))[1]
+        return 1 if self.of("failed") or missing else 0
+
+
+def export_report(outcomes: Sequence[Outcome]) -> tuple[list[str], bool]:
+    """Lines naming the files the knowledge base will see (one per document, from ``storage.rag_export``),
+    and whether every document has one."""
+    found = [(o.document.relative, o.export or {}) for o in sorted(outcomes, key=lambda o: o.document.relative)]
+    exported = [(source, block) for source, block in found if block.get("status") in ("uploaded", "pending")]
+    folders = sorted({f"s3://{b.get('bucket')}/{str(b.get('key', '')).rpartition('/')[0]}/" for _, b in exported})
+    keys = [str(block["key"]) for _, block in exported]
+    lines = [f"knowledge base: {len(set(keys))} file(s) in {', '.join(folders) or 'no folder'}"]
+    for source, block in exported:
+        key = str(block["key"])
+        shared = " (shared with another document: the later one replaces it)" if keys.count(key) > 1 else ""
+        pending = ", the service uploads it shortly" if block["status"] == "pending" else ""
+        lines.append(f"  {source} -> {key.rpartition('/')[2]} ({block['status']}{pending}){shared}")
+    why = {
+        "disabled": "the deployment does not export (RAG_EXPORT_PREFIX is not set, or S3 is off)",
+        "not_exported": "the service could not write its export (see its log)",
+    }
+    missing = [(source, block) for source, block in found if (source, block) not in exported]
+    for source, block in missing:
+        reason = why.get(str(block.get("status")), "no export recorded (an earlier run without it: use --force)")
+        lines.append(f"  not in the knowledge base: {source}: {reason}")
+    if exported:
+        lines.append("  Managed RAG indexes new and replaced files in a new version of the knowledge base.")
+    return lines, not missing
 
 
 def run_batch(
@@ -282,12 +222,12 @@ def run_batch(
     Ctrl-C (``KeyboardInterrupt``) stops submitting and waiting; what finished is kept and summarised.
     """
     started = time.monotonic()
-    summary = Summary(total=len(documents))
+    summary = Summary(total=len(documents), rag_export=runner.options.rag_export)
     pending: list[tuple[Document, str]] = []
     for document in documents:
         digest = sha256_of(document.source)
         if not force and is_complete(document, digest):
-            summary.outcomes.append(Outcome(document, "skipped"))
+            summary.outcomes.append(Outcome(document, "skipped", export=recorded_export(document)))
         else:
             pending.append((document, digest))
     if limit is not None and len(pending) > limit:
@@ -317,10 +257,6 @@ def run_batch(
     summary.seconds = time.monotonic() - started
     summary.retries = dict(runner.client.retries.by_reason)
     return summary
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -354,6 +290,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         default=60.0,
         help="longest wait between attempts, Retry-After included (s, default 60)",
+    )
+    parser.add_argument(
+        "--rag-export",
+        action="store_true",
+        help="name each document's knowledge-base export after its path (export_name), so a new run replaces "
+        "it, and list the files the knowledge base will see (needs RAG_EXPORT_PREFIX on the service)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -401,7 +343,7 @@ def _run(args: argparse.Namespace, settings: ClientSettings) -> int:
         if check.status_code in (401, 403):
             print(f"error: {url} refused the credentials: {describe(check)}", file=sys.stderr)
             return 1
-        options = BatchOptions(args.pages, args.dpi, args.poll_interval, args.job_timeout)
+        options = BatchOptions(args.pages, args.dpi, args.poll_interval, args.job_timeout, args.rag_export)
         runner = BatchRunner(client, journal, options, url)
         print(f"{len(documents)} documents in {root} -> {args.output_dir or 'beside the inputs'}", file=sys.stderr)
         summary = run_batch(

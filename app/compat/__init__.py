@@ -2,7 +2,7 @@
 
 ``schemas`` holds the request and response models, ``convert`` the pure conversions from our
 :class:`~app.schemas.DocumentResult`, ``visualize`` the optional page images and ``layout_parsing``
-the use case that ties them to :class:`~app.service.OcrService`.
+the use case that ties them to :class:`~app.jobs.service.OcrService`.
 """
 
 PADDLEX_PATHS = frozenset({"/layout-parsing"})

@@ -17,8 +17,9 @@ import httpx
 from app.compat.convert import data_info, layout_parsing_page, markdown_image_paths, model_settings
 from app.compat.schemas import LayoutParsingRequest, LayoutParsingResponse, LayoutParsingResult
 from app.compat.visualize import render_visuals
+from app.jobs.models import OcrOptions
+from app.jobs.service import OcrService
 from app.schemas import DocumentResult
-from app.service import OcrOptions, OcrService
 from app.uploads import save_base64, save_url
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ async def layout_parsing(
         options = OcrOptions(dpi=settings.pdf_dpi)
         visualize = request.visualize is not False  # the page images are drawn from the upload afterwards
         result = await service.process(
-            upload.path, filename, content_type, options, keep_input=visualize, arrived=arrived
+            upload.path, filename, content_type, options, copy_upload=visualize, arrived=arrived
         )
         visuals = None
         if visualize:

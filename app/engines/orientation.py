@@ -12,7 +12,6 @@ boxes taller than wide or as one block per column of lines, so turned pages do n
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
@@ -98,16 +97,6 @@ def turn(image: Image.Image, rotation: int) -> Image.Image:
     """``image`` turned ``rotation`` degrees clockwise (0, 90, 180 or 270)."""
     transpose = _TURNS.get(rotation % 360)
     return image if transpose is None else image.transpose(transpose)
-
-
-def stored_rotation(page_file: Path) -> int:
-    """The ``rotation`` of a stored page (a job's ``pages/NNNNN.json``: ``{"page": {...}}``); 0 when the
-    page is not done, failed, or was read as it came."""
-    try:
-        rotation = json.loads(page_file.read_bytes()).get("page", {}).get("rotation", 0)
-    except (OSError, ValueError, AttributeError):
-        return 0
-    return rotation if rotation in _TURNS else 0
 
 
 class OrientationDetector:

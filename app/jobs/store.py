@@ -1,124 +1,174 @@
-"""Job persistence on local disk: ``OUTPUT_DIR/jobs/<id>/`` holds ``job.json``, the input and one file per page.
+"""Where jobs live: the one seam between deployments.
 
-``job.json`` is the job's record; ``pages/NNNNN.json`` exist exactly for the pages that are done, so
-they — not a counter — decide where a job resumes after a restart. Every write is atomic.
+:class:`JobStore` is the interface; it has two implementations, chosen once at start-up by :func:`build_job_store`:
+
+- :class:`~app.jobs.local_store.LocalJobStore`: ``OUTPUT_DIR`` only. One replica; after a restart on the same disk
+  every unfinished job resumes at its first unfinished page.
+- :class:`~app.jobs.s3_store.S3JobStore`: the local disk as a working copy plus a bucket shared by every replica
+  (all four ``CLOUDRU_S3_*`` set). A job is accepted only once its document and record are in the bucket; the
+  replica running it holds a lease there; any replica reports, cancels and continues it.
+
+The rest of the service never asks which one it has. Every method here may block (disk, network): call them in a
+worker thread, except the few marked as memory-only.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+import logging
+import secrets
+import socket
+from abc import ABC, abstractmethod
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from app.storage.local import atomic_write, is_valid_id
+from app.jobs.models import JobRecord, PageOutcome
+from app.schemas import DocumentResult, ResultStorage
+from app.settings import Settings
 
-JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-ACTIVE: tuple[JobStatusName, ...] = ("queued", "running")
 
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+class StorageUnavailable(Exception):
+    """The shared store cannot be read or written now; the message is safe to show (no secrets)."""
 
 
 @dataclass
-class JobRecord:
-    """What is known about a job; serialised as ``job.json``."""
+class Ownership:
+    """What changed about the jobs this replica runs (read from memory by the runner)."""
 
-    id: str
-    filename: str | None
-    content_type: str
-    page_count: int
-    pages: list[int]
-    dpi: int
-    result_dir: str
-    engine: str
-    languages: list[str] = field(default_factory=list)  # what the engine was asked to read
-    engine_reason: str | None = None  # issue-14: why that engine (shown in the result)
-    status: JobStatusName = "queued"
-    created_at: str = field(default_factory=utc_now)
-    started_at: str | None = None
-    finished_at: str | None = None
-    error: dict[str, Any] | None = None
-    pages_done: int = 0
-    failed_pages: list[int] = field(default_factory=list)
-    s3_mirrored: bool = False  # the result was recorded for upload to S3
+    lost: set[str] = field(default_factory=set)  # another replica holds them now: stop, write nothing more
+    cancel: set[str] = field(default_factory=set)  # another replica was asked to cancel them
+
+
+class JobStore(ABC):
+    """Records, documents, finished pages and results of jobs, and which replica runs which job."""
+
+    #: ``OUTPUT_DIR``: the local working copy (results, job folders, uploads being received).
+    root: Path
+    #: Whether other replicas see these jobs and may continue them (then ownership matters).
+    shared: bool = False
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Start background work (uploads, leases). Blocking; called once before the first job."""
+
+    def close(self, timeout: float) -> None:  # noqa: B027 - optional hook
+        """Flush what can be flushed within ``timeout`` seconds, hand back unfinished jobs, stop."""
+
+    def health(self) -> dict[str, Any]:
+        """The ``s3`` block of ``/health`` (memory only)."""
+        return {"status": "not_configured"}
+
+    def stats(self) -> dict[str, Any] | None:
+        """Numbers for ``/metrics`` (memory only); None when there is nothing to report."""
+        return None
 
     @property
-    def finished(self) -> bool:
-        return self.status not in ACTIVE
+    def incoming(self) -> Path:
+        """The folder uploads are received into (server-made names only)."""
+        return self.root / ".incoming"
 
-    def to_json(self) -> bytes:
-        return json.dumps(asdict(self), ensure_ascii=False).encode("utf-8")
-
-    @classmethod
-    def from_json(cls, data: bytes) -> JobRecord:
-        raw = json.loads(data)
-        known = {name: raw[name] for name in cls.__dataclass_fields__ if name in raw}
-        return cls(**known)
-
-
-class JobStore:
-    """Job folders under ``root``."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-
-    def folder(self, job_id: str) -> Path:
-        if not is_valid_id(job_id):
-            raise ValueError("not a job id")
-        return self.root / job_id
-
-    def input_path(self, job_id: str) -> Path:
-        return self.folder(job_id) / "input"
-
+    # --- writing ---------------------------------------------------------------------------------
+    @abstractmethod
     def create(self, record: JobRecord, upload: Path, copy: bool = False) -> None:
-        """Take ``upload`` into the job folder (moved, or copied with ``copy``) and write the record."""
-        folder = self.folder(record.id)
-        (folder / "pages").mkdir(parents=True, exist_ok=True)
-        if copy:
-            shutil.copyfile(upload, folder / "input")
-        else:
-            shutil.move(str(upload), folder / "input")
-        self.save(record)
+        """Take ``upload`` (moved, or copied with ``copy``) as the job's document and store the record.
 
-    def record_path(self, job_id: str) -> Path:
-        return self.folder(job_id) / "job.json"
+        When this returns the job survives a restart of this process (local) or of this container (shared);
+        raises :class:`StorageUnavailable` (and keeps nothing) when that cannot be promised now.
+        """
 
-    def page_path(self, job_id: str, number: int) -> Path:
-        return self.folder(job_id) / "pages" / f"{number:05d}.json"
-
+    @abstractmethod
     def save(self, record: JobRecord) -> None:
-        atomic_write(self.record_path(record.id), record.to_json())
+        """Store the job's record (status, progress)."""
 
+    @abstractmethod
+    def save_page(self, record: JobRecord, outcome: PageOutcome) -> None:
+        """Store one finished page; its key is fixed by the page number, so saving it twice is harmless."""
+
+    @abstractmethod
+    def save_images(self, record: JobRecord, images: dict[str, bytes]) -> None:
+        """Store images referenced from the result's Markdown (relative names inside the result folder)."""
+
+    @abstractmethod
+    def save_result(self, record: JobRecord, result: DocumentResult, result_json: bytes, markdown: str) -> None:
+        """Store the assembled ``result`` (as ``result_json`` and ``markdown``); ``result.json`` last (it marks a
+        complete result)."""
+
+    @abstractmethod
+    def discard_input(self, record: JobRecord) -> None:
+        """Remove the job's document (``KEEP_JOB_INPUTS=false`` once the job has finished)."""
+
+    # --- reading ---------------------------------------------------------------------------------
+    @abstractmethod
     def load(self, job_id: str) -> JobRecord | None:
-        try:
-            return JobRecord.from_json((self.folder(job_id) / "job.json").read_bytes())
-        except (ValueError, OSError):
-            return None
+        """The job's latest record, wherever it runs; None when unknown. :class:`StorageUnavailable` may be raised."""
 
-    def ids(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and is_valid_id(p.name))
+    @abstractmethod
+    def done_pages(self, record: JobRecord) -> set[int]:
+        """Numbers of the pages already stored."""
 
-    def save_page(self, job_id: str, number: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        atomic_write(self.page_path(job_id, number), data)
+    @abstractmethod
+    def load_page(self, record: JobRecord, number: int) -> PageOutcome:
+        """A stored page (FileNotFoundError when it is not stored)."""
 
-    def done_pages(self, job_id: str) -> set[int]:
-        pages = self.folder(job_id) / "pages"
-        if not pages.is_dir():
-            return set()
-        return {int(p.stem) for p in pages.glob("*.json") if p.stem.isdigit()}
+    @abstractmethod
+    def input_path(self, record: JobRecord) -> Path | None:
+        """A local copy of the job's document (fetched when needed); None when it is no longer stored."""
 
-    def load_page(self, job_id: str, number: int) -> dict[str, Any]:
-        payload: dict[str, Any] = json.loads(self.page_path(job_id, number).read_bytes())
-        return payload
+    @abstractmethod
+    def read_result(self, record: JobRecord) -> tuple[bytes, Path | None] | None:
+        """``result.json`` of a finished job and its local folder (None when read from the bucket); None when gone."""
 
-    def discard_input(self, job_id: str) -> None:
-        self.input_path(job_id).unlink(missing_ok=True)
+    @abstractmethod
+    async def result_storage(self, record: JobRecord, folder: Path | None, wait: float) -> ResultStorage:
+        """The ``storage`` block of a result, waiting at most ``wait`` s for its upload (event loop)."""
 
-    def delete(self, job_id: str) -> None:
-        shutil.rmtree(self.folder(job_id), ignore_errors=True)
+    def result_folder(self, record: JobRecord) -> Path:
+        return self.root / record.result_dir
+
+    # --- ownership -------------------------------------------------------------------------------
+    @abstractmethod
+    def orphans(self) -> list[str]:
+        """Ids of unfinished jobs that no replica runs, oldest first (at start: every unfinished job here)."""
+
+    @abstractmethod
+    def claim(self, job_id: str) -> JobRecord | None:
+        """Take an orphan to run it here; its record, or None when another replica has it or it has finished."""
+
+    def ownership(self, running: Collection[str]) -> Ownership:
+        """Which of the ``running`` jobs were taken over or asked to cancel elsewhere (memory only)."""
+        return Ownership()
+
+    def finish(self, record: JobRecord) -> None:  # noqa: B027 - optional hook
+        """The job has finished here: give up its ownership once its files are stored for good."""
+
+    def request_cancel(self, record: JobRecord) -> None:  # noqa: B027 - optional hook
+        """Ask the replica running ``record`` to cancel it (shared stores)."""
+
+    # --- retention -------------------------------------------------------------------------------
+    @abstractmethod
+    def delete_older_than(self, cutoff: datetime, keep: Collection[str]) -> int:
+        """Delete finished jobs (and their results) older than ``cutoff``, except ``keep``; how many."""
+
+
+def build_job_store(settings: Settings, root: Path) -> JobStore:
+    """The store for this deployment, chosen once: S3 when all four ``CLOUDRU_S3_*`` are set, else the local disk."""
+    from app.jobs.local_store import LocalJobStore
+    from app.jobs.s3_store import S3JobStore
+    from app.storage.s3_client import s3_enabled
+
+    if s3_enabled(settings):
+        return S3JobStore(settings, root, replica_name(settings))
+    if settings.rag_export_prefix:
+        logging.getLogger(__name__).warning(
+            "RAG_EXPORT_PREFIX is set but the S3 mirror is off: no knowledge-base export"
+        )
+    return LocalJobStore(root)
+
+
+def replica_name(settings: Settings) -> str:
+    """``REPLICA_ID``, else the host name (the container's) with a random suffix: unique per process."""
+    if settings.replica_id:
+        return settings.replica_id
+    return f"{socket.gethostname()[:40]}-{secrets.token_hex(3)}"

@@ -1,4 +1,4 @@
-"""Local result storage: ``OUTPUT_DIR/YYYY-MM-DD/<id>/result.json`` + ``result.md``, written atomically.
+"""Local disk helpers: server-made ids, atomic writes, the output folder, a result folder's files.
 
 Paths are built from server-generated ids only; a client's filename is stored as data, never used
 in a path.
@@ -11,7 +11,6 @@ import os
 import re
 import tempfile
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -58,31 +57,11 @@ def resolve_output_dir(preferred: Path) -> Path:
     raise RuntimeError(f"neither {preferred} nor ./output is writable")
 
 
-class LocalStore:
-    """Result folders under one root directory."""
+RESULT_FILE_RANK = {"result.md": 1, "result.json": 2}
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.incoming = root / ".incoming"
-        self.incoming.mkdir(parents=True, exist_ok=True)
 
-    def result_dir(self, result_id: str, created: datetime | None = None) -> Path:
-        day = (created or datetime.now(timezone.utc)).strftime("%Y-%m-%d")
-        return self.root / day / result_id
-
-    def save_images(self, folder: Path, images: dict[str, bytes]) -> None:
-        """Write images referenced from a page's Markdown, by their relative names, inside ``folder``."""
-        for name, data in images.items():
-            target = (folder / name).resolve()
-            if folder.resolve() not in target.parents:
-                raise ValueError(f"image path {name!r} leaves the result folder")
-            atomic_write(target, data)
-
-    def save_result(self, folder: Path, result_json: bytes, markdown: str, images: dict[str, bytes]) -> None:
-        """Write images and Markdown first and ``result.json`` last: its presence marks a complete result."""
-        self.save_images(folder, images)
-        atomic_write(folder / "result.md", markdown.encode("utf-8"))
-        atomic_write(folder / "result.json", result_json)
-
-    def relative(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
+def result_files(folder: Path) -> list[str]:
+    """A result folder's files, relative to it, in upload order: images, ``result.md``, ``result.json`` last."""
+    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    names = [n for n in names if not Path(n).name.startswith(".")]  # temp files of atomic writes
+    return sorted(names, key=lambda n: RESULT_FILE_RANK.get(n, 0))

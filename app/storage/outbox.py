@@ -9,6 +9,7 @@ Ordering, which is what makes a half-mirrored job never look complete in S3:
 
 - files are uploaded in the order they were added; a job adds its result as images, ``result.md`` and
   ``result.json`` last, so ``result.json`` (the marker of a complete result) appears only after the rest;
+- a delete is an item too (``Item.delete``): adding it drops an upload of the same key still pending;
 - ``job.json`` is always uploaded after every file of its entry, and its bytes are read from disk at that
   moment *under the outbox lock*. The service adds the result files before it writes the job's final state,
   so a ``job.json`` that says ``succeeded`` reaches S3 only after the result it points to.
@@ -27,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,20 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Item:
-    """One file to upload: ``file`` relative to ``OUTPUT_DIR``; ``completes_result`` marks ``result.json``."""
+    """One file to upload: ``file`` relative to ``OUTPUT_DIR``; ``completes_result`` marks ``result.json``.
+
+    ``delete``: remove the object at ``key`` instead (``file`` unused). ``owner`` (a job id) and ``version``
+    guard a key that several jobs may write: they are stored with the object as metadata; an upload does
+    not replace an object of a newer version, and a delete removes the object only while the owner's is there.
+    """
 
     file: str
     key: str
     content_type: str
     completes_result: bool = False
+    delete: bool = False
+    owner: str = ""
+    version: str = ""
 
 
 @dataclass
@@ -102,9 +111,11 @@ class Outbox:
     loop must not take it: it is held while an entry is written to disk.
     """
 
-    def __init__(self, folder: Path, root: Path) -> None:
+    def __init__(self, folder: Path, root: Path, state_guard: Callable[[str], bool] | None = None) -> None:
         self.folder = folder
         self.root = root
+        #: Whether this replica may still write a job's ``job.json`` (not once another replica has the job).
+        self.state_guard = state_guard or (lambda job_id: True)
         self.cond = threading.Condition()
         self.entries: dict[str, Entry] = {}
         self.stats: tuple[int, int, float | None] = (0, 0, None)  # entries, results, oldest created_at
@@ -176,6 +187,9 @@ class Outbox:
             return Step(entry.items[0])
         if entry.job_state is not None:
             state, entry.job_state = entry.job_state, None
+            if not self.state_guard(entry.job_id):
+                log.info("job %s: its state is no longer this replica's to write; not mirrored", entry.job_id)
+                return self.next_step(entry)
             try:
                 return Step(state, (self.root / state.file).read_bytes())
             except OSError:
@@ -216,6 +230,22 @@ class Outbox:
         """Whether the job's result is waiting to be uploaded. Lock-free (safe on the event loop)."""
         entry = self.entries.get(job_id)
         return entry is not None and entry.result
+
+    def summary(self) -> str:
+        """What is left, for the shutdown log: entries, files, results and job states ("" when empty)."""
+        with self.cond:
+            entries = list(self.entries.values())
+        if not entries:
+            return ""
+        files = sum(len(e.items) for e in entries)
+        results = sum(1 for e in entries if e.result)
+        states = sum(1 for e in entries if e.job_state is not None)
+        return f"{len(entries)} job(s): {files} file(s), {results} result(s), {states} job state(s)"
+
+    def upload_pending(self, job_id: str, key: str) -> bool:
+        """Whether an upload of ``key`` is waiting in the job's entry. Lock-free (safe on the event loop)."""
+        entry = self.entries.get(job_id)
+        return entry is not None and any(i.key == key and not i.delete for i in list(entry.items))
 
     def _path(self, job_id: str) -> Path:
         return self.folder / f"{job_id}.json"

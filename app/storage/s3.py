@@ -1,159 +1,40 @@
-"""The S3 mirror (Cloud.ru Object Storage): every result and every job's state, copied from local disk.
+"""The S3 mirror (Cloud.ru Object Storage): job files and results copied from local disk, in the background.
 
-On only when ``CLOUDRU_S3_ENDPOINT``, ``CLOUDRU_S3_BUCKET``, ``CLOUDRU_S3_ACCESS_KEY`` and
-``CLOUDRU_S3_SECRET_KEY`` are all set (:func:`build_mirror`); when only some are, the missing *names* are logged
-once and the service runs local-only.
+The service writes a file locally, then records it in the durable outbox (:mod:`app.storage.outbox`) before the
+request returns. ``S3_UPLOAD_CONCURRENCY`` uploader threads drain the outbox, one job entry per thread at a time,
+in order (``result.json`` last, ``job.json`` after everything). A failure pauses all uploads with exponential
+backoff (0.5 s doubling, capped at ``S3_RETRY_MAX_S``); the first success resets it. S3 never fails an OCR
+request: the request waits for its result's upload at most ``S3_UPLOAD_WAIT_S`` and not at all while S3 is
+failing, then reports ``pending``.
 
-Keys (``<prefix>`` is ``CLOUDRU_S3_PREFIX``)::
-
-    <prefix>/<YYYY-MM-DD>/<id>/result.json, result.md, images...   the result, as in OUTPUT_DIR
-    <prefix>/jobs/<id>/job.json                                    the job's state (status, progress)
-    <prefix>/jobs/<id>/pages/00001.json ...                        each page's result as it is produced
-
-Local disk always comes first: the service writes a file, then records it in the durable outbox
-(:mod:`app.storage.outbox`) before the request returns. ``S3_UPLOAD_CONCURRENCY`` uploader threads drain the
-outbox, one job entry per thread at a time, in order (``result.json`` last, ``job.json`` after everything).
-A failure pauses all uploads with exponential backoff (0.5 s doubling, capped at ``S3_RETRY_MAX_S``); the
-first success resets it. S3 never fails an OCR request: the request waits for its result's upload at most
-``S3_UPLOAD_WAIT_S`` and not at all while S3 is failing, then reports ``pending``.
-
-Several replicas: a job runs on the replica that accepted it; another replica that does not have the job on
-its disk reads ``job.json`` and ``result.json`` from S3 (:meth:`S3Mirror.fetch`).
-
-Secrets: the keys are ``SecretStr`` and go to boto3 only. Error messages kept for ``/health`` and logs are
-passed through :meth:`S3Mirror.describe`, which removes both key values; botocore's own loggers are kept at
-WARNING (at DEBUG they would print signed request headers).
+``job.json`` is the one object whose content changes; a ``state_guard`` decides, when its turn comes, whether this
+replica may still write it (it may not once another replica has taken the job over: see :mod:`app.jobs.leases`).
+Direct calls (reads, leases, accepting a job) go through :attr:`S3Mirror.objects` (:mod:`app.storage.s3_objects`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import mimetypes
 import threading
 import time
-from concurrent.futures import Future
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 from app.settings import Settings
+from app.storage.local import result_files
 from app.storage.outbox import Entry, Item, Outbox, Step
+from app.storage.s3_client import KeyLayout, apply_step, content_type, describe_error, make_client
+from app.storage.s3_objects import S3Objects
+from app.storage.waiters import ResultWaiters
 
 log = logging.getLogger(__name__)
 
-REQUIRED = ("CLOUDRU_S3_ENDPOINT", "CLOUDRU_S3_BUCKET", "CLOUDRU_S3_ACCESS_KEY", "CLOUDRU_S3_SECRET_KEY")
 _BACKOFF_BASE_S = 0.5
-_MESSAGE_LIMIT = 300
-_QUIET_LOGGERS = ("boto3", "botocore", "s3transfer", "urllib3")
-_CREDENTIAL_ERRORS = ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "403")
 
 S3State = Literal["not_configured", "configured", "degraded"]
-
-
-class S3Unavailable(Exception):
-    """S3 could not be read; the message is safe to show (no secrets)."""
-
-
-def missing_settings(settings: Settings) -> list[str]:
-    """Names of the four required variables that are empty."""
-    values = {
-        "CLOUDRU_S3_ENDPOINT": settings.cloudru_s3_endpoint,
-        "CLOUDRU_S3_BUCKET": settings.cloudru_s3_bucket,
-        "CLOUDRU_S3_ACCESS_KEY": settings.cloudru_s3_access_key.get_secret_value(),
-        "CLOUDRU_S3_SECRET_KEY": settings.cloudru_s3_secret_key.get_secret_value(),
-    }
-    return [name for name in REQUIRED if not values[name]]
-
-
-def content_type(name: str) -> str:
-    """The Content-Type an object is stored with."""
-    if name.endswith(".json"):
-        return "application/json"
-    if name.endswith(".md"):
-        return "text/markdown; charset=utf-8"
-    guessed, _ = mimetypes.guess_type(name)
-    return guessed or "application/octet-stream"
-
-
-@dataclass(frozen=True)
-class KeyLayout:
-    """Where things go in the bucket (see the module docstring)."""
-
-    prefix: str
-
-    def key(self, relative: str) -> str:
-        return f"{self.prefix}/{relative}" if self.prefix else relative
-
-    def job(self, job_id: str) -> str:
-        return self.key(f"jobs/{job_id}/job.json")
-
-    def page(self, job_id: str, number: int) -> str:
-        return self.key(f"jobs/{job_id}/pages/{number:05d}.json")
-
-    def result(self, result_dir: str, name: str = "") -> str:
-        return self.key(f"{result_dir}/{name}") if name else self.key(result_dir)
-
-
-def result_files(folder: Path) -> list[str]:
-    """A result folder's files, relative to it, in upload order: images, ``result.md``, ``result.json`` last."""
-    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    names = [n for n in names if not Path(n).name.startswith(".")]  # temp files of atomic writes
-    rank = {"result.md": 1, "result.json": 2}
-    return sorted(names, key=lambda n: rank.get(n, 0))
-
-
-def make_client(settings: Settings) -> Any:
-    """The boto3 S3 client: SigV4, path-style, bounded timeouts, standard retries (3 tries in all).
-
-    Checksums only "when_required": botocore >= 1.36 otherwise adds CRC32 trailers that S3-compatible
-    stores, Cloud.ru's among them, may refuse. Its own session, so ``~/.aws`` profiles play no part.
-    """
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        signature_version="s3v4",
-        s3={"addressing_style": "path"},
-        region_name=settings.cloudru_s3_region,
-        retries={"mode": "standard", "total_max_attempts": 3},
-        connect_timeout=settings.s3_connect_timeout_s,
-        read_timeout=settings.s3_read_timeout_s,
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        max_pool_connections=settings.s3_upload_concurrency + 4,
-    )
-    endpoint = settings.cloudru_s3_endpoint
-    if "://" not in endpoint:
-        endpoint = "https://" + endpoint
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=settings.cloudru_s3_access_key.get_secret_value(),
-        aws_secret_access_key=settings.cloudru_s3_secret_key.get_secret_value(),
-        region_name=settings.cloudru_s3_region,
-        verify=settings.cloudru_s3_ca_bundle or None,
-        config=config,
-    )
-
-
-def build_mirror(settings: Settings, root: Path) -> S3Mirror | None:
-    """The mirror when all four required variables are set; else None, after one log line naming what is missing."""
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).getEffectiveLevel()))
-    missing = missing_settings(settings)
-    if len(missing) == len(REQUIRED):
-        log.info("S3 mirror not configured: results are stored on local disk only")
-        return None
-    if missing:
-        log.warning(
-            "S3 mirror disabled: %s not set (the other S3 variables are); results are stored on local disk only",
-            ", ".join(missing),
-        )
-        return None
-    return S3Mirror(settings, root)
 
 
 class S3Mirror:
@@ -163,12 +44,12 @@ class S3Mirror:
     and the bucket checked in the background. ``health()`` and ``result_pending()`` only read memory.
     """
 
-    def __init__(self, settings: Settings, root: Path) -> None:
+    def __init__(self, settings: Settings, root: Path, state_guard: Callable[[str], bool] | None = None) -> None:
         self.settings = settings
         self.root = root
         self.bucket = settings.cloudru_s3_bucket
         self.layout = KeyLayout(settings.cloudru_s3_prefix)
-        self.outbox = Outbox(root / ".outbox", root)
+        self.outbox = Outbox(root / ".outbox", root, state_guard)
         self._secrets = [
             s
             for s in (
@@ -177,13 +58,13 @@ class S3Mirror:
             )
             if s
         ]
+        self.objects = S3Objects(settings, self._secrets, self._note_error)
         self._client: Any = None
         self._client_ready = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._waiters: dict[str, list[Future[bool]]] = {}
+        self._waiters = ResultWaiters()
         self._in_flight: dict[int, float] = {}  # uploader thread -> when its current PUT began
-        self._waiters_lock = threading.Lock()
         # Health, written by the uploader threads, read lock-free by /health.
         self.last_ok: bool | None = None
         self.last_error: dict[str, str] | None = None
@@ -208,8 +89,29 @@ class S3Mirror:
         for thread in self._threads:
             thread.start()
 
+    def flush(self, timeout: float) -> bool:
+        """Upload what is pending now, waiting at most ``timeout`` s (at shutdown); True when nothing is left."""
+        deadline = time.monotonic() + timeout
+        with self.outbox.cond:
+            self._paused_until = 0.0
+            self.outbox.retry_now()
+        while self.outbox.entries and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return not self.outbox.entries
+
+    def pending(self, job_id: str) -> bool:
+        """Whether the job still has files waiting for upload (lock-free)."""
+        return job_id in self.outbox.entries
+
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the threads (uploads in flight get ``timeout`` seconds); what is left stays in the outbox."""
+        """Stop the threads (uploads in flight get ``timeout`` seconds); what is left stays in the outbox (logged)."""
+        left = self.outbox.summary()
+        if left:
+            log.warning(
+                "S3 mirror: stopping with uploads left in the outbox (%s); they resume at the next start "
+                "on this disk, else the next replica redoes that work",
+                left,
+            )
         self._stopping.set()
         self._client_ready.set()
         with self.outbox.cond:
@@ -217,7 +119,7 @@ class S3Mirror:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self._resolve_all(False)
+        self._waiters.resolve_all(False)
 
     def _setup(self) -> None:
         """Create the client (retrying with backoff), then check the bucket and the credentials, each try
@@ -301,43 +203,20 @@ class S3Mirror:
             return True
         if self.last_ok is False or timeout <= 0 or self._hanging_longer_than(timeout):
             return False
-        future: Future[bool] = Future()
-        with self._waiters_lock:
-            self._waiters.setdefault(job_id, []).append(future)
+        future = self._waiters.add(job_id)
         if not self.result_pending(job_id):  # uploaded between the first check and the registration
-            self._forget(job_id, future)
+            self._waiters.forget(job_id, future)
             return True
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except asyncio.TimeoutError:
             return False
         finally:
-            self._forget(job_id, future)
+            self._waiters.forget(job_id, future)
 
     def _hanging_longer_than(self, seconds: float) -> bool:
         began = list(self._in_flight.values())
         return bool(began) and time.monotonic() - min(began) > seconds
-
-    def _forget(self, job_id: str, future: Future[bool]) -> None:
-        with self._waiters_lock:
-            waiting = self._waiters.get(job_id, [])
-            if future in waiting:
-                waiting.remove(future)
-            if not waiting:
-                self._waiters.pop(job_id, None)
-
-    def _resolve(self, job_id: str, uploaded: bool) -> None:
-        with self._waiters_lock:
-            futures = self._waiters.pop(job_id, [])
-        for future in futures:
-            with contextlib.suppress(Exception):  # already cancelled by a waiter's timeout
-                future.set_result(uploaded)
-
-    def _resolve_all(self, uploaded: bool) -> None:
-        with self._waiters_lock:
-            job_ids = list(self._waiters)
-        for job_id in job_ids:
-            self._resolve(job_id, uploaded)
 
     @property
     def state(self) -> S3State:
@@ -394,33 +273,23 @@ class S3Mirror:
                 with cond:
                     self.outbox.failed(entry, step, time.monotonic() + retry_in)
                     cond.notify_all()
-                self._resolve_all(False)  # sync requests stop waiting: their results are pending
+                self._waiters.resolve_all(False)  # sync requests stop waiting: their results are pending
                 return
             with cond:
                 self.outbox.done(entry, step)
             if uploaded:
                 self._record_success()
             if step.item.completes_result:
-                self._resolve(entry.job_id, True)
+                self._waiters.resolve(entry.job_id, True)
 
     def _put(self, step: Step) -> bool:
-        """Upload one step; False when its local file has gone (retention) and it is skipped."""
-        body = step.body
-        if body is None:
-            try:
-                body = (self.root / step.item.file).read_bytes()
-            except FileNotFoundError:
-                log.warning("S3 mirror: %s no longer exists locally; skipped", step.item.file)
-                return False
+        """Carry out one step (:func:`~app.storage.s3_client.apply_step`); True when an object was uploaded."""
         thread = threading.get_ident()
         self._in_flight[thread] = time.monotonic()
         try:
-            self._client.put_object(
-                Bucket=self.bucket, Key=step.item.key, Body=body, ContentType=step.item.content_type
-            )
+            return apply_step(self._client, self.bucket, self.root, step.item, step.body)
         finally:
             self._in_flight.pop(thread, None)
-        return True
 
     def _record_success(self, uploaded: bool = True) -> None:
         """S3 answered: healthy again, uploads no longer paused."""
@@ -433,6 +302,12 @@ class S3Mirror:
                 self.last_upload_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
             self._consecutive_failures = 0
             self._paused_until = 0.0
+        self.objects.failed_at = -1e9  # S3 answers: new jobs need not be refused on an older failure
+
+    def _note_error(self, error: dict[str, str]) -> None:
+        """A direct call failed (see :class:`S3Objects`): shown in /health until S3 works again."""
+        with self._health_lock:
+            self.last_error = {**error, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
     def _record_failure(self, exc: BaseException, doing: str) -> float:
         """Remember the error for /health, log it, pause all uploads; returns the pause in seconds."""
@@ -446,6 +321,7 @@ class S3Mirror:
             self.last_ok = False
             self.last_error = error
         log.warning("S3 mirror: %s failed: %s: %s; retrying in %.1f s", doing, error["type"], error["message"], pause)
+        self.objects.note_failure(f"S3 storage could not be used ({doing}): {error['type']}: {error['message']}")
         return pause
 
     def _backoff(self, failures: int) -> float:
@@ -453,55 +329,7 @@ class S3Mirror:
 
     def describe(self, exc: BaseException) -> dict[str, str]:
         """``{"type", "message"}`` of an error with the key values removed, for /health and the logs."""
-        message = str(exc)
-        response = getattr(exc, "response", None)
-        if isinstance(response, dict):
-            error = response.get("Error") or {}
-            code, text = error.get("Code"), error.get("Message")
-            if code:
-                message = f"{code}: {text}" if text else str(code)
-            if code in _CREDENTIAL_ERRORS:
-                message += " (check CLOUDRU_S3_ACCESS_KEY and CLOUDRU_S3_SECRET_KEY)"
-        for secret in self._secrets:
-            message = message.replace(secret, "***")
-        return {"type": type(exc).__name__, "message": message[:_MESSAGE_LIMIT]}
-
-    # --- reading (replicas without the job; blocking, run in a thread) -------------------------------
-    def fetch(self, key: str) -> bytes | None:
-        """An object's bytes; None when it does not exist. Raises :class:`S3Unavailable` on other errors."""
-        if not self._client_ready.wait(self.settings.s3_connect_timeout_s) or self._client is None:
-            raise S3Unavailable("S3 storage is not available yet")
-        try:
-            response = self._client.get_object(Bucket=self.bucket, Key=key)
-            data: bytes = response["Body"].read()
-            return data
-        except Exception as exc:
-            if _is_not_found(exc):
-                return None
-            described = self.describe(exc)
-            raise S3Unavailable(f"S3 storage could not be read: {described['type']}: {described['message']}") from None
-
-    def list_result(self, result_dir: str) -> list[str]:
-        """Keys under a result folder in S3 (``result.json`` last); [] when unreadable."""
-        if self._client is None:
-            return []
-        prefix = self.layout.result(result_dir) + "/"
-        try:
-            response = self._client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
-        except Exception:
-            return []
-        names = [obj["Key"][len(prefix) :] for obj in response.get("Contents", [])]
-        rank = {"result.md": 1, "result.json": 2}
-        return [prefix + n for n in sorted(sorted(names), key=lambda n: rank.get(n, 0))]
+        return describe_error(exc, self._secrets)
 
     def _relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
-
-
-def _is_not_found(exc: BaseException) -> bool:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return False
-    code = str((response.get("Error") or {}).get("Code", ""))
-    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-    return code in ("NoSuchKey", "404", "NotFound") or status == 404

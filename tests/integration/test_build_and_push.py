@@ -1,8 +1,10 @@
-"""scripts/build_and_push.sh in dry-run: the commands it would run, the masked secret, the refusals."""
+"""scripts/build_and_push.sh in dry-run: the commands it would run, the masked secret, the refusals, the base
+image for each GPU, and the environment variables its help promises."""
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -24,7 +26,16 @@ VARIABLES = (
     "DOCKERFILE",
     "BASE_IMAGE",
     "PLATFORM",
+    "INFERENCE_GPU",
+    "BUILD_CONTEXT",
 )
+BASE_REPOSITORY = "ccr-2vdh3abv-pub.cnc.bj.baidubce.com/paddlepaddle/paddleocr-vl"
+GPU_BASE_IMAGES = {
+    "blackwell": f"{BASE_REPOSITORY}:latest-gpu-sm120-offline",
+    "a100": f"{BASE_REPOSITORY}:latest-offline",
+    "h100": f"{BASE_REPOSITORY}:latest-offline",
+    "v100": f"{BASE_REPOSITORY}:latest-offline",
+}
 
 
 def run(*args: str, env: dict[str, str] | None = None, path: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -155,3 +166,84 @@ def test_a_real_run_without_docker_stops_before_running_anything(tmp_path: Path)
     assert result.returncode == 2
     assert "docker is not installed" in result.stderr
     assert commands(result.stdout) == []
+
+
+def build_args(build: list[str]) -> list[str]:
+    return [build[i + 1] for i, word in enumerate(build) if word == "--build-arg"]
+
+
+@pytest.mark.parametrize("gpu", sorted(GPU_BASE_IMAGES))
+def test_gpu_picks_the_base_image(gpu: str) -> None:
+    for given in (gpu, gpu.upper()):
+        result = run("--registry", "team", "--tag", "t", "--gpu", given, "--dry-run", env=CREDENTIALS)
+        assert result.returncode == 0, result.stderr
+        _, build, _ = commands(result.stdout)
+        assert build_args(build) == [f"BASE_IMAGE={GPU_BASE_IMAGES[gpu]}"]
+        assert build[build.index("--file") + 1] == f"{ROOT}/Dockerfile"
+        assert f"base image: {GPU_BASE_IMAGES[gpu]} (GPU: {gpu})" in result.stdout
+    assert ("V100 (sm_70)" in result.stderr) == (gpu == "v100")
+
+
+def test_blackwell_is_the_dockerfile_default() -> None:
+    """Without --gpu the Dockerfile's own base image is used: the Blackwell (sm_120) one, as --gpu blackwell."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"ARG BASE_IMAGE={GPU_BASE_IMAGES['blackwell']}\n" in dockerfile
+    result = run("--registry", "team", "--tag", "t", "--dry-run", env=CREDENTIALS)
+    _, build, _ = commands(result.stdout)
+    assert build_args(build) == []
+    assert "base image: the Dockerfile's own" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--gpu", "t4"], "unknown GPU: t4"),
+        (["--gpu", "a100", "--base-image", "other:1"], "not both"),
+        (["--gpu", "h100", "--file", "Dockerfile.cpu"], "has no BASE_IMAGE"),
+    ],
+)
+def test_gpu_refusals(args: list[str], message: str) -> None:
+    result = run("--registry", "team", *args, "--dry-run", env=CREDENTIALS)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert commands(result.stdout) == []
+
+
+def help_text() -> str:
+    result = run("--help")
+    assert result.returncode == 0
+    return result.stdout
+
+
+def test_every_environment_variable_in_the_help_is_read(tmp_path: Path) -> None:
+    """Each [VARIABLE] the help names changes the dry run as its option would (and only those are named)."""
+    (tmp_path / "Dockerfile").write_text("ARG BASE_IMAGE=x\nFROM ${BASE_IMAGE}\n")
+    effects = {
+        "CLOUD_RU_REGISTRY": ("envteam", "docker login envteam.cr.cloud.ru"),
+        "INFERENCE_GPU": ("h100", f"BASE_IMAGE={GPU_BASE_IMAGES['h100']}"),
+        "BASE_IMAGE": ("base:from-env", "BASE_IMAGE=base:from-env"),
+        "IMAGE_NAME": ("envimage", ".cr.cloud.ru/envimage:"),
+        "IMAGE_TAG": ("envtag", ":envtag\n"),
+        "DOCKERFILE": ("Dockerfile.cpu", f"--file {ROOT}/Dockerfile.cpu "),
+        "PLATFORM": ("linux/arm64", "--platform linux/arm64 "),
+        "BUILD_CONTEXT": (str(tmp_path), f"--file {tmp_path}/Dockerfile "),
+    }
+    named = set(re.findall(r"\[([A-Z][A-Z0-9_]+)\]", help_text()))
+    assert named == set(effects)
+    for variable, (value, effect) in effects.items():
+        env = {**CREDENTIALS, "CLOUD_RU_REGISTRY": "team", variable: value}
+        result = run("--dry-run", env=env)
+        assert result.returncode == 0, (variable, result.stderr)
+        assert effect in result.stdout, (variable, result.stdout)
+        assert effect not in run("--dry-run", env={**CREDENTIALS, "CLOUD_RU_REGISTRY": "team"}).stdout
+
+
+def test_the_help_states_the_defaults_it_uses() -> None:
+    text = help_text()
+    assert re.search(r"--file PATH +Dockerfile, relative to the context, default Dockerfile;", text)
+    result = run("--registry", "team", "--dry-run", env=CREDENTIALS)
+    _, build, _ = commands(result.stdout)
+    assert build[build.index("--file") + 1] == f"{ROOT}/Dockerfile"
+    assert "default paddleocr-vl-service" in text and "/paddleocr-vl-service:" in build[build.index("--tag") + 1]
+    assert "default linux/amd64" in text and build[build.index("--platform") + 1] == "linux/amd64"
+    assert "default the repository root" in text and build[-1] == str(ROOT)

@@ -59,6 +59,7 @@ def test_png_page_text_and_blocks(client: httpx.Client, output_dir: Path) -> Non
     assert body["storage"] == {
         "local": {"dir": folder, "files": ["result.md", "result.json"]},
         "s3": {"status": "disabled", "bucket": None, "keys": []},
+        "rag_export": {"status": "disabled", "bucket": None, "key": None},
     }
     assert "storage" not in stored and response.headers["x-s3-status"] == "disabled"
 

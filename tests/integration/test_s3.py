@@ -82,8 +82,8 @@ def health_when(server: ServiceProcess, condition: Any, what: str, timeout: floa
 
 
 def drained(server: ServiceProcess, timeout: float = 60) -> dict[str, Any]:
-    """/health once the outbox is empty."""
-    return health_when(server, lambda s3: s3["pending"] == 0, "the outbox to drain", timeout)
+    """/health once the outbox is empty and the leases of finished jobs are gone."""
+    return health_when(server, lambda s3: s3["pending"] == 0 and s3["jobs_held"] == 0, "the outbox to drain", timeout)
 
 
 def result_keys(body: dict[str, Any], prefix: str = PREFIX) -> list[str]:
@@ -141,7 +141,12 @@ def test_results_and_job_state_land_with_keys_bodies_and_types(s3: S3Server, mir
         assert details["last_error"] is None and details["uploaded"] >= 5 and details["oldest_pending_s"] is None
         objects = bucket_objects(s3, bucket)
         assert_mirrored(objects, server, body)
-        assert sorted(k for k in objects if body["id"] in k) == sorted(result_keys(body) + job_keys(body["id"], 2))
+        # The document too (KEEP_JOB_INPUTS), so that any replica can continue the job or show its pages; the
+        # lease is gone with the job's end.
+        expected = [*result_keys(body), *job_keys(body["id"], 2), f"{PREFIX}/jobs/{body['id']}/input"]
+        assert sorted(k for k in objects if body["id"] in k) == sorted(expected)
+        document = server.output_dir / "jobs" / body["id"] / "input"
+        assert objects[f"{PREFIX}/jobs/{body['id']}/input"]["body"] == document.read_bytes()
 
         markdown = ocr(client, output="markdown")
         assert markdown.headers["x-s3-status"] == "uploaded"
@@ -153,6 +158,7 @@ def test_results_and_job_state_land_with_keys_bodies_and_types(s3: S3Server, mir
         uploads = next(line for line in metrics.splitlines() if line.startswith("s3_uploads_total "))
         assert float(uploads.split()[1]) >= details["uploaded"]
         assert "s3_pending_uploads 0.0" in metrics and "s3_upload_failures_total 0.0" in metrics
+        assert "ocr_jobs_leased 0.0" in metrics and "ocr_jobs_taken_over_total 0.0" in metrics
     assert_no_secrets(s3, server.log(), response.text, json.dumps(health))
 
 
@@ -193,13 +199,16 @@ def test_a_replica_without_the_job_reads_it_from_s3(s3: S3Server, mirrored: Repl
 
         assert b.get("/jobs/0123456789abcdef0123456789abcdef").status_code == 404
         assert b.delete(job["status_url"]).json()["error"]["code"] == "job_succeeded"
-        # A running job can only be cancelled where it runs.
+        # A running job is cancelled through any replica: B records the request, A stops the job.
         long_job = a.post("/jobs", files={"file": ("doc.pdf", text_pdf(12))}, data={**FAST, "engine": "pp-ocr"}).json()
         wait_for(lambda: b.get(long_job["status_url"]).status_code == 200, 30, "the job's state in S3")
         refused = b.delete(long_job["status_url"])
-        assert refused.status_code == 409 and refused.json()["error"]["code"] == "job_on_other_replica"
-        assert a.delete(long_job["status_url"]).status_code == 200
-        wait_for(lambda: b.get(long_job["status_url"]).json()["status"] == "cancelled", 60, "cancelled, seen on B")
+        assert refused.status_code == 200, refused.text
+        assert refused.json()["owner"] == a.get("/health").json()["s3"]["replica"]
+        wait_for(lambda: a.get(long_job["status_url"]).json()["status"] == "cancelled", 30, "cancelled on A")
+        wait_for(lambda: b.get(long_job["status_url"]).json()["status"] == "cancelled", 30, "cancelled, seen on B")
+        assert b.get(long_job["status_url"]).json()["pages_done"] < 12
+        assert b.delete(long_job["status_url"]).json()["error"]["code"] == "job_cancelled"
     assert_no_secrets(s3, server.log(), other.log(), json.dumps(from_b), refused.text)
 
 
@@ -234,27 +243,36 @@ def test_wrong_secret_is_degraded_then_fixed_config_uploads_everything(s3: S3Ser
     assert error["type"] == "ClientError" and error["message"].startswith("SignatureDoesNotMatch")
     assert "check CLOUDRU_S3_ACCESS_KEY and CLOUDRU_S3_SECRET_KEY" in error["message"]
     with httpx.Client(base_url=first.url, timeout=120) as client:
-        responses = [ocr(client), ocr(client, pages=2)]  # S3 never fails an OCR request
-        assert [r.json()["storage"]["s3"]["status"] for r in responses] == ["pending", "pending"]
+        # A job is accepted only once it is in the bucket: refused, with the reason (and no secret) in the answer.
+        refusals = [
+            client.post(path, files={"file": ("doc.pdf", text_pdf(1))}, data=FAST) for path in ("/ocr", "/jobs")
+        ]
+        for refused in refusals:
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "storage_unavailable"
+            assert "SignatureDoesNotMatch" in refused.json()["error"]["message"]
+            assert "check CLOUDRU_S3_ACCESS_KEY and CLOUDRU_S3_SECRET_KEY" in refused.json()["error"]["message"]
         health = client.get("/health").json()
-        assert health["s3"]["pending_results"] == 2 and health["s3"]["oldest_pending_s"] > 0
+        assert health["s3"]["pending"] == 0
         unreadable = client.get("/jobs/0123456789abcdef0123456789abcdef")
         assert unreadable.status_code == 503 and unreadable.json()["error"]["code"] == "storage_unavailable"
     assert first.stop() == 0
     assert bucket_objects(s3, bucket) == {}
-    texts = [first.log(), json.dumps(health), unreadable.text, *(r.text for r in responses)]
+    assert list((first.output_dir / "jobs").iterdir()) == []
+    texts = [first.log(), json.dumps(health), unreadable.text, *(r.text for r in refusals)]
     assert_no_secrets(s3, *texts, extra=(wrong,))
 
     second = ServiceProcess(tmp_path, env={**env, "CLOUDRU_S3_SECRET_KEY": s3.secret_key}).start()
     try:
-        second.wait_up()
-        health = drained(second)
-        assert health["s3_storage"] == "configured" and health["s3"]["last_error"] is None
-        objects = bucket_objects(s3, bucket)
-        for response in responses:
-            assert_mirrored(objects, second, response.json())
-        assert len([k for k in objects if k.endswith("/result.json")]) == 2
+        second.wait_ready()
+        health_when(second, lambda s3: s3["startup_check"] == "ok", "the start-up check")
         with httpx.Client(base_url=second.url, timeout=60) as client:
+            responses = [ocr(client), ocr(client, pages=2)]
+            health = drained(second)
+            assert health["s3_storage"] == "configured"
+            objects = bucket_objects(s3, bucket)
+            for response in responses:
+                assert_mirrored(objects, second, response.json())
+            assert len([k for k in objects if k.endswith("/result.json")]) == 2
             later = client.get(f"/jobs/{responses[0].json()['id']}/result").json()
         assert later["storage"]["s3"]["status"] == "uploaded"
     finally:
@@ -263,7 +281,10 @@ def test_wrong_secret_is_degraded_then_fixed_config_uploads_everything(s3: S3Ser
 
 
 @pytest.mark.slow
-def test_s3_down_at_start_then_up_uploads_every_pending_result_once(tmp_path: Path) -> None:
+def test_s3_down_refuses_new_jobs_at_once_then_accepts_them_when_back(tmp_path: Path) -> None:
+    """With S3 on, a job is accepted only once its document and record are in the bucket: while S3 is down the
+    answer is 503 storage_unavailable with Retry-After (quickly, and nothing is kept), never a job that a
+    container replacement would lose."""
     s3 = S3Server(tmp_path / "s3").start()
     try:
         bucket = new_bucket(s3)
@@ -276,45 +297,70 @@ def test_s3_down_at_start_then_up_uploads_every_pending_result_once(tmp_path: Pa
             assert health["s3_storage"] == "degraded"
             assert health["s3"]["last_error"]["type"] == "EndpointConnectionError"
             with httpx.Client(base_url=server.url, timeout=120) as client:
-                bodies = [ocr(client).json() for _ in range(3)]
-            assert {b["storage"]["s3"]["status"] for b in bodies} == {"pending"}
-            assert server.health()["s3"]["pending_results"] == 3  # type: ignore[index]
+                for path in ("/ocr", "/jobs"):
+                    began = time.monotonic()
+                    refused = client.post(path, files={"file": ("doc.pdf", text_pdf(1))}, data=FAST)
+                    assert refused.status_code == 503, refused.text
+                    assert refused.json()["error"]["code"] == "storage_unavailable"
+                    assert refused.headers["Retry-After"] == "10"
+                    assert time.monotonic() - began < 15
+                assert client.get("/health").status_code == 200
+            assert list((server.output_dir / "jobs").iterdir()) == []  # nothing half-accepted is kept
+            assert list((server.output_dir / ".incoming").iterdir()) == []
 
             s3.start()
-            ok = health_when(server, lambda s3: s3["pending"] == 0 and s3["startup_check"] == "ok", "S3 back")
+            ok = health_when(server, lambda s3: s3["startup_check"] == "ok", "S3 back")
             assert ok["s3_storage"] == "configured"
+            with httpx.Client(base_url=server.url, timeout=120) as client:
+                bodies = [ocr(client).json() for _ in range(3)]
+            drained(server)
             objects = bucket_objects(s3, bucket)
             for body in bodies:
                 assert_mirrored(objects, server, body)
-            expected = {k for b in bodies for k in result_keys(b) + job_keys(b["id"], 1)}
-            assert set(objects) == expected  # nothing lost, nothing extra
+            inputs = {f"{PREFIX}/jobs/{b['id']}/input" for b in bodies}
+            expected = {k for b in bodies for k in result_keys(b) + job_keys(b["id"], 1)} | inputs
+            assert set(objects) == expected  # nothing lost, nothing extra: no lease is left behind
         assert_no_secrets(s3, server.log(), *(json.dumps(b) for b in bodies))
     finally:
         s3.kill()
 
 
 @pytest.mark.slow
-def test_a_hanging_s3_delays_answers_at_most_s3_upload_wait_s(tmp_path: Path) -> None:
+def test_a_hanging_s3_delays_answers_of_accepted_jobs_at_most_s3_upload_wait_s(tmp_path: Path) -> None:
     s3 = S3Server(tmp_path / "s3").start()
     try:
         bucket = new_bucket(s3)
         (tmp_path / "service").mkdir()
-        env = s3.service_env(bucket, CLOUDRU_S3_PREFIX=PREFIX, S3_UPLOAD_WAIT_S="2")
+        env = s3.service_env(bucket, CLOUDRU_S3_PREFIX=PREFIX, S3_UPLOAD_WAIT_S="2", OCR_CONCURRENCY="1")
         with ServiceProcess(tmp_path / "service", env=env) as server:
             server.wait_ready()
             health_when(server, lambda s3: s3["startup_check"] == "ok", "the start-up check")
-            s3.pause()  # connections are accepted, nothing answers: only the read timeout (30 s) would end a PUT
-            with httpx.Client(base_url=server.url, timeout=120) as client:
-                bodies = [ocr(client).json() for _ in range(3)]
-                health_ms = []
-                for _ in range(5):
-                    began = time.perf_counter()
-                    assert client.get("/health").status_code == 200
-                    health_ms.append((time.perf_counter() - began) * 1000)
+            bodies: list[dict[str, Any]] = []
+
+            def send() -> None:
+                with httpx.Client(base_url=server.url, timeout=120) as client:
+                    bodies.append(ocr(client, pages=3).json())
+
+            with concurrent.futures.ThreadPoolExecutor(3) as pool:
+                futures = [pool.submit(send) for _ in range(3)]
+                wait_for(lambda: server.log().count(" accepted: ") == 3, 60, "3 jobs accepted")
+                s3.pause()  # connections are accepted, nothing answers: only a read timeout ends a call
+                with httpx.Client(base_url=server.url, timeout=120) as client:
+                    health_ms = []
+                    for _ in range(5):
+                        began = time.perf_counter()
+                        assert client.get("/health").status_code == 200
+                        health_ms.append((time.perf_counter() - began) * 1000)
+                    began = time.monotonic()
+                    refused = client.post("/jobs", files={"file": ("doc.pdf", text_pdf(1))}, data=FAST)
+                    refused_after = time.monotonic() - began
+                for future in futures:
+                    future.result()
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "storage_unavailable"
+            assert refused_after < 30, refused_after  # a short direct timeout, not S3_READ_TIMEOUT_S with retries
             assert [b["storage"]["s3"]["status"] for b in bodies] == ["pending"] * 3
             waits = after_job_ms(server.log())
-            assert len(waits) == 3 and max(waits) < 2000 + 500, waits  # the first may wait up to S3_UPLOAD_WAIT_S
-            assert max(waits[1:]) < 500, waits  # later ones see the hanging upload and do not wait
+            assert len(waits) == 3 and max(waits) < 2000 + 500, waits  # each waits at most S3_UPLOAD_WAIT_S
             assert max(health_ms) < 1000, health_ms
             s3.resume()
             drained(server)
@@ -326,7 +372,9 @@ def test_a_hanging_s3_delays_answers_at_most_s3_upload_wait_s(tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_s3_killed_in_the_middle_of_a_batch_loses_nothing(tmp_path: Path) -> None:
+def test_s3_killed_in_the_middle_of_a_batch_loses_nothing_accepted(tmp_path: Path) -> None:
+    """Jobs accepted before S3 died finish and are uploaded once it is back; documents sent while it is down are
+    refused with 503 and Retry-After, and a client that retries gets every document through."""
     s3 = S3Server(tmp_path / "s3").start()
     try:
         bucket = new_bucket(s3)
@@ -335,25 +383,35 @@ def test_s3_killed_in_the_middle_of_a_batch_loses_nothing(tmp_path: Path) -> Non
         with ServiceProcess(tmp_path / "service", env=env) as server:
             server.wait_ready()
             bodies: list[dict[str, Any]] = []
+            refusals: list[int] = []
             lock = threading.Lock()
 
             def send() -> None:
                 with httpx.Client(base_url=server.url, timeout=120) as client:
-                    body = ocr(client).json()
+                    while True:
+                        response = client.post("/ocr", files={"file": ("doc.pdf", text_pdf(1))}, data=FAST)
+                        if response.status_code != 503:
+                            break
+                        assert response.json()["error"]["code"] == "storage_unavailable"
+                        assert "Retry-After" in response.headers
+                        with lock:
+                            refusals.append(1)
+                        time.sleep(0.5)  # the client honours Retry-After, shortened for the test
+                    assert response.status_code == 200, response.text
                 with lock:
-                    bodies.append(body)
+                    bodies.append(response.json())
 
             with concurrent.futures.ThreadPoolExecutor(4) as pool:
                 futures = [pool.submit(send) for _ in range(20)]
                 wait_for(lambda: len(bodies) >= 5, 120, "5 results")
                 s3.kill()
-                wait_for(lambda: len(bodies) >= 12, 120, "12 results")
+                wait_for(lambda: len(refusals) >= 4, 120, "documents refused while S3 is down")
                 s3.start()
                 for future in futures:
                     future.result()
 
             statuses = Counter(b["storage"]["s3"]["status"] for b in bodies)
-            assert statuses["pending"] > 0, statuses  # some were answered while S3 was down
+            assert statuses["pending"] > 0, statuses  # accepted before the kill, answered while S3 was down
             drained(server, timeout=90)
             objects = bucket_objects(s3, bucket)
             for body in bodies:

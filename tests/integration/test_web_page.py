@@ -1,12 +1,15 @@
-"""The web page at ``/``, in headless Chromium (Debian's) driven by Playwright, against the real service.
+"""The web page at ``/``, in headless Chromium (Debian's) driven by Playwright, against the real service,
+in both of its languages: each test runs with a Russian and an English browser (the context's locale).
 
 One browser for the module; each test gets a fresh context (its own sessionStorage). Screenshots are
-saved under ``test-artifacts/``.
+saved under ``test-artifacts/``. The expected texts below are written here, not read from the page's
+dictionaries, so a missing or wrong translation fails.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,12 +27,61 @@ pytestmark = pytest.mark.integration
 API_KEY = "web-page-test-key-5c1e"  # pragma: allowlist secret
 LINES = ENGLISH_LINES[:6]
 RESULT_TIMEOUT_MS = 90_000
+LOCALES = {"en": "en-US", "ru": "ru-RU"}
+TEXT = {
+    "en": {
+        "heading": "Document OCR",
+        "submit": "Recognise",
+        "progress_of_30": "of 30 pages recognised",
+        "cancelled": "The job was cancelled.",
+        "cancelled_done": r"^(\d+) of 30 page\(s\) had been recognised\.$",
+        "choose_first": "Choose a document first",
+        "unsupported": "This file type is not supported.",
+        "bad_option": "The document or an option could not be used.",
+        "needs_key": "This service needs an API key.",
+        "key_refused": "The API key was not accepted.",
+        "score": "score",
+        "engine_ready": "ready",
+    },
+    "ru": {
+        "heading": "Распознавание документов",
+        "submit": "Распознать",
+        "progress_of_30": "из 30 страниц",
+        "cancelled": "Задание отменено.",
+        "cancelled_done": r"^Успели распознать страниц: (\d+) из 30\.$",
+        "choose_first": "Сначала выберите документ",
+        "unsupported": "Этот тип файла не поддерживается.",
+        "bad_option": "Документ или параметр не подходит.",
+        "needs_key": "Сервису нужен ключ API.",
+        "key_refused": "Ключ API не принят.",
+        "score": "уверенность",
+        "engine_ready": "готов",
+    },
+}
+
+
+def blocks_label(lang: str, count: int) -> str:
+    """ "3 blocks" / "3 блока": Russian has three plural forms."""
+    if lang == "en":
+        return f"{count} block" if count == 1 else f"{count} blocks"
+    if count % 10 == 1 and count % 100 != 11:
+        return f"{count} блок"
+    if count % 10 in (2, 3, 4) and count % 100 not in (12, 13, 14):
+        return f"{count} блока"
+    return f"{count} блоков"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with chromium() as instance:
         yield instance
+
+
+@pytest.fixture(params=sorted(LOCALES))
+def lang(request: pytest.FixtureRequest) -> str:
+    """The browser's language for this run of the test."""
+    value: str = request.param
+    return value
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +115,9 @@ class Session:
         self.page.wait_for_selector("body[data-ready=true]")
         return self.page
 
+    def language(self) -> str:
+        return str(self.page.get_attribute("html", "lang"))
+
     def wait_for_result(self) -> dict[str, Any]:
         """Wait until the result is shown; returns the JSON the page displays."""
         page = self.page
@@ -82,8 +137,8 @@ class Session:
 
 
 @pytest.fixture
-def desktop(browser: Browser, service: ServiceProcess) -> Iterator[Session]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+def desktop(browser: Browser, service: ServiceProcess, lang: str) -> Iterator[Session]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True, locale=LOCALES[lang])
     session = Session(context, service.url)
     yield session
     context.close()
@@ -110,8 +165,13 @@ def boxes_match_blocks(page: Page, blocks: list[dict[str, Any]], width: int, hei
         assert abs(drawn["width"] - (x1 - x0) * scale_x) < 2
 
 
-def test_image_upload_shows_boxes_markdown_json_and_downloads(desktop: Session, service: ServiceProcess) -> None:
+def test_image_upload_shows_boxes_markdown_json_and_downloads(
+    desktop: Session, service: ServiceProcess, lang: str
+) -> None:
     page = desktop.open()
+    assert desktop.language() == lang
+    expect(page.locator("h1")).to_have_text(TEXT[lang]["heading"])
+    expect(page.locator("#submit")).to_have_text(TEXT[lang]["submit"])
     expect(page.locator("#key-row")).to_be_hidden()  # no API_KEY on this service
     page.set_input_files("#file", files=[{"name": "report.png", "mimeType": "image/png", "buffer": png_page()}])
     expect(page.locator("#file-name")).to_contain_text("report.png")
@@ -139,8 +199,8 @@ def test_image_upload_shows_boxes_markdown_json_and_downloads(desktop: Session, 
     tooltip = page.locator("#tooltip")
     expect(tooltip).to_be_visible()
     expect(tooltip).to_contain_text(block["text"])
-    expect(tooltip).to_contain_text(f"score {block['score']:.3f}")
-    screenshot(page, "web-desktop-image")
+    expect(tooltip).to_contain_text(f"{TEXT[lang]['score']} {block['score']:.3f}")
+    screenshot(page, f"web-desktop-image-{lang}")
 
     page.click("#tab-markdown")
     markdown = page.locator("#markdown")
@@ -160,7 +220,7 @@ def test_image_upload_shows_boxes_markdown_json_and_downloads(desktop: Session, 
     assert json.loads(Path(json_download.value.path()).read_text(encoding="utf-8")) == stored
 
 
-def test_dropped_pdf_shows_server_rendered_pages_with_options(desktop: Session, service: ServiceProcess) -> None:
+def test_dropped_pdf_shows_server_rendered_pages_with_options(desktop: Session, lang: str) -> None:
     page = desktop.open()
     drop_file(page, "#dropzone", "three.pdf", "application/pdf", text_pdf(3))
     expect(page.locator("#file-name")).to_contain_text("three.pdf")
@@ -183,10 +243,10 @@ def test_dropped_pdf_shows_server_rendered_pages_with_options(desktop: Session, 
     assert (image["width"], image["height"]) == (first["width"], first["height"])
     boxes_match_blocks(page, first["blocks"], first["width"], first["height"])
     expect(page.locator("#page-select")).to_have_value("0")
-    screenshot(page, "web-desktop-pdf")
+    screenshot(page, f"web-desktop-pdf-{lang}")
 
     page.click("#next-page")
-    expect(page.locator("#page-info")).to_have_text(f"{len(second['blocks'])} blocks")
+    expect(page.locator("#page-info")).to_have_text(blocks_label(lang, len(second["blocks"])))
     page.wait_for_function(
         "src => document.getElementById('page-image').src !== src && document.getElementById('page-image').complete",
         arg=image["src"],
@@ -197,59 +257,62 @@ def test_dropped_pdf_shows_server_rendered_pages_with_options(desktop: Session, 
     assert "Page 1 of the generated" not in page.inner_text("#markdown")
 
 
-def test_progress_and_cancel(desktop: Session) -> None:
+def test_progress_and_cancel(desktop: Session, lang: str) -> None:
     page = desktop.open()
     page.set_input_files("#file", files=[{"name": "long.pdf", "mimeType": "application/pdf", "buffer": text_pdf(30)}])
     page.fill("#dpi", "75")
     page.select_option("#engine", "pp-ocr")  # the slower engine: the job is still running when cancelled
     page.click("#submit")
-    expect(page.locator("#progress-text")).to_contain_text("of 30 pages recognised", timeout=30_000)
+    expect(page.locator("#progress-text")).to_contain_text(TEXT[lang]["progress_of_30"], timeout=30_000)
     expect(page.locator("#cancel")).to_be_visible()
     page.click("#cancel")
     message = page.locator("#message")
-    expect(message).to_contain_text("The job was cancelled.", timeout=30_000)
-    done = int(page.inner_text("#message-text").split()[0])
-    assert done < 30
+    expect(message).to_contain_text(TEXT[lang]["cancelled"], timeout=30_000)
+    done = re.match(TEXT[lang]["cancelled_done"], page.inner_text("#message-text"))
+    assert done, page.inner_text("#message-text")
+    assert int(done.group(1)) < 30
     expect(page.locator("#progress")).to_be_hidden()
     expect(page.locator("#result")).to_be_hidden()
 
 
-def test_errors_are_shown_in_plain_words(desktop: Session) -> None:
+def test_errors_are_shown_in_plain_words(desktop: Session, lang: str) -> None:
     page = desktop.open()
     page.click("#submit")
-    expect(page.locator("#message")).to_contain_text("Choose a document first")
+    expect(page.locator("#message")).to_contain_text(TEXT[lang]["choose_first"])
 
     page.set_input_files("#file", files=[{"name": "notes.pdf", "mimeType": "application/pdf", "buffer": b"hello"}])
     page.click("#submit")
     message = page.locator("#message")
-    expect(message).to_contain_text("This file type is not supported.")
+    expect(message).to_contain_text(TEXT[lang]["unsupported"])
     expect(message).to_contain_text("415 unsupported_type")
     expect(page.locator("#result")).to_be_hidden()
     expect(page.locator("#progress")).to_be_hidden()
-    screenshot(page, "web-error")
+    screenshot(page, f"web-error-{lang}")
 
     page.set_input_files("#file", files=[{"name": "one.png", "mimeType": "image/png", "buffer": png_page()}])
     page.fill("#pages", "9")
     page.click("#submit")
-    expect(message).to_contain_text("The document or an option could not be used.")
-    expect(message).to_contain_text("page 9 does not exist")
+    expect(message).to_contain_text(TEXT[lang]["bad_option"])
+    expect(message).to_contain_text("page 9 does not exist")  # the service's own words
     expect(message).to_contain_text("422 invalid_pages")
 
 
-def test_api_key_is_asked_for_and_kept_in_the_tab_only(browser: Browser, keyed_service: ServiceProcess) -> None:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def test_api_key_is_asked_for_and_kept_in_the_tab_only(
+    browser: Browser, keyed_service: ServiceProcess, lang: str
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale=LOCALES[lang])
     session = Session(context, keyed_service.url)
     page = session.open()  # the page and its files are open although API_KEY is set
     key_row = page.locator("#key-row")
     expect(key_row).to_be_visible()
     page.set_input_files("#file", files=[{"name": "one.pdf", "mimeType": "application/pdf", "buffer": text_pdf(1)}])
     page.click("#submit")
-    expect(page.locator("#message")).to_contain_text("This service needs an API key.")
+    expect(page.locator("#message")).to_contain_text(TEXT[lang]["needs_key"])
     assert session.submissions == []  # nothing was sent without a key
 
     page.fill("#api-key", "not-the-key")
     page.click("#submit")
-    expect(page.locator("#message")).to_contain_text("The API key was not accepted.")
+    expect(page.locator("#message")).to_contain_text(TEXT[lang]["key_refused"])
     expect(page.locator("#message")).to_contain_text("401 unauthorized")
 
     page.fill("#api-key", API_KEY)
@@ -259,7 +322,7 @@ def test_api_key_is_asked_for_and_kept_in_the_tab_only(browser: Browser, keyed_s
     image = session.wait_for_page_image()  # the page image request carried the key too
     assert image["width"] == result["pages"][0]["width"]
     expect(page.locator("#boxes .box")).to_have_count(len(result["pages"][0]["blocks"]))
-    screenshot(page, "web-api-key")
+    screenshot(page, f"web-api-key-{lang}")
     image_url = f"{keyed_service.url}/jobs/{result['id']}/pages/1/image"
     assert httpx.get(image_url, timeout=10).status_code == 401  # the page image is behind the key
     assert httpx.get(image_url, headers={"X-API-Key": API_KEY}, timeout=10).status_code == 200
@@ -274,15 +337,16 @@ def test_api_key_is_asked_for_and_kept_in_the_tab_only(browser: Browser, keyed_s
     assert session.errors == []
     context.close()
 
-    other = browser.new_context()
+    other = browser.new_context(locale=LOCALES[lang])
     fresh = Session(other, keyed_service.url).open()
     expect(fresh.locator("#api-key")).to_have_value("")  # another tab (context) does not get it
     other.close()
     assert API_KEY not in keyed_service.log()
 
 
-def test_phone_width_has_no_horizontal_overflow(browser: Browser, service: ServiceProcess) -> None:
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+def test_phone_width_has_no_horizontal_overflow(browser: Browser, service: ServiceProcess, lang: str) -> None:
+    viewport = {"width": 390, "height": 844}
+    context = browser.new_context(viewport=viewport, is_mobile=True, has_touch=True, locale=LOCALES[lang])
     session = Session(context, service.url)
     page = session.open()
 
@@ -296,7 +360,7 @@ def test_phone_width_has_no_horizontal_overflow(browser: Browser, service: Servi
     session.wait_for_page_image()
     expect(page.locator("#boxes .box")).to_have_count(len(result["pages"][0]["blocks"]))
     assert overflow() == 0
-    screenshot(page, "web-phone")  # before the tap: a full-page shot resizes the view under the finger
+    screenshot(page, f"web-phone-{lang}")  # before the tap: a full-page shot resizes the view under the finger
     page.locator("#boxes .box").first.tap()
     expect(page.locator("#tooltip")).to_be_visible()
     expect(page.locator("#tooltip")).to_contain_text(result["pages"][0]["blocks"][0]["text"])
@@ -307,7 +371,7 @@ def test_phone_width_has_no_horizontal_overflow(browser: Browser, service: Servi
     context.close()
 
 
-def test_engine_choices_follow_health(desktop: Session, service: ServiceProcess) -> None:
+def test_engine_choices_follow_health(desktop: Session, service: ServiceProcess, lang: str) -> None:
     """The engine list is shown only when /health lists several engines (languages likewise)."""
     health = httpx.get(service.url + "/health", timeout=10).json()
     engines = health.get("engines")
@@ -319,7 +383,7 @@ def test_engine_choices_follow_health(desktop: Session, service: ServiceProcess)
         else []
     )
     page = desktop.open()
-    expect(page.locator("#health")).to_contain_text(health["engine"]["name"])
+    expect(page.locator("#health")).to_have_text(f"{health['engine']['name']} · {TEXT[lang]['engine_ready']}")
     if len(names) >= 2:
         expect(page.locator("#engine-row")).to_be_visible()
         values = page.eval_on_selector_all("#engine option", "options => options.map(o => o.value)")
@@ -404,3 +468,113 @@ def test_markdown_renderer_is_safe_and_renders_the_usual_syntax(desktop: Session
     assert "[Chart: y]" in report["text"] and "[pic: p1.jpg]" in report["text"]
     assert report["code"] == "<b>code is text</b>"
     assert "E = mc^2" in report["text"]
+
+
+def test_markdown_figures_take_the_page_language(desktop: Session) -> None:
+    page = desktop.open()
+    texts = page.evaluate(
+        """async () => {
+            const { renderMarkdown } = await import("./ui/markdown.js");
+            const text = (words) => {
+                const host = document.createElement("div");
+                host.append(renderMarkdown("![](imgs/p1.jpg)\\n\\n<div><img src='imgs/p2.jpg'></div>", words));
+                const figures = [...host.querySelectorAll(".figure")];
+                return [figures.map((f) => f.textContent), figures[0].title];
+            };
+            return [text(), text({ figure: "рисунок", figureTitle: "на сервере" })];
+        }"""
+    )
+    assert texts[0][0] == ["[figure: p1.jpg]", "[figure: p2.jpg]"]
+    assert texts[1] == [["[рисунок: p1.jpg]", "[рисунок: p2.jpg]"], "на сервере"]
+
+
+def test_the_language_follows_the_browser_and_the_switch(browser: Browser, service: ServiceProcess) -> None:
+    for locale, expected in (("ru-RU", "ru"), ("ru", "ru"), ("en-GB", "en"), ("de-DE", "en")):
+        context = browser.new_context(locale=locale)
+        page = Session(context, service.url).open()
+        assert page.get_attribute("html", "lang") == expected, locale
+        expect(page.locator("h1")).to_have_text(TEXT[expected]["heading"])
+        expect(page.locator(f"[data-lang={expected}]")).to_have_attribute("aria-pressed", "true")
+        context.close()
+
+    context = browser.new_context(locale="ru-RU")
+    session = Session(context, service.url)
+    page = session.open()
+    page.set_input_files("#file", files=[{"name": "scan.png", "mimeType": "image/png", "buffer": png_page()}])
+    page.click("#submit")
+    result = session.wait_for_result()
+    count = len(result["pages"][0]["blocks"])
+    expect(page.locator("#result-meta")).to_contain_text(f"1 страница · {blocks_label('ru', count)} · pp-ocr")
+    expect(page.locator("#page-info")).to_have_text(blocks_label("ru", count))
+
+    page.click("[data-lang=en]")  # what is on screen is redrawn in English at once
+    assert page.get_attribute("html", "lang") == "en"
+    expect(page.locator("h1")).to_have_text(TEXT["en"]["heading"])
+    expect(page.locator("#result-meta")).to_contain_text(f"1 page · {blocks_label('en', count)} · pp-ocr")
+    expect(page.locator("#page-info")).to_have_text(blocks_label("en", count))
+    expect(page.locator("#health")).to_contain_text(TEXT["en"]["engine_ready"])
+    assert page.title().startswith("OCR")
+
+    page.reload()  # the choice is kept in this tab
+    page.wait_for_selector("body[data-ready=true]")
+    expect(page.locator("h1")).to_have_text(TEXT["en"]["heading"])
+    page.goto(service.url + "/?lang=ru")  # and the address can ask for one
+    page.wait_for_selector("body[data-ready=true]")
+    expect(page.locator("h1")).to_have_text(TEXT["ru"]["heading"])
+    assert session.errors == []
+    context.close()
+
+
+# Latin words a Russian page may show: formats, protocol names, the switch, the service's own name.
+LATIN_IN_RUSSIAN = {"PDF", "PNG", "JPEG", "TIFF", "WebP", "BMP", "DPI", "API", "API_KEY", "Markdown", "JSON", "md",
+                    "json", "sessionStorage", "RU", "EN", "paddleocr", "vl", "service"}  # fmt: skip
+#: What the page shows of the document, the service or the user (not its own words): recognised text, file
+#: names, language codes, engine names, and the engine's selection reason from /health (the title of #health).
+NOT_THE_PAGES_WORDS = (
+    "code, #json, #markdown, #file-name, #version, #lang-list, #page-select, #boxes, #tooltip, #result-title, "
+    '#engine option:not([value=""])'
+)
+
+PAGE_WORDS = """(skip) => {
+    const skipped = new Set(document.querySelectorAll(skip));
+    const inSkipped = (node) => {
+        for (let n = node; n; n = n.parentElement) if (skipped.has(n)) return true;
+        return false;
+    };
+    const texts = [document.title];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (!inSkipped(node.parentElement)) texts.push(node.textContent);
+    }
+    for (const element of document.querySelectorAll("[placeholder], [aria-label], [title], [alt]")) {
+        if (inSkipped(element) || element.id === "health") continue;
+        for (const name of ["placeholder", "aria-label", "title", "alt"]) texts.push(element.getAttribute(name) || "");
+    }
+    return texts.join("\\n");
+}"""
+
+
+def page_words(page: Page) -> str:
+    """Every word of the page's own (shown or hidden, text and attributes), without the document's."""
+    words: str = page.evaluate(PAGE_WORDS, NOT_THE_PAGES_WORDS)
+    health = page.inner_text("#health").split(" · ")[0]  # the engine's name
+    codes = page.inner_text("#lang-hint").partition(":")[2]  # the installed languages' codes
+    return words.replace(health, "").replace(codes, "")
+
+
+def test_every_word_of_the_page_is_translated(desktop: Session, lang: str) -> None:
+    """In Russian no English word of the page's own is left (formats and names aside); in English no Russian."""
+    page = desktop.open()
+    page.set_input_files("#file", files=[{"name": "scan.png", "mimeType": "image/png", "buffer": png_page()}])
+    page.click("#submit")
+    desktop.wait_for_result()
+    page.locator("#boxes .box").first.hover()
+    for stage in ("result", "progress"):
+        text = page_words(page).replace("pp-ocr", "")
+        if lang == "ru":
+            latin = set(re.findall(r"[A-Za-z][A-Za-z_]*", text)) - LATIN_IN_RUSSIAN
+            assert latin == set(), f"{stage}: English left on the Russian page: {sorted(latin)}"
+        else:
+            cyrillic = re.findall(r"[А-Яа-яЁё]+", text)
+            assert cyrillic == [], f"{stage}: Russian on the English page: {cyrillic}"
+        page.evaluate("() => { document.getElementById('progress').hidden = false; }")

@@ -48,7 +48,7 @@ def after_job_ms(log: str) -> list[float]:
         if not stamp:
             continue
         at = time.mktime(time.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S")) + int(stamp.group(2)) / 1000
-        if "app.service: job " in line and " succeeded: " in line:
+        if "app.jobs.runner: job " in line and " succeeded: " in line:
             finished = at
         elif "POST /ocr status=200" in line and finished is not None:
             gaps.append((at - finished) * 1000)

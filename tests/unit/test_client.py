@@ -12,7 +12,17 @@ from pydantic import SecretStr
 
 from app.client.api import RetryPolicy, parse_retry_after
 from app.client.auth import refresh_margin
-from app.client.batch import Journal, find_documents, is_complete, plan_outputs, sha256_of
+from app.client.batch import Outcome, Summary, export_report
+from app.client.files import (
+    Document,
+    Journal,
+    export_name_of,
+    find_documents,
+    is_complete,
+    plan_outputs,
+    recorded_export,
+    sha256_of,
+)
 from app.client.settings import ClientSettings, load_settings, mask
 
 CLIENT_VARIABLES = (
@@ -154,6 +164,51 @@ def test_journal_survives_a_torn_line_and_keeps_the_last_job(tmp_path: Path) -> 
     assert reloaded.job_for("a.pdf", "changed") is None  # a job for another version of the file
     assert reloaded.job_for("b.png", "d2") == "job-3"
     assert reloaded.job_for("c.png", "d3") is None
+
+
+def test_export_names_follow_the_outputs(tmp_path: Path) -> None:
+    for name in ("a.pdf", "sub/b.png", "sub/c.pdf", "sub/c.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    documents = plan_outputs(tmp_path, find_documents(tmp_path, recursive=True))
+    assert [export_name_of(d) for d in documents] == ["a", "sub/b", "sub/c.pdf", "sub/c.png"]
+    assert recorded_export(documents[0]) is None  # no output yet
+    documents[0].json.write_text(json.dumps({"storage": {"rag_export": {"status": "uploaded", "key": "kb/a.md"}}}))
+    assert recorded_export(documents[0]) == {"status": "uploaded", "key": "kb/a.md"}
+
+
+def test_the_export_report_names_every_file_and_every_document_without_one(tmp_path: Path) -> None:
+    def outcome(source: str, export: dict[str, str] | None, status: str = "done") -> Outcome:
+        document = Document(tmp_path / source, source, tmp_path / "x.md", tmp_path / "x.json")
+        return Outcome(document, status, export=export)  # type: ignore[arg-type]
+
+    def block(key: str, status: str = "uploaded") -> dict[str, str]:
+        return {"status": status, "bucket": "docs", "key": key}
+
+    fine = [outcome("b.pdf", block("kb/b.md", "pending")), outcome("a.pdf", block("kb/a.md"), "skipped")]
+    lines, complete = export_report(fine)
+    assert complete and lines[:3] == [
+        "knowledge base: 2 file(s) in s3://docs/kb/",
+        "  a.pdf -> a.md (uploaded)",
+        "  b.pdf -> b.md (pending, the service uploads it shortly)",
+    ]
+    problems = [
+        outcome("c.pdf", {"status": "disabled"}),
+        outcome("d.pdf", {"status": "not_exported"}),
+        outcome("e.pdf", None, "skipped"),
+        outcome("f.pdf", block("kb/b.md")),
+    ]
+    lines, complete = export_report(fine + problems)
+    assert not complete
+    assert lines[0] == "knowledge base: 2 file(s) in s3://docs/kb/"  # f.pdf's file is b.pdf's
+    disabled = "the deployment does not export (RAG_EXPORT_PREFIX is not set, or S3 is off)"
+    assert f"  not in the knowledge base: c.pdf: {disabled}" in lines
+    assert "  not in the knowledge base: d.pdf: the service could not write its export (see its log)" in lines
+    assert any(line.startswith("  not in the knowledge base: e.pdf: no export recorded") for line in lines)
+    assert "  f.pdf -> b.md (uploaded) (shared with another document: the later one replaces it)" in lines
+    assert Summary(total=6, outcomes=fine + problems, rag_export=True).exit_code == 1
+    assert Summary(total=2, outcomes=fine, rag_export=True).exit_code == 0
+    assert Summary(total=6, outcomes=fine + problems).exit_code == 0  # without --rag-export nothing is asked
 
 
 def test_the_client_imports_nothing_of_the_server() -> None:

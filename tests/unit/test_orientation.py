@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 from PIL import Image
 
 from app.engines.base import EnginePage
-from app.engines.orientation import OrientationDetector, Reading, assess, lies_sideways, stored_rotation, turn
+from app.engines.orientation import OrientationDetector, Reading, assess, lies_sideways, turn
 from app.engines.tesseract import find_tessdata
 from app.schemas import Block
 from tests.support.documents import ENGLISH_LINES, MIXED_LINES, RUSSIAN_LINES, photographed, render_page
@@ -60,17 +59,6 @@ def test_turn_is_clockwise_and_undone_by_the_rest_of_a_turn() -> None:
     for rotation in (90, 180, 270):
         back = turn(turn(image, rotation), 360 - rotation)
         assert np.array_equal(np.asarray(back), np.asarray(image))
-
-
-def test_stored_rotation(tmp_path: Path) -> None:
-    page = tmp_path / "00001.json"
-    assert stored_rotation(page) == 0  # not done yet
-    page.write_text(json.dumps({"page": {"index": 1, "rotation": 270}}))
-    assert stored_rotation(page) == 270
-    page.write_text(json.dumps({"page": {"index": 1, "rotation": 45}}))
-    assert stored_rotation(page) == 0
-    page.write_text("[1, 2]")
-    assert stored_rotation(page) == 0
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,13 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from app.jobs.local_store import LocalJobStore
+from app.jobs.s3_store import S3JobStore
+from app.jobs.store import build_job_store
 from app.settings import Settings
-from app.storage.s3 import KeyLayout, S3Mirror, build_mirror, content_type, missing_settings, result_files
+from app.storage.local import result_files
+from app.storage.s3 import S3Mirror
+from app.storage.s3_client import KeyLayout, content_type, missing_settings
 
 ACCESS = "<tenant_id>:<key_id>"
 SECRET = "s3cr3t-value-never-shown"  # pragma: allowlist secret
@@ -34,10 +39,10 @@ def test_all_four_are_required() -> None:
 
 def test_partial_configuration_logs_names_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     partial = {k: v for k, v in FULL.items() if k != "CLOUDRU_S3_ENDPOINT"}
-    assert build_mirror(settings(**partial), tmp_path) is None
+    assert type(build_job_store(settings(**partial), tmp_path)) is LocalJobStore
     assert "CLOUDRU_S3_ENDPOINT not set" in caplog.text
     assert SECRET not in caplog.text and ACCESS not in caplog.text
-    assert isinstance(build_mirror(settings(**FULL), tmp_path), S3Mirror)
+    assert isinstance(build_job_store(settings(**FULL), tmp_path), S3JobStore)
 
 
 def test_secrets_are_masked_in_settings() -> None:

@@ -42,11 +42,20 @@ function el(tag, className, text) {
   return node;
 }
 
-/** Render Markdown ``source`` to a DocumentFragment built from safe elements and text nodes only. */
-export function renderMarkdown(source) {
+const DEFAULT_LABELS = { figure: "figure", figureTitle: "Figures are stored next to result.md on the server" };
+let labels = DEFAULT_LABELS;
+
+/** Render Markdown ``source`` to a DocumentFragment built from safe elements and text nodes only.
+ * ``words`` translates the page's own words: {figure, figureTitle} for the figure placeholders. */
+export function renderMarkdown(source, words = {}) {
   const fragment = document.createDocumentFragment();
   const lines = String(source ?? "").replace(/\r\n?/g, "\n").split("\n");
-  renderBlocks(lines, fragment);
+  labels = { ...DEFAULT_LABELS, ...words };
+  try {
+    renderBlocks(lines, fragment);
+  } finally {
+    labels = DEFAULT_LABELS;
+  }
   return fragment;
 }
 
@@ -265,10 +274,10 @@ function wrapTable(table) {
 }
 
 function figure(alt, src) {
-  const label = alt && alt.trim() && alt.trim().toLowerCase() !== "image" ? alt.trim() : "figure";
+  const label = alt && alt.trim() && alt.trim().toLowerCase() !== "image" ? alt.trim() : labels.figure;
   const name = src ? String(src).split(/[\\/]/).pop() : "";
   const node = el("span", "figure", `[${label}${name ? `: ${name}` : ""}]`);
-  node.title = "Figures are stored next to result.md on the server";
+  node.title = labels.figureTitle;
   return node;
 }
 

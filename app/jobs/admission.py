@@ -1,0 +1,105 @@
+"""Admission: whether new work is taken (shutdown, engine state) and whether there is room for it (queue limits)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from app.engines.registry import EngineSet
+from app.errors import ServiceError
+from app.jobs.models import JobRecord
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Drain:
+    """The shutdown state shared by admission, the runner and the waiting requests."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.active = False
+        self.started = 0.0  # time.monotonic() when it began
+        self.event = asyncio.Event()
+
+    def begin(self) -> bool:
+        """Start draining (idempotent; safe from a signal handler on the loop's thread); True the first time."""
+        first = not self.active
+        if first:
+            self.started = time.monotonic()
+        self.active = True
+        self.event.set()
+        return first
+
+    @property
+    def deadline(self) -> float:
+        """``time.monotonic()`` by which everything must have stopped (``SHUTDOWN_GRACE_S`` after the signal)."""
+        return self.started + self.grace_s
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic()) if self.active else self.grace_s
+
+
+class Admission:
+    """Refuses work while shutting down or while the engine is not ready, and keeps the queue within its limits."""
+
+    def __init__(self, settings: Settings, engines: EngineSet, drain: Drain) -> None:
+        self.settings = settings
+        self.engines = engines
+        self.drain = drain
+        self.reserved_jobs = 0  # places taken by submissions between the capacity check and their start
+        self.reserved_pages = 0
+
+    def check_accepting(self, arrived: float | None = None, engine: str | None = None) -> None:
+        """503 while shutting down (except for requests that ``arrived`` — ``time.monotonic()`` — before the drain
+        began: they are in flight and get served) or while ``engine`` (default: the default engine) is not ready."""
+        if self.drain.active and (arrived is None or arrived >= self.drain.started):
+            raise ServiceError(
+                503, "shutting_down", "the service is restarting; retry shortly", headers={"Retry-After": "15"}
+            )
+        runtime = self.engines.runtimes[engine] if engine else self.engines.default
+        if runtime.state == "initializing":
+            detail = f": {runtime.engine.detail}" if runtime.engine.detail else ""
+            raise ServiceError(
+                503,
+                "engine_initializing",
+                f"the OCR engine {runtime.engine.name} is still initialising "
+                f"({runtime.elapsed_seconds:.0f} s so far){detail}",
+                headers={"Retry-After": "10"},
+            )
+        if runtime.state == "failed":
+            raise ServiceError(503, "engine_failed", f"the OCR engine {runtime.engine.name} failed: {runtime.error}")
+
+    @contextlib.contextmanager
+    def reserve(self, running: Callable[[], Iterable[JobRecord]], new_pages: int) -> Iterator[None]:
+        """Hold a place for a document of ``new_pages`` pages while it is being stored and started.
+
+        429 when ``MAX_QUEUED_JOBS`` documents or ``MAX_QUEUED_PAGES`` pages are already accepted (submissions still
+        being stored count too).
+        """
+        unfinished = [r for r in running() if not r.finished]
+        jobs = len(unfinished) + self.reserved_jobs
+        pages = sum(r.pages_left for r in unfinished) + self.reserved_pages
+        if jobs >= self.settings.max_queued_jobs:
+            reason = f"{jobs} documents are already queued or running"
+        elif pages + new_pages > self.settings.max_queued_pages:
+            reason = f"{pages} pages are already waiting; this document adds {new_pages}"
+        else:
+            reason = ""
+        if reason:
+            raise ServiceError(429, "queue_full", f"{reason}; retry later", headers={"Retry-After": "30"})
+        self.reserved_jobs += 1
+        self.reserved_pages += new_pages
+        try:
+            yield
+        finally:
+            self.reserved_jobs -= 1
+            self.reserved_pages -= new_pages
+
+    def room_for_more(self, running: Iterable[JobRecord], idle_workers: bool) -> bool:
+        """Whether to take over another replica's job now: the queue has room and a worker is idle."""
+        unfinished = [r for r in running if not r.finished]
+        return idle_workers and len(unfinished) + self.reserved_jobs < self.settings.max_queued_jobs

@@ -1,0 +1,239 @@
+"""Several replicas on one bucket (SeaweedFS, conditional writes enforced), each with its own empty disk, as on
+Cloud.ru where a replaced container starts with nothing: jobs outlive the replica that accepted them.
+
+Each scenario ends with every job finished exactly once (one "succeeded" line across all replicas' logs) with all
+its pages read.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.test_s3 import new_bucket
+from tests.support.documents import cer, page_lines, text_pdf
+from tests.support.s3server import S3Server
+from tests.support.server import ServiceProcess, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PREFIX = "replicas"
+LEASE_S = 8
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with S3Server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+class Fleet:
+    """Replicas of one deployment: same bucket and settings, each started with an empty OUTPUT_DIR."""
+
+    def __init__(self, s3: S3Server, tmp: Path, **env: str) -> None:
+        self.s3 = s3
+        self.tmp = tmp
+        self.bucket = new_bucket(s3)
+        self.env = s3.service_env(
+            self.bucket,
+            CLOUDRU_S3_PREFIX=PREFIX,
+            JOB_LEASE_S=str(LEASE_S),
+            JOB_SCAN_INTERVAL_S="1",
+            OCR_CONCURRENCY="1",
+            SHUTDOWN_GRACE_S="20",
+            S3_RETRY_MAX_S="1",
+            **env,
+        )
+        self.replicas: list[ServiceProcess] = []
+
+    def start(self, ready: bool = True) -> ServiceProcess:
+        folder = self.tmp / f"replica-{len(self.replicas)}"
+        folder.mkdir()
+        replica = ServiceProcess(folder, env=self.env).start()
+        self.replicas.append(replica)
+        if ready:
+            replica.wait_ready()
+        return replica
+
+    def logs(self) -> str:
+        return "".join(r.log() for r in self.replicas)
+
+    def stop_all(self) -> None:
+        for replica in self.replicas:
+            replica.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def fleet(s3: S3Server, tmp_path: Path) -> Iterator[Fleet]:
+    group = Fleet(s3, tmp_path)
+    try:
+        yield group
+    finally:
+        group.stop_all()
+
+
+def submit(replica: ServiceProcess, pages: int, dpi: int = 75) -> dict[str, Any]:
+    response = httpx.post(
+        replica.url + "/jobs", files={"file": ("doc.pdf", text_pdf(pages))}, data={"dpi": str(dpi)}, timeout=60
+    )
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def status(replica: ServiceProcess, job_id: str) -> dict[str, Any]:
+    response = httpx.get(f"{replica.url}/jobs/{job_id}", timeout=30)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def finished(replica: ServiceProcess, job_id: str, timeout: float = 180) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        body = status(replica, job_id)
+        return body if body["status"] in ("succeeded", "failed", "cancelled") else None
+
+    result: dict[str, Any] = wait_for(done, timeout, f"job {job_id} to finish", interval=0.25)
+    return result
+
+
+def page_counts(logs: str, job_id: str) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for number in re.findall(rf"job {job_id} page (\d+) done", logs):
+        counts[int(number)] = counts.get(int(number), 0) + 1
+    return counts
+
+
+def assert_complete(fleet: Fleet, replica: ServiceProcess, job_id: str, pages: int) -> dict[str, Any]:
+    """The job succeeded exactly once and its result has every page, in order, read."""
+    assert finished(replica, job_id)["status"] == "succeeded"
+    assert len(re.findall(rf"job {job_id} succeeded", fleet.logs())) == 1
+    result = httpx.get(f"{replica.url}/jobs/{job_id}/result", timeout=30).json()
+    assert [p["index"] for p in result["pages"]] == list(range(1, pages + 1))
+    for page in result["pages"]:
+        assert cer("\n".join(page_lines(page["index"])), page["text"]) <= 0.02, page["text"]
+    assert set(page_counts(fleet.logs(), job_id)) == set(range(1, pages + 1))
+    return result
+
+
+def pages_done(replica: ServiceProcess, job_id: str, at_least: int) -> None:
+    wait_for(lambda: status(replica, job_id)["pages_done"] >= at_least, 120, f"{at_least} pages")
+
+
+def test_scale_down_sigterm_hands_the_job_over_at_once(fleet: Fleet) -> None:
+    a, b = fleet.start(), fleet.start()
+    a_name = a.health()["s3"]["replica"]  # type: ignore[index]
+    job = submit(a, 12)
+    pages_done(a, job["id"], 3)
+    assert a.stop(signal.SIGTERM) == 0
+    assert "handed 1 unfinished job(s) back" in a.log()
+    final = finished(b, job["id"])
+    assert final["owner"] == b.health()["s3"]["replica"] and final["takeovers"] == 1  # type: ignore[index]
+    assert_complete(fleet, b, job["id"], 12)
+    assert page_counts(fleet.logs(), job["id"]) == dict.fromkeys(range(1, 13), 1)  # no page read twice
+    handed_over = re.search(rf"job {job['id']} taken over from (\S+) ", b.log())
+    assert handed_over and handed_over.group(1) == a_name
+
+
+def test_crash_sigkill_mid_job_is_taken_over_when_the_lease_expires(fleet: Fleet) -> None:
+    a, b = fleet.start(), fleet.start()
+    job = submit(a, 12)
+    pages_done(a, job["id"], 3)
+    a.stop(signal.SIGKILL)
+    final = finished(b, job["id"])
+    assert final["takeovers"] == 1
+    assert_complete(fleet, b, job["id"], 12)
+    counts = page_counts(fleet.logs(), job["id"])
+    assert sum(counts.values()) - 12 <= 2, counts  # at most the pages whose upload the kill cut short
+
+
+def test_redeploy_replaces_every_replica_at_once(fleet: Fleet) -> None:
+    a, b = fleet.start(), fleet.start()
+    jobs = [(submit(a, 8), 8), (submit(a, 6), 6), (submit(b, 8), 8)]
+    pages_done(a, jobs[0][0]["id"], 2)
+    stoppers = [threading.Thread(target=r.stop, args=(signal.SIGTERM,)) for r in (a, b)]
+    for thread in stoppers:
+        thread.start()
+    for thread in stoppers:
+        thread.join()
+    c, d = fleet.start(), fleet.start()
+    for job, pages in jobs:
+        assert_complete(fleet, c, job["id"], pages)
+    owners = {status(d, job["id"])["owner"] for job, _ in jobs}
+    assert owners <= {c.health()["s3"]["replica"], d.health()["s3"]["replica"]}  # type: ignore[index]
+
+
+def test_s3_down_while_a_replica_hands_over(fleet: Fleet) -> None:
+    a = fleet.start()
+    job = submit(a, 10)
+    pages_done(a, job["id"], 2)
+    fleet.s3.stop()
+    assert a.stop(signal.SIGTERM) == 0  # cannot flush nor hand back: it says so and stops within the grace
+    assert "not handed back" in a.log() or "the outbox was not empty" in a.log()
+    fleet.s3.start()
+    b = fleet.start()
+    final = finished(b, job["id"])
+    assert final["takeovers"] == 1
+    assert_complete(fleet, b, job["id"], 10)
+
+
+def test_status_page_images_and_cancel_through_another_replica(fleet: Fleet) -> None:
+    a, b = fleet.start(), fleet.start()
+    job = submit(a, 20)
+    pages_done(a, job["id"], 1)
+    seen = status(b, job["id"])
+    assert seen["owner"] == a.health()["s3"]["replica"] and seen["status"] == "running"  # type: ignore[index]
+    image = httpx.get(f"{b.url}/jobs/{job['id']}/pages/2/image", timeout=30)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert image.content[:3] == b"\xff\xd8\xff"
+    asked = httpx.delete(f"{b.url}/jobs/{job['id']}", timeout=30)
+    assert asked.status_code == 200, asked.text
+    assert finished(a, job["id"], timeout=30)["status"] == "cancelled"
+    wait_for(lambda: status(b, job["id"])["status"] == "cancelled", 30, "cancelled, seen on B")
+    assert status(b, job["id"])["pages_done"] < 20
+    again = httpx.delete(f"{b.url}/jobs/{job['id']}", timeout=30)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "job_cancelled"
+
+
+def test_a_poison_document_fails_after_a_bounded_number_of_takeovers(s3: S3Server, tmp_path: Path) -> None:
+    """Every replica that runs the document dies (killed here the moment it starts the job, as a crash of the
+    engine would); after MAX_JOB_TAKEOVERS crashes without progress the job fails instead of taking the fleet down."""
+    fleet = Fleet(s3, tmp_path, MAX_JOB_TAKEOVERS="2")
+    try:
+        first = fleet.start()
+        job = submit(first, 30, dpi=150)
+        first.stop(signal.SIGKILL)
+        assert status_from_bucket(s3, fleet.bucket, job["id"])["pages_done"] == 0
+        for _ in range(2):
+            replica = fleet.start(ready=True)
+            wait_for(lambda r=replica: f"job {job['id']} taken over" in r.log(), 60, "a takeover")
+            replica.stop(signal.SIGKILL)  # the poison strikes before a page is done
+        last = fleet.start()
+        final = finished(last, job["id"], timeout=60)
+        assert final["status"] == "failed" and final["takeovers"] == 3
+        assert final["error"]["code"] == "document_crashes_service" and final["error"]["status"] == 422
+        assert "MAX_JOB_TAKEOVERS=2" in final["error"]["message"]
+        assert f"job {job['id']} taken over" not in last.log()  # failed, not run once more
+        wait_for(lambda: not lease_exists(s3, fleet.bucket, job["id"]), 30, "the lease to go")
+    finally:
+        fleet.stop_all()
+
+
+def status_from_bucket(s3: S3Server, bucket: str, job_id: str) -> dict[str, Any]:
+    import json
+
+    body = s3.client().get_object(Bucket=bucket, Key=f"{PREFIX}/jobs/{job_id}/job.json")["Body"].read()
+    record: dict[str, Any] = json.loads(body)
+    return record
+
+
+def lease_exists(s3: S3Server, bucket: str, job_id: str) -> bool:
+    listing = s3.client().list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/leases/{job_id}")
+    return bool(listing.get("Contents"))

@@ -1,0 +1,228 @@
+"""The job runner in process (no HTTP): cancel, drain, capacity, page timeouts, resume and a lost job.
+
+The engine is the real pp-ocr engine with a gate in front of each page, so that a test decides when a page may
+run; documents are real PDFs. ``make unit`` runs these with the other unit tests in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Collection, Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from app.engines.base import EnginePage
+from app.engines.pp_ocr import PpOcrEngine
+from app.engines.registry import EngineSet
+from app.errors import ServiceError
+from app.jobs.local_store import LocalJobStore
+from app.jobs.models import JobRecord, OcrOptions
+from app.jobs.service import OcrService
+from app.jobs.store import Ownership
+from app.settings import Settings
+from tests.support.documents import cer, page_lines, text_pdf
+
+pytestmark = pytest.mark.anyio
+OPTIONS = OcrOptions(dpi=75)
+
+
+class GatedEngine(PpOcrEngine):
+    """pp-ocr, two pages at a time; each page waits until the test lets it run (``release`` or ``open``)."""
+
+    def __init__(self) -> None:
+        super().__init__(parallel=2, threads=1)
+        self.started: list[int] = []  # order in which pages began (1, 2, ... by arrival)
+        self.permits = threading.Semaphore(0)
+        self.lock = threading.Lock()
+        self.hold_first_s = 0.0  # the first page to start overruns by this long
+
+    def open(self) -> None:
+        self.permits.release(1000)
+
+    def recognize(self, image: Image.Image) -> EnginePage:
+        with self.lock:
+            self.started.append(len(self.started) + 1)
+            first = len(self.started) == 1
+        assert self.permits.acquire(timeout=30), "the test never let the page run"
+        if first and self.hold_first_s:
+            threading.Event().wait(self.hold_first_s)
+        return super().recognize(image)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[GatedEngine]:
+    gated = GatedEngine()
+    gated.load()
+    yield gated
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def make_service(engine: GatedEngine, tmp_path: Path) -> AsyncIterator[object]:
+    services: list[OcrService] = []
+
+    def make(store: LocalJobStore | None = None, parallel: int = 2, **settings: object) -> OcrService:
+        engine.started.clear()
+        engine.hold_first_s = 0.0
+        while engine.permits.acquire(blocking=False):  # what an earlier test left
+            pass
+        engine._parallel = parallel  # page workers of the next service (the engine holds two instances)
+        values = {"output_dir": tmp_path, "ocr_languages": "en", "shutdown_grace_s": 10, **settings}
+        config = Settings(**values)  # type: ignore[arg-type]
+        engines = EngineSet.single(engine, "test", config.languages)
+        for runtime in engines.runtimes.values():
+            runtime.state = "ready"
+        service = OcrService(config, engines, store or LocalJobStore(tmp_path))
+        services.append(service)
+        return service
+
+    yield make
+    for service in services:
+        engine.open()
+        await service.drain()
+        service.scheduler.shutdown(wait=True, timeout=30)  # no page may still run in native code at exit
+
+
+def upload(tmp_path: Path, pages: int) -> Path:
+    path = tmp_path / f"doc-{pages}-{len(list(tmp_path.glob('doc-*')))}.pdf"
+    path.write_bytes(text_pdf(pages))
+    return path
+
+
+async def until(condition: object, timeout: float = 30) -> None:
+    async def check() -> None:
+        while not condition():  # type: ignore[operator]  # noqa: ASYNC110 - polls state set by worker threads
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(check(), timeout)
+
+
+async def test_cancel_lets_running_pages_finish_and_starts_no_more(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service = make_service()
+    record = await service.submit(upload(tmp_path, 6), "doc.pdf", "application/pdf", OPTIONS)
+    await until(lambda: len(engine.started) == 2)  # two workers, two pages running
+    cancelled = await service.cancel(record.id)
+    assert cancelled.status == "running"  # it stops at the next page boundary
+    engine.open()
+    final = await service.wait(record.id, 30)
+    assert final.status == "cancelled" and final.pages_done == 2 and len(engine.started) == 2
+    with pytest.raises(ServiceError) as refused:
+        await service.cancel(record.id)
+    assert refused.value.status == 409 and refused.value.code == "job_cancelled"
+    with pytest.raises(ServiceError) as no_result:
+        await service.result(final)
+    assert no_result.value.code == "job_cancelled"
+
+
+async def test_drain_pauses_jobs_nobody_waits_for_and_finishes_waited_ones(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service = make_service()
+    background = await service.submit(upload(tmp_path, 8), "a.pdf", "application/pdf", OPTIONS)
+    waited = await service.submit(upload(tmp_path, 2), "b.pdf", "application/pdf", OPTIONS)
+    waiter = asyncio.ensure_future(service.wait(waited.id, 60))
+    await until(lambda: len(engine.started) == 2)
+    service.begin_drain()
+    with pytest.raises(ServiceError) as refused:
+        service.check_accepting()
+    assert refused.value.status == 503 and refused.value.code == "shutting_down"
+    engine.open()
+    final = await waiter
+    assert final.status == "succeeded" and final.pages_done == 2
+    await until(lambda: background.id not in service.active)
+    assert background.status in ("queued", "running") and background.pages_done < 8  # paused, not failed
+    stored = service.store.load(background.id)
+    assert stored is not None and stored.pages_done == background.pages_done and not stored.finished
+
+
+async def test_queue_limits_answer_429_until_there_is_room(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service = make_service(max_queued_jobs=2, max_queued_pages=5)
+    first = await service.submit(upload(tmp_path, 2), "a.pdf", "application/pdf", OPTIONS)
+    with pytest.raises(ServiceError) as too_many_pages:
+        await service.submit(upload(tmp_path, 4), "b.pdf", "application/pdf", OPTIONS)
+    assert too_many_pages.value.status == 429 and too_many_pages.value.headers["Retry-After"] == "30"
+    await service.submit(upload(tmp_path, 3), "c.pdf", "application/pdf", OPTIONS)
+    with pytest.raises(ServiceError) as too_many_jobs:
+        await service.submit(upload(tmp_path, 1), "d.pdf", "application/pdf", OPTIONS)
+    assert "2 documents are already queued or running" in too_many_jobs.value.message
+    engine.open()
+    assert (await service.wait(first.id, 60)).status == "succeeded"
+    await until(lambda: not service.active)
+    await service.submit(upload(tmp_path, 1), "e.pdf", "application/pdf", OPTIONS)  # room again
+
+
+async def test_a_page_over_the_timeout_fails_alone(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    service = make_service(page_timeout_s=2.5)
+    engine.hold_first_s = 6.0  # the first page to start overruns; the other one does not
+    record = await service.submit(upload(tmp_path, 2), "a.pdf", "application/pdf", OPTIONS)
+    engine.open()
+    final = await service.wait(record.id, 60)
+    assert final.status == "succeeded" and len(final.failed_pages) == 1
+    late = final.failed_pages[0]
+    result = await service.result(final)
+    slow, fine = result.pages[late - 1], result.pages[2 - late]
+    assert slow.error == f"page {late} took longer than 2.5 s" and slow.text == ""
+    assert cer("\n".join(page_lines(fine.index)), fine.text) <= 0.02
+    outcome = service.store.load_page(final, late)
+    assert outcome.error is not None and (outcome.error.status, outcome.error.code) == (504, "page_timeout")
+
+
+async def test_a_restart_resumes_at_the_first_page_not_stored(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    first = make_service(parallel=1)
+    record = await first.submit(upload(tmp_path, 4), "a.pdf", "application/pdf", OPTIONS)
+    engine.permits.release(2)
+    await until(lambda: record.pages_done == 2 and len(engine.started) == 3)
+    first.begin_drain()  # SIGTERM: page 3 is running and finishes; page 4 does not start
+    engine.permits.release(1)
+    await first.drain()
+    assert record.pages_done == 3 and not record.finished
+    second = make_service(parallel=1)
+    assert await second.take_over() == 1
+    engine.open()
+    final = await second.wait(record.id, 60)
+    assert final.status == "succeeded" and engine.started == [1]  # only page 4 ran again
+    result = await second.result(final)
+    assert [p.index for p in result.pages] == [1, 2, 3, 4]
+    for page in result.pages:
+        assert cer("\n".join(page_lines(page.index)), page.text) <= 0.02
+
+
+class LosingStore(LocalJobStore):
+    """A local store that reports, on demand, that another replica has taken the given jobs over."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.taken_elsewhere: set[str] = set()
+
+    def ownership(self, running: Collection[str]) -> Ownership:
+        return Ownership(lost=self.taken_elsewhere & set(running))
+
+
+async def test_a_job_taken_over_elsewhere_stops_and_writes_nothing_more(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = LosingStore(tmp_path)
+    service = make_service(store, parallel=1)
+    record = await service.submit(upload(tmp_path, 5), "a.pdf", "application/pdf", OPTIONS)
+    engine.permits.release(1)
+    await until(lambda: record.pages_done == 1)
+    store.taken_elsewhere.add(record.id)
+    service.apply_ownership()
+    on_disk = store.load(record.id)
+    engine.open()
+    await until(lambda: record.id not in service.active)
+    assert store.done_pages(record) == {1}  # the page that was running is dropped, not stored
+    assert store.load(record.id) == on_disk  # nor was the record written again
+
+
+def test_records_read_back_as_written(tmp_path: Path) -> None:
+    store = LocalJobStore(tmp_path)
+    path = tmp_path / "in.pdf"
+    path.write_bytes(text_pdf(1))
+    record = JobRecord("0" * 32, "in.pdf", "application/pdf", 1, [1], 75, "2026-01-01/" + "0" * 32, "pp-ocr")
+    store.create(record, path)
+    assert store.load(record.id) == record and not path.exists()
+    assert store.orphans() == [record.id] and store.claim(record.id) == record
