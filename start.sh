@@ -44,7 +44,11 @@ fi
 
 output_dir="${OUTPUT_DIR:-/app/output}"
 if ! mkdir -p "$output_dir" 2>/dev/null; then
-    echo "start.sh: cannot create OUTPUT_DIR=$output_dir; the service will fall back to ./output" >&2
+    if [ -n "${OUTPUT_DIR:-}" ]; then
+        echo "start.sh: cannot create OUTPUT_DIR=$output_dir; the service will not start" >&2
+    else
+        echo "start.sh: cannot create the default $output_dir; the service will use ./output" >&2
+    fi
 fi
 
 # The interpreter: PYTHON when set, else the checkout's .venv, else python3 on PATH (the images).

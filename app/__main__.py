@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from app.http_protocol import header_timeout_protocol
 from app.settings import get_settings
+from app.storage.local import OutputDirError, resolve_output_dir
 
 
 class _Server(uvicorn.Server):
@@ -28,6 +30,11 @@ class _Server(uvicorn.Server):
 
 def main() -> None:
     settings = get_settings()
+    try:  # the app checks again at start; here a bad OUTPUT_DIR ends the process with one clear line
+        resolve_output_dir(settings.output_dir, "output_dir" in settings.model_fields_set)
+    except OutputDirError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
     config = uvicorn.Config(
         "app.main:create_app",
         factory=True,
@@ -37,6 +44,8 @@ def main() -> None:
         access_log=False,  # app.middleware logs one line per request
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=settings.shutdown_grace_s,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
+        http=header_timeout_protocol(settings.header_timeout_s),
     )
     server = _Server(config)
     server.run()

@@ -52,6 +52,16 @@ def sniff_content_type(head: bytes) -> str | None:
 _RANGE = re.compile(r"^\s*(\d+)?\s*(-)?\s*(\d+)?\s*$")
 
 
+_MAX_PAGE_DIGITS = 9
+
+
+def _page_number(digits: str) -> int:
+    """A page number; any number of more than 9 digits counts as 10**9 (past every document's end), so
+    that no digit string, however long, is converted."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_PAGE_DIGITS else 10**_MAX_PAGE_DIGITS
+
+
 def parse_page_spec(spec: str | None, page_count: int) -> list[int]:
     """Page numbers (1-based, ascending, unique) selected by ``spec`` such as ``"1-3,5,8-"``.
 
@@ -66,8 +76,8 @@ def parse_page_spec(spec: str | None, page_count: int) -> list[int]:
         if not match or not (match.group(1) or match.group(3)):
             raise invalid_field("pages", f"cannot parse {part.strip()!r}; use forms like '1-3,5' or '4-'")
         start_s, dash, end_s = match.groups()
-        start = int(start_s) if start_s else 1
-        end = (int(end_s) if end_s else page_count) if dash else start
+        start = _page_number(start_s) if start_s else 1
+        end = (_page_number(end_s) if end_s else page_count) if dash else start
         if start < 1 or end < 1:
             raise invalid_field("pages", "page numbers start at 1")
         if start > end:

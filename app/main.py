@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import threading
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from types import FrameType
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -28,19 +27,24 @@ from app.engines.select import build_engines, build_orientation
 from app.errors import ServiceError, error_payload
 from app.jobs.retention import clean_up_periodically
 from app.jobs.service import OcrService
-from app.jobs.store import build_job_store
+from app.jobs.store import JobStore, build_job_store
 from app.jobs.takeover import keep_jobs_moving
 from app.logging_setup import configure_logging
 from app.metrics import Metrics
-from app.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestLogMiddleware
+from app.middleware import AdmissionMiddleware, ApiKeyMiddleware, BodyLimitMiddleware, RequestLogMiddleware
 from app.settings import Settings, get_settings
-from app.signals import reclaim_after_loading
-from app.storage.local import resolve_output_dir
+from app.shutdown import GracefulStop, InFlight
+from app.storage.disk import DiskMonitor
+from app.storage.local import resolve_output_dir, sweep_incoming
 
 log = logging.getLogger("app")
 
 # Multipart framing and the small form fields ride on top of the file itself.
 _BODY_OVERHEAD = 1024 * 1024
+# Requests that bring new work: refused before their body is read while draining or while the disk is bad.
+WORK_PATHS = ("/ocr", "/jobs", *compat.PATHS)
+# An upload still in .incoming after this long belongs to no request any more.
+_STALE_UPLOAD_S = 6 * 3600
 
 
 def create_app(settings: Settings | None = None, engine: OcrEngine | None = None) -> FastAPI:
@@ -48,15 +52,12 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
     metrics = Metrics()
+    in_flight = InFlight()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = build_job_store(settings, resolve_output_dir(settings.output_dir))
-        if engine is not None:
-            engines = EngineSet.single(engine, "given to create_app", settings.languages)
-        else:
-            built, plan = build_engines(settings)
-            engines = EngineSet(built, plan, settings.languages, orientation=build_orientation(settings, built))
+        store, disk = await anyio.to_thread.run_sync(_open_output, settings)
+        engines = _engine_set(settings, engine)
         log.info(
             "engines %s loading; default %s (%s); output in %s",
             ", ".join(engines.runtimes),
@@ -67,16 +68,19 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
         engines.start_loading()
         # S3: loads the outbox; the client, the bucket check and the leases run in the background.
         await anyio.to_thread.run_sync(store.start)
-        service = OcrService(settings, engines, store, metrics=metrics)
+        service = OcrService(settings, engines, store, metrics=metrics, disk=disk)
         metrics.watch(service.snapshot)
         app.state.settings = settings
         app.state.service = service
         app.state.metrics = metrics
-        restore_signals = _drain_on_sigterm(service, lambda: engines.settling)
+        app.state.disk = disk
+        disk.start()
+        restore_signals = GracefulStop(service, in_flight, settings.shutdown_grace_s).install(lambda: engines.settling)
         loop = asyncio.get_running_loop()
         background = [
             loop.create_task(keep_jobs_moving(service), name="jobs"),
             loop.create_task(clean_up_periodically(service), name="retention"),
+            loop.create_task(_sweep_incoming_periodically(store.incoming), name="incoming"),
         ]
         try:
             yield
@@ -84,6 +88,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
             for task in background:
                 task.cancel()
             await service.drain()
+            await disk.stop()
             restore_signals()
             engines.close()
 
@@ -99,12 +104,19 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
     app.include_router(compat.router)
     app.include_router(ops.router)
     add_web_page(app)
-    # Added last = outermost: request log -> CORS -> API key -> body cap -> routes.
+    _add_middleware(app, settings, metrics, in_flight)
+    _add_error_handlers(app)
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings, metrics: Metrics, in_flight: InFlight) -> None:
+    # Added last = outermost: request log -> CORS -> API key -> admission -> body cap -> routes.
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_upload_bytes + _BODY_OVERHEAD,
         path_limits={path: base64_body_limit(settings.max_upload_bytes) for path in (*compat.PATHS, "/ocr", "/jobs")},
     )
+    app.add_middleware(AdmissionMiddleware, paths=WORK_PATHS)
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
     if settings.cors_origin_list:
@@ -115,37 +127,42 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
             allow_headers=["Authorization", "X-API-Key", "X-Request-ID", "Content-Type"],
             expose_headers=["X-Request-ID", "X-Result-Id", "Location", "Retry-After"],
         )
-    app.add_middleware(RequestLogMiddleware, metrics=metrics)
-    _add_error_handlers(app)
-    return app
+    app.add_middleware(
+        RequestLogMiddleware, metrics=metrics, body_timeout_s=settings.body_read_timeout_s, in_flight=in_flight
+    )
 
 
-def _drain_on_sigterm(service: OcrService, loading: Callable[[], bool]) -> Callable[[], None]:
-    """Start draining as soon as SIGTERM/SIGINT arrives (before uvicorn waits for open requests),
-    then hand the signal on to uvicorn's own handler. Returns a function that restores the handlers.
-    The handlers are installed again once ``loading()`` turns false (an engine library may take them)."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None  # embedded servers (tests) do not own the process signals
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+def _engine_set(settings: Settings, engine: OcrEngine | None) -> EngineSet:
+    if engine is not None:
+        return EngineSet.single(engine, "given to create_app", settings.languages)
+    built, plan = build_engines(settings)
+    return EngineSet(built, plan, settings.languages, orientation=build_orientation(settings, built))
 
-    def handle(sig: int, frame: FrameType | None) -> None:
-        service.begin_drain()
-        handler = previous[signal.Signals(sig)]
-        if callable(handler):
-            handler(sig, frame)
-        elif handler == signal.SIG_DFL:
-            raise SystemExit(128 + sig)
 
-    for sig in previous:
-        signal.signal(sig, handle)
-    reclaim = asyncio.get_running_loop().create_task(reclaim_after_loading(loading))
+def _open_output(settings: Settings) -> tuple[JobStore, DiskMonitor]:
+    """The job store and its disk monitor (checked once); uploads a stopped process left are removed.
+    Raises :class:`~app.storage.local.OutputDirError` when ``OUTPUT_DIR`` cannot be used."""
+    started = time.time()
+    root, fallback_from = resolve_output_dir(settings.output_dir, "output_dir" in settings.model_fields_set)
+    store = build_job_store(settings, root)
+    disk = DiskMonitor(root, settings.disk_min_free_bytes, settings.disk_check_interval_s, fallback_from)
+    disk.check_now()
+    swept = sweep_incoming(store.incoming, started)
+    if swept:
+        log.info("removed %d unfinished upload(s) left in %s", swept, store.incoming)
+    return store, disk
 
-    def restore() -> None:
-        reclaim.cancel()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
-    return restore
+async def _sweep_incoming_periodically(folder: Path, every_s: float = 600) -> None:
+    """Remove uploads left in ``folder`` for over ``_STALE_UPLOAD_S`` (no request holds them any more)."""
+    while True:
+        try:
+            stale = await anyio.to_thread.run_sync(sweep_incoming, folder, time.time() - _STALE_UPLOAD_S)
+            if stale:
+                log.info("removed %d upload(s) unfinished for over %.0f h", stale, _STALE_UPLOAD_S / 3600)
+        except OSError as exc:
+            log.warning("sweeping %s failed: %s", folder, exc)
+        await asyncio.sleep(every_s)
 
 
 def _error(
@@ -166,6 +183,7 @@ _HTTP_CODES = {
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    408: "body_timeout",
     413: "upload_too_large",
 }
 
@@ -191,7 +209,13 @@ def _add_error_handlers(app: FastAPI) -> None:
             problems.append(f"{'.'.join(location) or 'request'}: {item.get('msg', 'invalid')}")
         return _error(request, 422, f"invalid_{field}", "; ".join(problems), details={"field": field})
 
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error: %s", type(exc).__name__)
-        return _error(request, 500, "internal_error", "an unexpected error occurred; it has been logged")
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError) -> JSONResponse:
+        """A write that failed because the disk is full or read-only is a 507, not a 500; other OS errors
+        go on to :class:`RequestLogMiddleware`, which logs them and answers 500."""
+        disk: DiskMonitor | None = getattr(request.app.state, "disk", None)
+        error = disk.error_for(exc) if disk is not None else None
+        if error is None:
+            raise exc
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return _error(request, error.status, error.code, error.message, headers=error.headers)

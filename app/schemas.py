@@ -60,7 +60,7 @@ class S3Storage(BaseModel):
     keys: list[str] = Field(default_factory=list, description="object keys, result.json last")
 
 
-class RagExportStorage(BaseModel):  # issue-19
+class RagExportStorage(BaseModel):
     """The document's knowledge-base export (``RAG_EXPORT_PREFIX``)."""
 
     status: Literal["uploaded", "pending", "disabled", "not_exported"] = Field(
@@ -74,7 +74,7 @@ class RagExportStorage(BaseModel):  # issue-19
 class ResultStorage(BaseModel):
     local: LocalStorage | None = Field(None, description="null on a replica that read the result from S3")
     s3: S3Storage
-    rag_export: RagExportStorage | None = None  # issue-19
+    rag_export: RagExportStorage | None = None
 
 
 class DocumentResult(BaseModel):
@@ -138,14 +138,33 @@ class S3Health(BaseModel):
     jobs_taken_over: int = Field(0, description="jobs this replica took over from stopped replicas since start")
 
 
+class DiskHealth(BaseModel):
+    """``OUTPUT_DIR`` as the last background check found it (see ``app.storage.disk``)."""
+
+    status: Literal["unknown", "ok", "low_space", "not_writable"]
+    output_dir: str
+    free_mb: float | None = None
+    total_mb: float | None = None
+    min_free_mb: float = Field(description="DISK_MIN_FREE_MB: below this new work gets 507")
+    reason: str | None = Field(None, description="why the disk cannot take documents")
+    fallback_from: str | None = Field(None, description="the default OUTPUT_DIR, when it was not writable")
+    checked_seconds_ago: float | None = None
+
+
 class HealthResponse(BaseModel):
-    status: Literal["starting", "healthy", "unhealthy"]
+    status: Literal["starting", "healthy", "unhealthy"] = Field(description="the default engine's state")
+    ready: bool = Field(
+        False, description="whether new work is taken: what /ready answers (engine ready, disk ok, not stopping)"
+    )
+    not_ready: list[str] = Field(default_factory=list, description="why not, one sentence each")
+    draining: bool = Field(False, description="a stop is under way: new work gets 503, requests in flight finish")
     engine: EngineHealth = Field(description="the default engine: serves requests that name no engine or language")
     engines: list[EngineHealth] = Field(default_factory=list, description="every loaded engine, default first")
     languages: list[str] = Field(default_factory=list, description="languages of requests without lang (OCR_LANGUAGES)")
     paddleocr: Literal["initializing", "ready", "failed"]
     s3_storage: Literal["not_configured", "configured", "degraded"]
     s3: S3Health
+    disk: DiskHealth | None = None
     version: str
 
 
@@ -187,4 +206,5 @@ class JobStatus(BaseModel):
     queue_position: int | None
     result_url: str
     owner: str | None = Field(None, description="the replica running the job (with S3), or that ran it")
+    waiting: str | None = Field(None, description="why the job makes no progress now, e.g. its replica's disk is full")
     takeovers: int = Field(0, description="times another replica continued the job after its replica stopped")

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     shutdown_grace_s: int = Field(30, ge=0, le=3600)
+    header_timeout_s: float = Field(30, gt=0, le=3600)  # a connection must send its request head within this
+    body_read_timeout_s: float = Field(60, gt=0, le=3600)  # longest wait for the next piece of a request body
+    keep_alive_timeout_s: int = Field(5, ge=1, le=3600)  # idle keep-alive connections are closed after this
 
     # --- engine -------------------------------------------------------------------------------
     ocr_engine: Literal["auto", "paddleocr-vl", "pp-ocr", "tesseract"] = "auto"
@@ -106,6 +109,9 @@ class Settings(BaseSettings):
 
     # --- storage ------------------------------------------------------------------------------
     output_dir: Path = Path("/app/output")
+    disk_min_free_mb: float = Field(256, ge=0)  # below this much free space in OUTPUT_DIR new work gets 507
+    disk_wait_s: float = Field(60, gt=0, le=3600)  # with S3: a job that cannot write this long goes to another replica
+    disk_check_interval_s: float = Field(5, gt=0, le=600)
 
     # --- S3 mirror (Cloud.ru Object Storage): on only when the first four are all set ----------------
     cloudru_s3_endpoint: str = ""
@@ -204,6 +210,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def disk_min_free_bytes(self) -> int:
+        return int(self.disk_min_free_mb * 1024 * 1024)
 
     @property
     def languages(self) -> tuple[str, ...]:

@@ -2,7 +2,8 @@
 
 Three sources, one set of rules (400 empty, 413 over the limit, 415 not a document we read):
 a multipart upload (:func:`save_upload`), a base64 string (:func:`save_base64`, PaddleX-compatible
-requests) and a URL (:func:`save_url`, through the guarded fetcher in :mod:`app.url_fetch`).
+requests) and a URL (:func:`save_url`, through the guarded fetcher in :mod:`app.url_fetch`). Every endpoint
+(``/ocr``, ``/jobs``, ``/layout-parsing``) receives through :func:`receive`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 import anyio
+import httpx
 from starlette.exceptions import HTTPException
 
 from app.documents import SUPPORTED_TYPES, sniff_content_type
@@ -23,7 +27,6 @@ from app.url_fetch import FetchPolicy, fetch_to_file
 _CHUNK = 1024 * 1024
 _B64_CHUNK = 4 * 1024 * 1024  # characters; a multiple of 4
 _HEAD = 2048
-_WHITESPACE = re.compile(r"\s")
 _DATA_URI = re.compile(r"^data:[\w.+/-]*(;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 
 
@@ -89,13 +92,15 @@ def decoded_size(data: str) -> int:
 
 
 def _compact_base64(data: str) -> str:
-    """``data`` without a ``data:...;base64,`` prefix and whitespace."""
+    """``data`` without a ``data:...;base64,`` prefix and whitespace (a piece at a time, so that the
+    event loop gets its turns while a worker thread compacts a large document)."""
     prefix = _DATA_URI.match(data[:256])
     if prefix:
         data = data[prefix.end() :]
-    if _WHITESPACE.search(data):
-        data = "".join(data.split())
-    return data
+    pieces: list[str] = []
+    for start in range(0, len(data), _B64_CHUNK):
+        pieces.extend(data[start : start + _B64_CHUNK].split())
+    return pieces[0] if len(pieces) == 1 else "".join(pieces)
 
 
 def _padded(data: str) -> str:
@@ -124,21 +129,26 @@ def _decode_base64(data: str, target: Path) -> tuple[int, bytes]:
     return size, head
 
 
+def _store_base64(data: str, target: Path, limit: int) -> tuple[int, bytes]:
+    compact = _compact_base64(data)
+    if len(compact) * 3 // 4 - 2 > limit:  # before any check or decoding of the content
+        raise too_large("upload_too_large", _limit_message(limit))
+    compact = _padded(compact)
+    if decoded_size(compact) > limit:
+        raise too_large("upload_too_large", _limit_message(limit))
+    return _decode_base64(compact, target)
+
+
 async def save_base64(data: str, target: Path, limit: int) -> str:
     """Decode the base64 document ``data`` into ``target``; return its sniffed content type.
 
     The decoded size is checked against ``limit`` before anything is decoded (413). Whitespace and a
     ``data:`` URI prefix are accepted, missing padding is added; other non-base64 characters are a 422
     naming ``file``. Also 400 empty and 415 unsupported, as for uploads. ``target`` is removed on error.
+    All of it runs in a worker thread, a piece at a time.
     """
     try:
-        compact = _compact_base64(data)
-        if len(compact) * 3 // 4 - 2 > limit:  # before any check or decoding of the content
-            raise too_large("upload_too_large", _limit_message(limit))
-        compact = _padded(compact)
-        if decoded_size(compact) > limit:
-            raise too_large("upload_too_large", _limit_message(limit))
-        size, head = await anyio.to_thread.run_sync(_decode_base64, compact, target)
+        size, head = await anyio.to_thread.run_sync(_store_base64, data, target, limit)
         return check_received(size, head)
     except BaseException:
         target.unlink(missing_ok=True)
@@ -157,3 +167,50 @@ async def save_url(url: str, target: Path, policy: FetchPolicy) -> str:
     except BaseException:
         target.unlink(missing_ok=True)
         raise
+
+
+@dataclass(frozen=True)
+class DocumentSource:
+    """Where a request's document comes from: exactly one of an uploaded file, a base64 string and a URL."""
+
+    upload: BinaryIO | None = None
+    base64: str | None = None
+    url: str | None = None
+    filename: str | None = None  # the client's name for it (data, never a path)
+
+
+@dataclass(frozen=True)
+class ReceivedDocument:
+    """A document on disk under a server-made name, its type sniffed from its bytes, and the client's name."""
+
+    path: Path
+    content_type: str
+    filename: str | None
+
+
+async def receive(
+    source: DocumentSource, target: Path, limit: int, url_policy: Callable[[], FetchPolicy]
+) -> ReceivedDocument:
+    """Store ``source`` at ``target`` (the one path every endpoint receives documents through).
+
+    Errors as :func:`save_upload`, :func:`save_base64` and :func:`save_url`; ``url_policy`` is asked only for a URL
+    (it raises 400 when URL input is off). ``target`` is removed on error.
+    """
+    if source.upload is not None:
+        content_type = await save_upload(source.upload, target, limit)
+    elif source.base64 is not None:
+        content_type = await save_base64(source.base64, target, limit)
+    elif source.url is not None:
+        content_type = await save_url(source.url, target, url_policy())
+    else:
+        raise bad_request("no_file", "send the document as a file in 'file', as base64 in 'file', or a 'url'")
+    return ReceivedDocument(target, content_type, source.filename)
+
+
+def name_from_url(url: str, limit: int = 255) -> str | None:
+    """The last path segment of ``url`` as the document's name (None when there is none)."""
+    try:
+        name = PurePosixPath(httpx.URL(url).path).name
+    except (httpx.InvalidURL, ValueError):
+        return None
+    return name[:limit] or None

@@ -30,10 +30,16 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-# pip's own copy of packaging: present wherever pip is (the script runs pip too), whatever else is installed.
-from pip._vendor.packaging.markers import default_environment
-from pip._vendor.packaging.requirements import InvalidRequirement, Requirement
-from pip._vendor.packaging.version import InvalidVersion, Version
+# packaging when it is installed; else pip's own copy, present wherever pip is (the script runs pip too). The
+# standalone one first: importing pip's vendored tree swaps in setuptools' distutils shim for the whole process.
+try:
+    from packaging.markers import default_environment
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+except ImportError:  # pragma: no cover - a base image without packaging
+    from pip._vendor.packaging.markers import default_environment  # type: ignore[no-redef]
+    from pip._vendor.packaging.requirements import InvalidRequirement, Requirement  # type: ignore[no-redef]
+    from pip._vendor.packaging.version import InvalidVersion, Version  # type: ignore[no-redef]
 
 # Never roots of the resolution: the installers themselves.
 TOOLS = {"pip", "setuptools", "wheel", "uv"}

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.api.deps import get_service
 from app.engines.base import EngineRuntime
 from app.jobs.service import OcrService
-from app.schemas import EngineHealth, HealthResponse, S3Health
+from app.schemas import DiskHealth, EngineHealth, HealthResponse, S3Health
+from app.storage.disk import DiskMonitor
 from app.storage.s3_client import missing_settings
 
 router = APIRouter(tags=["health"])
@@ -38,33 +39,52 @@ def engine_health(runtime: EngineRuntime) -> EngineHealth:
     )
 
 
-def health_of(service: OcrService) -> HealthResponse:
-    """``status`` is ``starting`` while an engine loads, then the default engine's state decides."""
+def health_of(service: OcrService, disk: DiskMonitor | None = None) -> HealthResponse:
+    """``status`` is ``starting`` while an engine loads, then the default engine's state decides. ``ready``
+    also needs a writable ``OUTPUT_DIR`` with enough space and no stop under way."""
     engines = service.engines
     default = engines.default
     s3 = s3_health(service)
     status = "starting" if engines.settling else _STATUS[default.state]
     others = [engine_health(runtime) for runtime in engines.runtimes.values() if runtime is not default]
+    not_ready = []
+    if status != "healthy":
+        not_ready.append(f"the engine {default.engine.name} is {default.state}")
+    if disk is not None and not disk.ok:
+        not_ready.append(disk.reason or "OUTPUT_DIR is not checked yet")
+    if service.draining:
+        not_ready.append("the service is stopping")
     return HealthResponse(
         status=status,
+        ready=not not_ready,
+        not_ready=not_ready,
+        draining=service.draining,
         engine=engine_health(default),
         engines=[engine_health(default), *others],
         languages=list(engines.default_languages),
         paddleocr=default.state,
         s3_storage=s3.status,
         s3=s3,
+        disk=None if disk is None else DiskHealth.model_validate(disk.health()),
         version=__version__,
     )
 
 
+def _disk(request: Request) -> DiskMonitor | None:
+    disk: DiskMonitor | None = getattr(request.app.state, "disk", None)
+    return disk
+
+
 @router.get("/health", response_model=HealthResponse)
-async def health(service: OcrService = Depends(get_service)) -> HealthResponse:
-    """Always 200 while the process lives; ``status`` says whether the engine is ready."""
-    return health_of(service)
+async def health(request: Request, service: OcrService = Depends(get_service)) -> HealthResponse:
+    """Always 200 while the process lives; ``status`` says whether the engine is ready, ``ready`` whether
+    new work is taken (``not_ready`` says why not)."""
+    return health_of(service, _disk(request))
 
 
 @router.get("/ready", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
-async def ready(service: OcrService = Depends(get_service)) -> JSONResponse:
-    """200 when the engine is ready to take OCR requests, 503 otherwise."""
-    report = health_of(service)
-    return JSONResponse(report.model_dump(), status_code=200 if report.status == "healthy" else 503)
+async def ready(request: Request, service: OcrService = Depends(get_service)) -> JSONResponse:
+    """200 when new work is taken: the engine is ready, ``OUTPUT_DIR`` is writable with
+    ``DISK_MIN_FREE_MB`` free, and no stop is under way; 503 otherwise (the body says why)."""
+    report = health_of(service, _disk(request))
+    return JSONResponse(report.model_dump(), status_code=200 if report.ready else 503)

@@ -16,24 +16,30 @@ type sniffed from the bytes (400/413/415/422 on bad input; URL refusals are 400)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, Request
 from starlette.datastructures import UploadFile
 
+from app.api.body import (
+    FIELD_LIMITS,
+    SOURCE_FIELDS,
+    check_field_size,
+    read_form,
+    read_json_object,
+    several_sources,
+    single,
+)
 from app.api.deps import get_service
 from app.documents import check_dpi
 from app.engines.languages import parse_languages
 from app.errors import ServiceError, arrived_at, bad_request, invalid_field
 from app.jobs.models import JobRecord, OcrOptions
 from app.jobs.service import OcrService
-from app.storage.local import new_id
-from app.storage.rag_export import check_export_name  # issue-19
-from app.uploads import save_base64, save_upload, save_url
+from app.storage.rag_export import check_export_name
+from app.uploads import DocumentSource, name_from_url
 
 OUTPUTS = ("json", "markdown", "text")
 _TRUE = {"1", "true", "yes", "on"}
@@ -42,32 +48,46 @@ _FALSE = {"0", "false", "no", "off"}
 
 @dataclass
 class DocumentInput:
-    """A received document stored under a server-made name, its sniffed type and the options."""
+    """A request's document source (not received yet) and its options."""
 
-    path: Path
-    filename: str | None
-    content_type: str
+    source: DocumentSource
     options: OcrOptions
     output: str = "json"
     return_content: bool = True
 
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
-
 
 def _text(fields: Mapping[str, Any], name: str) -> str | None:
-    value = fields.get(name)
+    """Option ``name`` as stripped text (None when absent or blank), checked against its size limit first."""
+    value = single(fields, name)
     if value is None or isinstance(value, UploadFile):
         return None
-    return str(value).strip() or None
+    if isinstance(value, (dict, list)):
+        raise invalid_field(name, "must be a string")
+    text = value if isinstance(value, str) else str(value)
+    check_field_size(name, text)
+    return text.strip() or None
 
 
 def parse_dpi(value: Any) -> int | None:
+    """A whole number from a form string or a JSON number; 422 ``invalid_dpi`` for anything else."""
     if value is None or value == "":
         return None
-    try:
+    if isinstance(value, (bool, dict, list)):
+        raise invalid_field("dpi", "must be a whole number")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise invalid_field("dpi", "must be a whole number")
         return int(value)
-    except (TypeError, ValueError):
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    check_field_size("dpi", text)
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
         raise invalid_field("dpi", "must be a whole number") from None
 
 
@@ -84,7 +104,7 @@ def parse_bool(name: str, value: Any, default: bool) -> bool:
     raise invalid_field(name, "must be true or false")
 
 
-def parse_export_name(value: Any) -> str | None:  # issue-19
+def parse_export_name(value: Any) -> str | None:
     """The ``export_name`` option (see :mod:`app.storage.rag_export`); 422 when too long or nameless."""
     if value is None or isinstance(value, UploadFile):
         return None
@@ -102,75 +122,78 @@ def parse_output(value: Any) -> str:
 
 
 async def _fields(request: Request, base64_limit: int) -> Mapping[str, Any]:
-    """The request's fields: the JSON object, or the multipart/urlencoded form."""
+    """The request's fields: the JSON object, or the multipart/urlencoded form (see :mod:`app.api.body`)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            raise ServiceError(422, "invalid_json", "the body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise ServiceError(422, "invalid_json", "the JSON body must be an object")
-        return body
+        return await read_json_object(request)
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         # A base64 document may ride in a plain form field: allow fields as large as the body may be.
-        return await request.form(max_part_size=base64_limit)
+        return await read_form(request, base64_limit)
     if content_type:
         raise ServiceError(415, "unsupported_body", "send multipart/form-data or application/json")
     return {}
 
 
+def _sources(fields: Mapping[str, Any]) -> tuple[UploadFile | None, str | None, str | None]:
+    """The one document source: (upload, base64, url). 400 ``no_file`` or ``several_sources``."""
+    found: dict[str, Any] = {}
+    for name in SOURCE_FIELDS:
+        value = single(fields, name)
+        if isinstance(value, UploadFile):
+            found[name] = value
+        elif value is not None:
+            if isinstance(value, (dict, list, bool, int, float)):
+                raise invalid_field(name, "must be a string")
+            if name in ("url", "image_url"):
+                check_field_size(name, value)
+            if value.strip():
+                found[name] = value.strip()
+    if not found:
+        raise bad_request("no_file", "send the document as a file in 'file', as base64 in 'file', or a 'url'")
+    if len(found) > 1:
+        raise several_sources()
+    name, value = next(iter(found.items()))
+    if isinstance(value, UploadFile):
+        return value, None, None
+    return (None, value, None) if name in ("file", "image_base64") else (None, None, value)
+
+
 async def document_input(request: Request, service: OcrService = Depends(get_service)) -> DocumentInput:
-    """Read the options, then receive the document to disk. Errors are 4xx :class:`ServiceError`s."""
+    """Read the options, then receive the document to disk. Errors are 4xx :class:`ServiceError`s
+    (507 when the disk cannot take it)."""
     settings = service.settings
     fields = await _fields(request, base64_body_limit(settings.max_upload_bytes))
     options = OcrOptions(
         pages=_text(fields, "pages"),
-        dpi=check_dpi(parse_dpi(fields.get("dpi")), settings.pdf_dpi, settings.max_dpi),
+        dpi=check_dpi(parse_dpi(single(fields, "dpi")), settings.pdf_dpi, settings.max_dpi),
         languages=check_languages(_text(fields, "lang")),
         engine=check_engine(_text(fields, "engine")),
-        strict_languages=parse_bool("lang_strict", fields.get("lang_strict"), False),
-        export_name=parse_export_name(fields.get("export_name")),  # issue-19
+        strict_languages=parse_bool("lang_strict", _text(fields, "lang_strict"), False),
+        export_name=parse_export_name(_text(fields, "export_name")),
     )
     service.engines.choose(options.languages, options.engine)  # 422 before the document is received
-    output = parse_output(fields.get("output"))
-    return_content = parse_bool("return_content", fields.get("return_content"), True)
-
-    upload = fields.get("file")
-    encoded = _text(fields, "image_base64") or _text(fields, "file")
-    url = _text(fields, "url") or _text(fields, "image_url")
-    sources = [s for s in (isinstance(upload, UploadFile), encoded is not None, url is not None) if s]
-    if not sources:
-        raise bad_request("no_file", "send the document as a file in 'file', as base64 in 'file', or a 'url'")
-    if len(sources) > 1:
-        raise bad_request("several_sources", "send one document: a file, base64 or a URL, not several")
-
-    path = service.store.incoming / f"{new_id()}.upload"
+    output = parse_output(_text(fields, "output"))
+    return_content = parse_bool("return_content", _text(fields, "return_content"), True)
     filename = _text(fields, "filename")
-    if isinstance(upload, UploadFile):
-        content_type = await save_upload(upload.file, path, settings.max_upload_bytes)
-        filename = upload.filename
+    upload, encoded, url = _sources(fields)
+
+    if upload is not None:
+        source = DocumentSource(
+            upload=upload.file, filename=(upload.filename or "")[: FIELD_LIMITS["filename"]] or None
+        )
     elif encoded is not None:
-        content_type = await save_base64(encoded, path, settings.max_upload_bytes)
+        source = DocumentSource(base64=encoded, filename=filename)
     else:
         assert url is not None
-        content_type = await save_url(url, path, service.url_policy())
-        filename = filename or url.rsplit("/", 1)[-1].split("?", 1)[0] or None
-    return DocumentInput(path, filename, content_type, options, output, return_content)
+        service.url_policy()  # 400 before anything is fetched when URL input is off
+        source = DocumentSource(url=url, filename=filename or name_from_url(url, FIELD_LIMITS["filename"]))
+    return DocumentInput(source, options, output, return_content)
 
 
 async def submit_document(request: Request, service: OcrService, document: DocumentInput) -> JobRecord:
-    """Submit the received document as a job (the service takes the file) and note it for the request log."""
-    try:
-        record = await service.submit(
-            document.path,
-            document.filename,
-            document.content_type,
-            document.options,
-            arrived=arrived_at(request.scope),
-        )
-    finally:
-        document.discard()
+    """Receive the document (:meth:`OcrService.received`), submit it as a job and note it for the request log."""
+    async with service.received(document.source) as received:
+        record = await service.submit(received, document.options, arrived=arrived_at(request.scope))
     request.state.log = {"job": record.id, "pages": len(record.pages), "engine": record.engine}
     return record
 
@@ -196,7 +219,7 @@ _OPTIONS_SCHEMA: dict[str, Any] = {
     "dpi": {"type": "integer", "description": "PDF rasterising resolution (default PDF_DPI, 150)"},
     "output": {"type": "string", "enum": list(OUTPUTS), "description": "POST /ocr only: the response format"},
     "return_content": {"type": "boolean", "description": "POST /ocr only: false leaves the pages out of the answer"},
-    "export_name": {  # issue-19
+    "export_name": {
         "type": "string",
         "maxLength": 200,
         "description": "stable name of the knowledge-base export (RAG_EXPORT_PREFIX): the same name replaces "

@@ -29,6 +29,7 @@ def status_body(request: Request, service: OcrService, record: JobRecord) -> Job
         error=JobError(**record.error.to_dict()) if record.error else None,
         queue_position=service.queue_position(record),
         owner=record.owner,
+        waiting=record.waiting,
         takeovers=record.takeovers,
         result_url=str(request.url_for("job_result", job_id=record.id).path),
     )

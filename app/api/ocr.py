@@ -27,7 +27,7 @@ OUTPUT_TYPES = {
     "text": "text/plain; charset=utf-8",
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (400, 404, 409, 413, 415, 422, 429, 500, 502, 503, 504)
+    status: {"model": ErrorResponse} for status in (400, 404, 408, 409, 413, 415, 422, 429, 500, 502, 503, 504, 507)
 }
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import base64
 import logging
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import anyio
-import httpx
 
 from app.compat.convert import data_info, layout_parsing_page, markdown_image_paths, model_settings
 from app.compat.schemas import LayoutParsingRequest, LayoutParsingResponse, LayoutParsingResult
@@ -20,7 +19,7 @@ from app.compat.visualize import render_visuals
 from app.jobs.models import OcrOptions
 from app.jobs.service import OcrService
 from app.schemas import DocumentResult
-from app.uploads import save_base64, save_url
+from app.uploads import DocumentSource, name_from_url
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +27,6 @@ log = logging.getLogger(__name__)
 def is_url(file: str) -> bool:
     """Whether PaddleX would treat ``file`` as a URL (an ``http(s)://`` prefix) rather than base64."""
     return file[:8].lower().startswith(("http://", "https://"))
-
-
-def _filename_from_url(url: str) -> str | None:
-    try:
-        name = PurePosixPath(httpx.URL(url).path).name
-    except (httpx.InvalidURL, ValueError):
-        return None
-    return name[:255] or None
 
 
 def _markdown_images(folder: Path, result: DocumentResult) -> list[dict[str, str]]:
@@ -62,24 +53,21 @@ async def layout_parsing(
     refusals and fetch failures (see :mod:`app.url_fetch`).
     """
     settings = service.settings
-    policy = service.url_policy() if is_url(request.file) else None  # 400 first when URL input is off
+    if is_url(request.file):
+        service.url_policy()  # 400 first when URL input is off
+        source = DocumentSource(url=request.file, filename=name_from_url(request.file))
+    else:
+        source = DocumentSource(base64=request.file)
     service.check_accepting(arrived)
-    async with service.incoming() as upload:
-        if policy is not None:
-            content_type = await save_url(request.file, upload.path, policy)
-            filename = _filename_from_url(request.file)
-        else:
-            content_type = await save_base64(request.file, upload.path, settings.max_upload_bytes)
-            filename = None
+    async with service.received(source) as document:
+        content_type = document.content_type
         options = OcrOptions(dpi=settings.pdf_dpi)
         visualize = request.visualize is not False  # the page images are drawn from the upload afterwards
-        result = await service.process(
-            upload.path, filename, content_type, options, copy_upload=visualize, arrived=arrived
-        )
+        result = await service.process(document, options, copy_upload=visualize, arrived=arrived)
         visuals = None
         if visualize:
             visuals = await anyio.to_thread.run_sync(
-                render_visuals, upload.path, content_type, service.limits, options.dpi, result.pages
+                render_visuals, document.path, content_type, service.limits, options.dpi, result.pages
             )
     folder = (service.store.root / (result.files.json_path or result.id)).parent
     images = await anyio.to_thread.run_sync(_markdown_images, folder, result)

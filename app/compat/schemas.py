@@ -6,9 +6,14 @@ are ignored, as PaddleX does.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat
+
+# Bounds on the options (they are accepted and ignored, but never unbounded); the JSON body's own limits
+# (nesting, element count, number size) are applied before the model sees it (app.api.body).
+ShortText = Annotated[str, Field(max_length=128)]
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
 class LayoutParsingRequest(BaseModel):
@@ -24,20 +29,20 @@ class LayoutParsingRequest(BaseModel):
     useDocUnwarping: bool | None = None
     useLayoutDetection: bool | None = None
     useChartRecognition: bool | None = None
-    layoutThreshold: float | dict[str, Any] | None = None
+    layoutThreshold: FiniteFloat | dict[str, Any] | None = None
     layoutNms: bool | None = None
-    layoutUnclipRatio: float | tuple[float, float] | dict[str, Any] | None = None
-    layoutMergeBboxesMode: str | dict[str, Any] | None = None
-    promptLabel: str | None = None
+    layoutUnclipRatio: FiniteFloat | tuple[FiniteFloat, FiniteFloat] | dict[str, Any] | None = None
+    layoutMergeBboxesMode: ShortText | dict[str, Any] | None = None
+    promptLabel: ShortText | None = None
     formatBlockContent: bool | None = None
-    repetitionPenalty: float | None = None
-    temperature: float | None = None
-    topP: float | None = None
-    minPixels: int | None = None
-    maxPixels: int | None = None
-    maxNewTokens: int | None = None
+    repetitionPenalty: FiniteFloat | None = None
+    temperature: FiniteFloat | None = None
+    topP: FiniteFloat | None = None
+    minPixels: Count | None = None
+    maxPixels: Count | None = None
+    maxNewTokens: Count | None = None
     mergeLayoutBlocks: bool | None = None
-    markdownIgnoreLabels: list[str] | None = None
+    markdownIgnoreLabels: list[ShortText] | None = Field(None, max_length=64)
     prettifyMarkdown: bool = True
     showFormulaNumber: bool = False
     visualize: bool | None = Field(

@@ -12,6 +12,7 @@ from app.engines.registry import EngineSet
 from app.errors import ServiceError
 from app.jobs.models import JobRecord
 from app.settings import Settings
+from app.storage.disk import DiskMonitor
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +47,24 @@ class Drain:
 class Admission:
     """Refuses work while shutting down or while the engine is not ready, and keeps the queue within its limits."""
 
-    def __init__(self, settings: Settings, engines: EngineSet, drain: Drain) -> None:
+    def __init__(self, settings: Settings, engines: EngineSet, drain: Drain, disk: DiskMonitor | None = None) -> None:
         self.settings = settings
         self.engines = engines
         self.drain = drain
+        self.disk = disk  # OUTPUT_DIR's free space and writability (None: not watched, e.g. in-process tests)
         self.reserved_jobs = 0  # places taken by submissions between the capacity check and their start
         self.reserved_pages = 0
 
     def check_accepting(self, arrived: float | None = None, engine: str | None = None) -> None:
         """503 while shutting down (except for requests that ``arrived`` — ``time.monotonic()`` — before the drain
-        began: they are in flight and get served) or while ``engine`` (default: the default engine) is not ready."""
+        began: they are in flight and get served), 507 while ``OUTPUT_DIR`` is full or not writable, 503 while
+        ``engine`` (default: the default engine) is not ready."""
         if self.drain.active and (arrived is None or arrived >= self.drain.started):
             raise ServiceError(
                 503, "shutting_down", "the service is restarting; retry shortly", headers={"Retry-After": "15"}
             )
+        if self.disk is not None:
+            self.disk.check_writable()
         runtime = self.engines.runtimes[engine] if engine else self.engines.default
         if runtime.state == "initializing":
             detail = f": {runtime.engine.detail}" if runtime.engine.detail else ""

@@ -27,6 +27,10 @@ from app.storage.local import atomic_write, is_valid_id, result_files
 log = logging.getLogger(__name__)
 
 
+TOMBSTONE_DAYS = 30
+"""How long a deleted job's id is remembered (so that it answers 410 rather than 404)."""
+
+
 class LocalJobStore(JobStore):
     """Job folders and result folders under ``root`` (``OUTPUT_DIR``)."""
 
@@ -35,6 +39,8 @@ class LocalJobStore(JobStore):
         self.jobs_root = root / "jobs"
         self.jobs_root.mkdir(parents=True, exist_ok=True)
         self.incoming.mkdir(parents=True, exist_ok=True)
+        self.tombstones = self.jobs_root / ".expired"  # ids of jobs the retention deleted (GET answers 410)
+        self.tombstones.mkdir(exist_ok=True)
 
     # --- paths -----------------------------------------------------------------------------------
     def folder(self, job_id: str) -> Path:
@@ -152,12 +158,40 @@ class LocalJobStore(JobStore):
             if record is None or stamp is None or datetime.fromisoformat(stamp) < cutoff:
                 if record is not None:
                     self.delete_result(record)
+                    atomic_write(self.tombstones / job_id, (stamp or "").encode())  # later asked for: 410, not 404
                 self.delete_local(job_id)
                 removed += 1
         for day in _day_folders(self.root):
             if datetime.strptime(day.name, "%Y-%m-%d").replace(tzinfo=timezone.utc) + timedelta(days=1) < cutoff:
                 shutil.rmtree(day, ignore_errors=True)
+        forget_before = cutoff.timestamp() - TOMBSTONE_DAYS * 86400
+        for stone in self.tombstones.glob("*"):
+            with contextlib.suppress(OSError):
+                if stone.stat().st_mtime < forget_before:
+                    stone.unlink()
         return removed
+
+    def expired(self, job_id: str) -> bool:
+        return is_valid_id(job_id) and (self.tombstones / job_id).is_file()
+
+    def free_space(self, needed: int, keep: Collection[str]) -> tuple[int, int]:
+        """Under disk pressure: delete the kept documents of finished jobs, oldest first, until ``needed`` bytes are
+        free; returns (documents deleted, bytes freed). Their page images answer 410 afterwards."""
+        finished = []
+        for job_id in self.ids():
+            path = self.local_input(job_id)
+            record = self.load_local(job_id) if job_id not in keep and path.is_file() else None
+            if record is not None and record.finished:
+                finished.append((record.finished_at or record.created_at, job_id, path))
+        deleted = freed = 0
+        for _, _, path in sorted(finished):
+            if freed >= needed:
+                break
+            with contextlib.suppress(OSError):
+                size = path.stat().st_size
+                path.unlink()
+                deleted, freed = deleted + 1, freed + size
+        return deleted, freed
 
     def delete_local(self, job_id: str) -> None:
         shutil.rmtree(self.folder(job_id), ignore_errors=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Literal
 
 from app.errors import ServiceError
@@ -54,14 +53,6 @@ class OcrOptions:
     export_name: str | None = None  # stable name of the knowledge-base export (RAG_EXPORT_PREFIX)
 
 
-@dataclass(frozen=True)
-class Incoming:
-    """A server-named file for one request's document, under the store's ``.incoming`` folder."""
-
-    id: str
-    path: Path
-
-
 @dataclass
 class JobRecord:
     """What is known about a job; serialised as ``job.json`` (locally and, with S3, in the bucket)."""
@@ -89,6 +80,7 @@ class JobRecord:
     keep_input: bool = True  # the document stays until retention (page images); else removed when finished
     export_name: str | None = None  # the client's stable name for the knowledge-base export
     rag_export_key: str | None = None  # the export's object key, once recorded for upload
+    waiting: str | None = None  # why the job makes no progress now (e.g. OUTPUT_DIR is full)
 
     @property
     def finished(self) -> bool:

@@ -34,6 +34,7 @@ from app.metrics import Metrics
 from app.results import build_page, page_image_names
 from app.scheduler import PageScheduler
 from app.settings import Settings
+from app.storage.disk import DiskMonitor
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class JobRunner:
         limits: Limits,
         drain: Drain,
         metrics: Metrics,
+        disk: DiskMonitor | None = None,
     ) -> None:
         self.settings = settings
         self.engines = engines
@@ -74,6 +76,7 @@ class JobRunner:
         self.limits = limits
         self.drain = drain
         self.metrics = metrics
+        self.disk = disk
 
     async def run(self, active: ActiveJob, done: Callable[[ActiveJob], None]) -> None:
         """Run the job to its end (or to a pause); ``done`` is called at the end in every case."""
@@ -82,12 +85,19 @@ class JobRunner:
             await self._run_pages(active)
         except StorageUnavailable as exc:  # shared store unreachable: another replica continues it later
             log.warning("job %s paused: %s", record.id, exc)
+        except JobPaused as paused:
+            log.warning("job %s paused: %s", record.id, paused)
+            if self.store.shared and not active.lost:
+                await anyio.to_thread.run_sync(self.store.hand_back, record)
         except Exception as exc:  # the job fails, the service does not
             log.exception("job %s crashed", record.id)
             if not active.lost:
                 record.fail(JobError(500, "ocr_failed", f"internal error: {type(exc).__name__}"))
-                await self._save(active)
-                await anyio.to_thread.run_sync(self.store.finish, record)
+                try:
+                    await self._save(active)
+                    await anyio.to_thread.run_sync(self.store.finish, record)
+                except Exception:  # its record stays as it was: it resumes (or is taken over) later
+                    log.exception("job %s: its failure could not be stored", record.id)
         finally:
             done(active)
             active.finished.set()
@@ -117,11 +127,11 @@ class JobRunner:
             return
         else:
             outcomes = await anyio.to_thread.run_sync(self._load_pages, record)
-            await anyio.to_thread.run_sync(assemble, record, outcomes, self.store)
+            await self._write(active, "the result", assemble, record, outcomes, self.store)
         record.finished_at = utc_now()
         await self._save(active)
         if not record.keep_input:
-            await anyio.to_thread.run_sync(self.store.discard_input, record)
+            await self._write(active, "the document's removal", self.store.discard_input, record)
         await anyio.to_thread.run_sync(self.store.finish, record)
         self.metrics.jobs_finished.labels(record.status).inc()
         log.info(
@@ -238,7 +248,7 @@ class JobRunner:
         record = active.record
         if active.lost:
             return
-        await anyio.to_thread.run_sync(self.store.save_page, record, outcome)
+        await self._write(active, f"page {outcome.number}", self.store.save_page, record, outcome)
         record.pages_done += 1
         engine = record.engine
         if outcome.error is not None:
@@ -252,4 +262,36 @@ class JobRunner:
 
     async def _save(self, active: ActiveJob) -> None:
         if not active.lost:
-            await anyio.to_thread.run_sync(self.store.save, active.record)
+            await self._write(active, "the job's record", self.store.save, active.record)
+
+    async def _write(self, active: ActiveJob, what: str, write: Callable[..., object], *args: object) -> None:
+        """Run a blocking write in a thread. When it fails because ``OUTPUT_DIR`` is full or read-only, the job says
+        so (``waiting``), waits for the disk to recover and writes again; a job that another replica may continue
+        is handed over after ``DISK_WAIT_S`` (:class:`JobPaused`), as is any job when the service stops meanwhile."""
+        record = active.record
+        waited_since: float | None = None
+        while True:
+            try:
+                await anyio.to_thread.run_sync(functools.partial(write, *args))
+            except OSError as exc:
+                if self.disk is None or not self.disk.report_error(exc):
+                    raise
+                if waited_since is None:
+                    waited_since = time.monotonic()
+                    record.waiting = f"{what} could not be stored: {self.disk.reason}; the job goes on when it can"
+                    log.warning("job %s: %s", record.id, record.waiting)
+                if active.lost or active.cancel_requested or self.drain.active:
+                    raise JobPaused(f"{what} not stored ({self.disk.reason})") from None
+                waited = time.monotonic() - waited_since
+                if self.store.shared and waited >= self.settings.disk_wait_s:
+                    raise JobPaused(f"{what} not stored for {waited:.0f} s; another replica may continue") from None
+                await self.disk.wait_writable(timeout=5.0)
+                continue
+            if waited_since is not None:
+                log.info("job %s: %s stored after %.0f s", record.id, what, time.monotonic() - waited_since)
+                record.waiting = None
+            return
+
+
+class JobPaused(Exception):
+    """The job stops here for now (not failed): it resumes after a restart, or on another replica."""

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Collection
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 
 _CANCEL_CHECK_S = 2.0
 _FAIL_FAST_S = 3.0  # after a failed direct call, refuse new jobs at once for this long
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
 
 
 class S3JobStore(LocalJobStore):
@@ -315,6 +320,10 @@ class S3JobStore(LocalJobStore):
     def finish(self, record: JobRecord) -> None:
         self.leases.finish(record.id)
 
+    def hand_back(self, record: JobRecord) -> None:
+        if self.leases.release(record.id):
+            log.info("job %s handed back to the other replicas", record.id)
+
     def request_cancel(self, record: JobRecord) -> None:
         try:
             self.leases.request_cancel(record.id)
@@ -325,6 +334,24 @@ class S3JobStore(LocalJobStore):
     def delete_older_than(self, cutoff: datetime, keep: Collection[str]) -> int:
         """Local copies only: objects in the bucket are removed by the bucket's lifecycle rule (see the guide)."""
         return super().delete_older_than(cutoff, set(keep) | set(self.leases.held))
+
+    def free_space(self, needed: int, keep: Collection[str]) -> tuple[int, int]:
+        """Kept documents first (they are in the bucket too), then the local copies of finished jobs whose every
+        file is in the bucket (they are read from there afterwards), oldest first."""
+        deleted, freed = super().free_space(needed, keep)
+        finished = []
+        for job_id in self.ids():
+            record = None if job_id in keep or self.mirror.pending(job_id) else self.load_local(job_id)
+            if record is not None and record.finished and record.s3_mirrored:
+                finished.append((record.finished_at or record.created_at, record))
+        for _, record in sorted(finished, key=lambda item: item[0]):
+            if freed >= needed:
+                break
+            size = _folder_size(self.result_folder(record)) + _folder_size(self.folder(record.id))
+            shutil.rmtree(self.result_folder(record), ignore_errors=True)
+            self.delete_local(record.id)
+            deleted, freed = deleted + 1, freed + size
+        return deleted, freed
 
     def delete_result(self, record: JobRecord) -> None:
         super().delete_result(record)

@@ -24,14 +24,16 @@ from app.engines.registry import EngineSet
 from app.errors import ServiceError
 from app.jobs.admission import Admission, Drain
 from app.jobs.assembly import page_image, read_result, unavailable
-from app.jobs.models import Incoming, JobRecord, OcrOptions
+from app.jobs.models import JobRecord, OcrOptions
 from app.jobs.runner import ActiveJob, JobRunner
 from app.jobs.store import JobStore, StorageUnavailable
 from app.metrics import Metrics
 from app.scheduler import PageScheduler
 from app.schemas import DocumentResult
 from app.settings import Settings
+from app.storage.disk import DiskMonitor
 from app.storage.local import is_valid_id, new_id
+from app.uploads import DocumentSource, ReceivedDocument, receive
 from app.url_fetch import FetchPolicy
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,14 @@ log = logging.getLogger(__name__)
 class OcrService:
     """Submits, runs, reports, cancels and resumes OCR jobs."""
 
-    def __init__(self, settings: Settings, engines: EngineSet, store: JobStore, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engines: EngineSet,
+        store: JobStore,
+        metrics: Metrics | None = None,
+        disk: DiskMonitor | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.engines = engines
@@ -48,7 +57,7 @@ class OcrService:
         self.scheduler = PageScheduler(engines.workers)
         self.limits = Limits(max_pages=settings.max_pages, max_image_pixels=settings.max_image_pixels)
         self.drain_state = Drain(settings.shutdown_grace_s)
-        self.admission = Admission(settings, engines, self.drain_state)
+        self.admission = Admission(settings, engines, self.drain_state, disk)
         self.runner = JobRunner(
             settings,
             engines,
@@ -57,6 +66,7 @@ class OcrService:
             limits=self.limits,
             drain=self.drain_state,
             metrics=self.metrics,
+            disk=disk,
         )
         self.active: dict[str, ActiveJob] = {}
 
@@ -70,12 +80,15 @@ class OcrService:
         self.admission.check_accepting(arrived, engine)
 
     @contextlib.asynccontextmanager
-    async def incoming(self) -> AsyncIterator[Incoming]:
-        """A fresh id and the path a document is received at (from the server-made id only); removed on exit."""
-        upload_id = new_id()
-        path = self.store.incoming / f"{upload_id}.upload"
+    async def received(self, source: DocumentSource) -> AsyncIterator[ReceivedDocument]:
+        """Receive a request's document into a server-named file under ``.incoming`` — the one way in for ``/ocr``,
+        ``/jobs`` and ``/layout-parsing`` — and remove that file on exit (a job keeps its own copy).
+
+        Errors: those of :func:`app.uploads.receive` (400/413/415/422, URL refusals and fetch failures).
+        """
+        path = self.store.incoming / f"{new_id()}.upload"
         try:
-            yield Incoming(upload_id, path)
+            yield await receive(source, path, self.settings.max_upload_bytes, self.url_policy)
         finally:
             path.unlink(missing_ok=True)
 
@@ -108,15 +121,13 @@ class OcrService:
     # --- submitting and waiting ------------------------------------------------------------------
     async def submit(
         self,
-        upload: Path,
-        filename: str | None,
-        content_type: str,
+        document: ReceivedDocument,
         options: OcrOptions,
         *,
         copy_upload: bool = False,
         arrived: float | None = None,
     ) -> JobRecord:
-        """Validate the document, store a job for it (taking ``upload``, or a copy) and start it.
+        """Validate the document, store a job for it (taking its file, or a copy) and start it.
 
         Raises 4xx :class:`ServiceError` for bad documents or options (422 for a language or engine that is not
         there), 503 when the chosen engine is not ready or the shared store cannot take the job, 429 when the queue
@@ -124,13 +135,14 @@ class OcrService:
         """
         choice = self.engines.choose(options.languages, options.engine, strict=options.strict_languages)  # issue-14
         self.check_accepting(arrived, choice.engine)
+        upload, content_type = document.path, document.content_type
         page_count = await anyio.to_thread.run_sync(self._count_pages, upload, content_type)
         numbers = parse_page_spec(options.pages, page_count)
         with self.admission.reserve(self._records, len(numbers)):
             job_id = new_id()
             record = JobRecord(
                 id=job_id,
-                filename=filename,
+                filename=document.filename,
                 content_type=content_type,
                 page_count=page_count,
                 pages=numbers,
@@ -200,9 +212,7 @@ class OcrService:
 
     async def process(
         self,
-        upload: Path,
-        filename: str | None,
-        content_type: str,
+        document: ReceivedDocument,
         options: OcrOptions,
         *,
         copy_upload: bool = False,
@@ -211,7 +221,7 @@ class OcrService:
         """Submit and wait up to ``SYNC_TIMEOUT_S`` for the whole result (for callers that cannot take a 202, such as
         the PaddleX-compatible API). The first page's error if every page failed; 504 ``sync_timeout`` naming the job
         when it takes longer (the job goes on: poll ``/jobs/{id}``); 503 when a restart interrupts it."""
-        record = await self.submit(upload, filename, content_type, options, copy_upload=copy_upload, arrived=arrived)
+        record = await self.submit(document, options, copy_upload=copy_upload, arrived=arrived)
         record = await self.wait(record.id, self.settings.sync_timeout_s)
         if not record.finished and not self.draining:
             raise ServiceError(
@@ -242,6 +252,13 @@ class OcrService:
             record = await anyio.to_thread.run_sync(self.store.load, job_id)
         except StorageUnavailable as exc:
             raise unavailable(exc) from None
+        if record is None and await anyio.to_thread.run_sync(self.store.expired, job_id):
+            raise ServiceError(
+                410,
+                "job_expired",
+                f"job {job_id} finished more than RESULT_TTL_HOURS ({self.settings.result_ttl_hours:g} h) ago and "
+                "was deleted with its result",
+            )
         if record is None:
             raise ServiceError(404, "job_not_found", f"no job {job_id}")
         return record
@@ -345,6 +362,24 @@ class OcrService:
                 task.cancel()
         self.scheduler.shutdown(wait=False)
         await anyio.to_thread.run_sync(self.store.close, max(1.0, self.drain_state.remaining() - 0.5))
+
+    async def free_space(self) -> tuple[int, int]:
+        """While ``OUTPUT_DIR`` is short of space: free up to twice ``DISK_MIN_FREE_MB`` (oldest finished documents
+        first, see :meth:`JobStore.free_space`); returns (files deleted, bytes freed)."""
+        disk = self.admission.disk
+        if disk is None or disk.state.status != "low_space":
+            return 0, 0
+        needed = max(0, 2 * disk.min_free_bytes - (disk.free_bytes or 0))
+        deleted, freed = await anyio.to_thread.run_sync(self.store.free_space, needed, set(self.active))
+        if deleted:
+            log.warning(
+                "retention: disk short of space (%s); removed %d stored file(s) of finished jobs, %.1f MB",
+                disk.reason,
+                deleted,
+                freed / 1024 / 1024,
+            )
+            await anyio.to_thread.run_sync(disk.check_now)
+        return deleted, freed
 
     async def cleanup(self, now: datetime | None = None) -> int:
         """Delete finished jobs (and their results) older than ``RESULT_TTL_HOURS``; returns how many."""

@@ -143,6 +143,9 @@ class JobStore(ABC):
     def finish(self, record: JobRecord) -> None:  # noqa: B027 - optional hook
         """The job has finished here: give up its ownership once its files are stored for good."""
 
+    def hand_back(self, record: JobRecord) -> None:  # noqa: B027 - optional hook
+        """This replica cannot continue ``record`` now (e.g. its disk is full): let another replica take it."""
+
     def request_cancel(self, record: JobRecord) -> None:  # noqa: B027 - optional hook
         """Ask the replica running ``record`` to cancel it (shared stores)."""
 
@@ -150,6 +153,15 @@ class JobStore(ABC):
     @abstractmethod
     def delete_older_than(self, cutoff: datetime, keep: Collection[str]) -> int:
         """Delete finished jobs (and their results) older than ``cutoff``, except ``keep``; how many."""
+
+    def expired(self, job_id: str) -> bool:
+        """Whether ``job_id`` was a job that the retention deleted (it answers 410, not 404)."""
+        return False
+
+    def free_space(self, needed: int, keep: Collection[str]) -> tuple[int, int]:
+        """Under disk pressure, delete what this replica can spare (oldest first) until ``needed`` bytes are freed,
+        except for the jobs in ``keep``; returns (files deleted, bytes freed)."""
+        return 0, 0
 
 
 def build_job_store(settings: Settings, root: Path) -> JobStore:

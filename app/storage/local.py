@@ -6,6 +6,7 @@ in a path.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -41,20 +42,65 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def resolve_output_dir(preferred: Path) -> Path:
-    """``preferred`` when it is writable, else ``./output`` (e.g. outside the container)."""
-    for candidate in (preferred, Path.cwd() / "output"):
+class OutputDirError(RuntimeError):
+    """``OUTPUT_DIR`` cannot be used: the service does not start (the message says why and what to do)."""
+
+
+def _writable(path: Path) -> OSError | None:
+    """None when files can be created in ``path`` (made if missing); else the error. A full disk counts as
+    writable here: the service starts, reports the disk in ``/health`` and refuses work until space returns."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return None
+        return exc
+    return None
+
+
+def resolve_output_dir(preferred: Path, explicit: bool = True) -> tuple[Path, Path | None]:
+    """The result folder to use and, when it is a fallback, the folder it replaces.
+
+    An ``OUTPUT_DIR`` that was set (``explicit``) and cannot be written raises :class:`OutputDirError`:
+    results written elsewhere would be lost with the container, so the start fails with the reason.
+    Only the built-in default (``/app/output``, absent outside the image) falls back to ``./output``;
+    ``/health`` (``disk.fallback_from``) says so.
+    """
+    problem = _writable(preferred)
+    if problem is None:
+        return preferred.resolve(), None
+    reason = problem.strerror or str(problem)
+    if explicit:
+        raise OutputDirError(
+            f"OUTPUT_DIR={preferred} is not writable ({reason}); mount a writable volume there "
+            "or set OUTPUT_DIR to a writable folder"
+        )
+    fallback = Path.cwd() / "output"
+    if _writable(fallback) is not None:
+        raise OutputDirError(f"neither the default OUTPUT_DIR {preferred} ({reason}) nor {fallback} is writable")
+    log.warning("OUTPUT_DIR %s (the default) is not writable (%s); using %s", preferred, reason, fallback)
+    return fallback.resolve(), preferred
+
+
+def sweep_incoming(folder: Path, before: float) -> int:
+    """Remove files in ``folder`` last modified before ``before`` (epoch seconds): uploads left by a process
+    that stopped while receiving them. Files of uploads in progress are newer. Returns how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
         try:
-            candidate.mkdir(parents=True, exist_ok=True)
-            probe = candidate / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError:
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < before:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:
             continue
-        if candidate != preferred:
-            log.warning("OUTPUT_DIR %s is not writable; using %s", preferred, candidate)
-        return candidate.resolve()
-    raise RuntimeError(f"neither {preferred} nor ./output is writable")
+    return removed
 
 
 RESULT_FILE_RANK = {"result.md": 1, "result.json": 2}

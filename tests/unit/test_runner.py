@@ -23,6 +23,7 @@ from app.jobs.models import JobRecord, OcrOptions
 from app.jobs.service import OcrService
 from app.jobs.store import Ownership
 from app.settings import Settings
+from app.uploads import ReceivedDocument
 from tests.support.documents import cer, page_lines, text_pdf
 
 pytestmark = pytest.mark.anyio
@@ -93,10 +94,11 @@ async def make_service(engine: GatedEngine, tmp_path: Path) -> AsyncIterator[obj
         service.scheduler.shutdown(wait=True, timeout=30)  # no page may still run in native code at exit
 
 
-def upload(tmp_path: Path, pages: int) -> Path:
+def document(tmp_path: Path, pages: int, name: str) -> ReceivedDocument:
+    """A PDF as the service receives it (a server-named file, its sniffed type, the client's name)."""
     path = tmp_path / f"doc-{pages}-{len(list(tmp_path.glob('doc-*')))}.pdf"
     path.write_bytes(text_pdf(pages))
-    return path
+    return ReceivedDocument(path, "application/pdf", name)
 
 
 async def until(condition: object, timeout: float = 30) -> None:
@@ -109,7 +111,7 @@ async def until(condition: object, timeout: float = 30) -> None:
 
 async def test_cancel_lets_running_pages_finish_and_starts_no_more(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     service = make_service()
-    record = await service.submit(upload(tmp_path, 6), "doc.pdf", "application/pdf", OPTIONS)
+    record = await service.submit(document(tmp_path, 6, "doc.pdf"), OPTIONS)
     await until(lambda: len(engine.started) == 2)  # two workers, two pages running
     cancelled = await service.cancel(record.id)
     assert cancelled.status == "running"  # it stops at the next page boundary
@@ -126,8 +128,8 @@ async def test_cancel_lets_running_pages_finish_and_starts_no_more(make_service,
 
 async def test_drain_pauses_jobs_nobody_waits_for_and_finishes_waited_ones(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     service = make_service()
-    background = await service.submit(upload(tmp_path, 8), "a.pdf", "application/pdf", OPTIONS)
-    waited = await service.submit(upload(tmp_path, 2), "b.pdf", "application/pdf", OPTIONS)
+    background = await service.submit(document(tmp_path, 8, "a.pdf"), OPTIONS)
+    waited = await service.submit(document(tmp_path, 2, "b.pdf"), OPTIONS)
     waiter = asyncio.ensure_future(service.wait(waited.id, 60))
     await until(lambda: len(engine.started) == 2)
     service.begin_drain()
@@ -145,24 +147,24 @@ async def test_drain_pauses_jobs_nobody_waits_for_and_finishes_waited_ones(make_
 
 async def test_queue_limits_answer_429_until_there_is_room(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     service = make_service(max_queued_jobs=2, max_queued_pages=5)
-    first = await service.submit(upload(tmp_path, 2), "a.pdf", "application/pdf", OPTIONS)
+    first = await service.submit(document(tmp_path, 2, "a.pdf"), OPTIONS)
     with pytest.raises(ServiceError) as too_many_pages:
-        await service.submit(upload(tmp_path, 4), "b.pdf", "application/pdf", OPTIONS)
+        await service.submit(document(tmp_path, 4, "b.pdf"), OPTIONS)
     assert too_many_pages.value.status == 429 and too_many_pages.value.headers["Retry-After"] == "30"
-    await service.submit(upload(tmp_path, 3), "c.pdf", "application/pdf", OPTIONS)
+    await service.submit(document(tmp_path, 3, "c.pdf"), OPTIONS)
     with pytest.raises(ServiceError) as too_many_jobs:
-        await service.submit(upload(tmp_path, 1), "d.pdf", "application/pdf", OPTIONS)
+        await service.submit(document(tmp_path, 1, "d.pdf"), OPTIONS)
     assert "2 documents are already queued or running" in too_many_jobs.value.message
     engine.open()
     assert (await service.wait(first.id, 60)).status == "succeeded"
     await until(lambda: not service.active)
-    await service.submit(upload(tmp_path, 1), "e.pdf", "application/pdf", OPTIONS)  # room again
+    await service.submit(document(tmp_path, 1, "e.pdf"), OPTIONS)  # room again
 
 
 async def test_a_page_over_the_timeout_fails_alone(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     service = make_service(page_timeout_s=2.5)
     engine.hold_first_s = 6.0  # the first page to start overruns; the other one does not
-    record = await service.submit(upload(tmp_path, 2), "a.pdf", "application/pdf", OPTIONS)
+    record = await service.submit(document(tmp_path, 2, "a.pdf"), OPTIONS)
     engine.open()
     final = await service.wait(record.id, 60)
     assert final.status == "succeeded" and len(final.failed_pages) == 1
@@ -177,7 +179,7 @@ async def test_a_page_over_the_timeout_fails_alone(make_service, engine, tmp_pat
 
 async def test_a_restart_resumes_at_the_first_page_not_stored(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     first = make_service(parallel=1)
-    record = await first.submit(upload(tmp_path, 4), "a.pdf", "application/pdf", OPTIONS)
+    record = await first.submit(document(tmp_path, 4, "a.pdf"), OPTIONS)
     engine.permits.release(2)
     await until(lambda: record.pages_done == 2 and len(engine.started) == 3)
     first.begin_drain()  # SIGTERM: page 3 is running and finishes; page 4 does not start
@@ -209,9 +211,9 @@ class LosingStore(LocalJobStore):
 async def test_a_job_taken_over_elsewhere_stops_and_writes_nothing_more(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     store = LosingStore(tmp_path)
     service = make_service(store, parallel=1)
-    record = await service.submit(upload(tmp_path, 5), "a.pdf", "application/pdf", OPTIONS)
+    record = await service.submit(document(tmp_path, 5, "a.pdf"), OPTIONS)
     engine.permits.release(1)
-    await until(lambda: record.pages_done == 1)
+    await until(lambda: (store.load(record.id) or record).pages_done == 1)  # page 1 and its record are stored
     store.taken_elsewhere.add(record.id)
     service.apply_ownership()
     on_disk = store.load(record.id)
@@ -229,3 +231,21 @@ def test_records_read_back_as_written(tmp_path: Path) -> None:
     store.create(record, path)
     assert store.load(record.id) == record and not path.exists()
     assert store.orphans() == [record.id] and store.claim(record.id) == record
+
+
+async def test_a_job_deleted_by_retention_answers_410(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timedelta, timezone
+
+    service = make_service()
+    record = await service.submit(document(tmp_path, 1, "a.pdf"), OPTIONS)
+    engine.open()
+    assert (await service.wait(record.id, 60)).status == "succeeded"
+    await until(lambda: not service.active)
+    later = datetime.now(timezone.utc) + timedelta(hours=service.settings.result_ttl_hours + 1)
+    assert await service.cleanup(now=later) == 1
+    with pytest.raises(ServiceError) as gone:
+        await service.find(record.id)
+    assert (gone.value.status, gone.value.code) == (410, "job_expired")
+    with pytest.raises(ServiceError) as unknown:
+        await service.find("f" * 32)
+    assert unknown.value.status == 404

@@ -66,7 +66,7 @@ def test_every_key_the_page_uses_is_in_the_dictionaries() -> None:
         used |= set(re.findall(r'\bt\("([\w.]+)"', text))
         used |= {f"n.{noun}" for noun in re.findall(r'\bcount\([^,()]+(?:\([^()]*\))?[^,()]*, "(\w+)"\)', text)}
     # Keys built in the scripts: t(`error.${status}`), t(`health.${status}`), t(`engine.${state}`).
-    statuses = (0, 400, 401, 404, 409, 410, 413, 415, 422, 429, 500, 502, 503, 504)
+    statuses = (0, 400, 401, 404, 408, 409, 410, 413, 415, 422, 429, 500, 502, 503, 504, 507)
     built = {f"error.{status}" for status in statuses} | {"health.healthy", "health.starting", "health.unhealthy"}
     built |= {"engine.initializing", "engine.failed"}
     assert used - keys == set(), "used but not in the dictionaries"

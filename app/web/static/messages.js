@@ -5,7 +5,7 @@ import { ApiError, apiKey } from "./api.js";
 import { onLanguageChange, t } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
-const HEADLINES = new Set([0, 400, 401, 404, 409, 410, 413, 415, 422, 429, 500, 502, 503, 504]);
+const HEADLINES = new Set([0, 400, 401, 404, 408, 409, 410, 413, 415, 422, 429, 500, 502, 503, 504, 507]);
 
 let shown = null; // { kind, render } of the message on screen
 
@@ -29,7 +29,7 @@ function explanation(error) {
   if (error.status === 0 && error.code === "network_error") parts.push(t("error.network"));
   if (error.status === 401) parts.push(t("error.enter.key"));
   if (error.status === 415) parts.push(t("error.send.types"));
-  if (error.retryAfter && [429, 503].includes(error.status)) {
+  if (error.retryAfter && [429, 503, 507].includes(error.status)) {
     parts.push(t("error.retry.after", { seconds: error.retryAfter }));
   }
   return parts.join(" ");
