@@ -504,13 +504,13 @@ def test_the_language_follows_the_browser_and_the_switch(browser: Browser, servi
     page.click("#submit")
     result = session.wait_for_result()
     count = len(result["pages"][0]["blocks"])
-    expect(page.locator("#result-meta")).to_contain_text(f"1 страница · {blocks_label('ru', count)} · pp-ocr")
+    expect(page.locator("#result-meta")).to_contain_text(f"1 страница · {blocks_label('ru', count)} · tesseract")
     expect(page.locator("#page-info")).to_have_text(blocks_label("ru", count))
 
     page.click("[data-lang=en]")  # what is on screen is redrawn in English at once
     assert page.get_attribute("html", "lang") == "en"
     expect(page.locator("h1")).to_have_text(TEXT["en"]["heading"])
-    expect(page.locator("#result-meta")).to_contain_text(f"1 page · {blocks_label('en', count)} · pp-ocr")
+    expect(page.locator("#result-meta")).to_contain_text(f"1 page · {blocks_label('en', count)} · tesseract")
     expect(page.locator("#page-info")).to_have_text(blocks_label("en", count))
     expect(page.locator("#health")).to_contain_text(TEXT["en"]["engine_ready"])
     assert page.title().startswith("OCR")
