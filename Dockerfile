@@ -31,10 +31,11 @@ WORKDIR /app
 
 # Tesseract's Russian and English models (the engine is libtesseract inside the tesserocr wheel): with a
 # GPU the VLM reads every language and no CPU engine is loaded, but without one (or with OCR_CPU_ENGINES)
-# the CPU fallback then reads Russian too, instead of returning empty pages. ~10 MB.
+# the CPU fallback then reads Russian too, instead of returning empty pages; and its orientation model
+# (osd), which turns sideways and upside-down pages upright for the CPU engines. ~13 MB.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends tesseract-ocr-eng tesseract-ocr-rus \
+    && apt-get install -y --no-install-recommends tesseract-ocr-eng tesseract-ocr-rus tesseract-ocr-osd \
     && rm -rf /var/lib/apt/lists/*
 
 # Only our extra packages, by docker/install_extras.sh (CI runs the same script on a Python 3.10 copy of this

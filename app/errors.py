@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.compat import PADDLEX_PATHS
+from app.engines.errors import EngineError, PageTimeout, VlmFailed, VlmTimeout, VlmUnavailable
+
+log = logging.getLogger(__name__)
 
 REQUEST_ID = "request_id"
 """Key of the request id in the ASGI scope's ``state`` (set by ``RequestLogMiddleware``)."""
@@ -41,6 +45,34 @@ class ServiceError(Exception):
         self.message = message
         self.headers = headers or {}
         self.details = details or {}
+
+
+#: Engine exceptions -> (HTTP status, code, Retry-After seconds): the one place an engine's failure becomes
+#: an HTTP answer. A subclass of a listed exception maps as its nearest listed base does.
+ENGINE_ERRORS: dict[type[EngineError], tuple[int, str, str | None]] = {
+    PageTimeout: (504, "page_timeout", None),
+    VlmTimeout: (504, "vlm_timeout", "30"),
+    VlmUnavailable: (502, "vlm_unavailable", "10"),
+    VlmFailed: (502, "vlm_error", None),
+    EngineError: (500, "ocr_failed", None),
+}
+
+
+def engine_failure(exc: BaseException, pages: Sequence[int], engine: str) -> ServiceError:
+    """The client's error for ``exc``, raised by ``engine`` on ``pages`` (one engine call).
+
+    An :class:`EngineError` maps through :data:`ENGINE_ERRORS` with its own (client-safe) message; a
+    :class:`ServiceError` is kept as it is; anything else is an unexpected failure: logged, and answered
+    with 500 ``ocr_failed`` naming only the exception's type.
+    """
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, EngineError):
+        status, code, retry_after = next(ENGINE_ERRORS[k] for k in type(exc).__mro__ if k in ENGINE_ERRORS)
+        return ServiceError(status, code, exc.message, headers={"Retry-After": retry_after} if retry_after else None)
+    log.error("pages %s failed in %s: %r", list(pages), engine, exc)
+    where = f"page {pages[0]}" if len(pages) == 1 else f"page {pages[0]}-{pages[-1]}"
+    return ServiceError(500, "ocr_failed", f"the OCR engine failed on {where}: {type(exc).__name__}")
 
 
 def bad_request(code: str, message: str) -> ServiceError:

@@ -23,7 +23,7 @@ from app.api.inputs import base64_body_limit
 from app.api.web import add_web_page
 from app.engines.base import OcrEngine
 from app.engines.registry import EngineSet
-from app.engines.select import build_engines
+from app.engines.select import build_engines, build_orientation
 from app.errors import ServiceError, error_payload
 from app.jobs.retention import clean_up_periodically
 from app.jobs.service import OcrService
@@ -136,7 +136,7 @@ def _engine_set(settings: Settings, engine: OcrEngine | None) -> EngineSet:
     if engine is not None:
         return EngineSet.single(engine, "given to create_app", settings.languages)
     built, plan = build_engines(settings)
-    return EngineSet(built, plan, settings.languages)
+    return EngineSet(built, plan, settings.languages, orientation=build_orientation(settings, built))
 
 
 def _open_output(settings: Settings) -> tuple[JobStore, DiskMonitor]:

@@ -71,8 +71,14 @@ def escape_markdown_line(line: str) -> str:
     return "\\" + stripped if stripped[:1] in _MARKDOWN_CHARS else line
 
 
-def build_page(index: int, width: int, height: int, blocks: list[Block], markdown: str | None = None) -> PageResult:
-    """A page result from engine blocks. Engine Markdown, when given, is kept; text comes from blocks."""
+def build_page(
+    index: int, width: int, height: int, blocks: list[Block], markdown: str | None = None, *, rotation: int = 0
+) -> PageResult:
+    """A page result from engine blocks on an image of ``width`` x ``height`` that the engine saw turned
+    ``rotation`` degrees clockwise (so its sides swap for 90 and 270). Engine Markdown, when given, is kept;
+    text comes from blocks."""
+    if rotation % 180:
+        width, height = height, width
     if markdown is None:
         bands = reading_order(blocks)
         markdown, text = lines_markdown(bands)
@@ -80,7 +86,9 @@ def build_page(index: int, width: int, height: int, blocks: list[Block], markdow
     else:
         ordered = sorted(blocks, key=lambda b: b.order)
         text = "\n".join(b.text for b in ordered if b.text.strip())
-    return PageResult(index=index, width=width, height=height, blocks=ordered, markdown=markdown, text=text)
+    return PageResult(
+        index=index, width=width, height=height, rotation=rotation, blocks=ordered, markdown=markdown, text=text
+    )
 
 
 def failed_page(index: int, error: str) -> PageResult:

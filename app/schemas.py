@@ -21,8 +21,13 @@ class Block(BaseModel):
 
 class PageResult(BaseModel):
     index: int = Field(description="page number in the document, from 1")
-    width: int
+    width: int = Field(description="pixels, of the page as read (turned by rotation)")
     height: int
+    rotation: int = Field(
+        0,
+        description="degrees (0, 90, 180, 270) the page was turned clockwise before OCR to stand upright; "
+        "width, height and every bbox refer to the turned page",
+    )
     blocks: list[Block]
     markdown: str
     text: str
@@ -83,6 +88,7 @@ class DocumentResult(BaseModel):
     filename: str | None
     content_type: str
     engine: str
+    engine_reason: str | None = Field(None, description="why this engine read the document (lang, engine, auto)")
     languages: list[str] = Field(default_factory=list, description="languages the engine was asked to read")
     page_count: int = Field(description="pages in the document")
     pages: list[PageResult]

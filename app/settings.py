@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     engine_threads: int = Field(0, ge=0, le=64)
     ocr_device: str = ""  # "" = gpu:0 when paddle sees a CUDA GPU, else cpu
 
+    ocr_auto_rotate: bool = True  # CPU engines: turn pages lying sideways or upside down upright (Tesseract OSD)
+    pp_ocr_textline_orientation: bool = False  # pp-ocr: rapidocr's per-line 0/180 classifier (scene photos)
+
     # --- tesseract ----------------------------------------------------------------------------
     tessdata_dir: str = ""  # "" = the first of the usual Debian/Ubuntu/Homebrew folders that has models
     tesseract_psm: int = 3  # page segmentation: 3 automatic (columns), 6 one block of text, 11 sparse text

@@ -19,7 +19,7 @@ os.environ.setdefault("PADDLE_PDX_CACHE_HOME", str(ROOT / ".pytest_cache" / "pad
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """``python -m app`` with the pp-ocr engine, ready."""
+    """``python -m app`` with both CPU engines (tesseract serves English by default), ready."""
     with ServiceProcess(tmp_path_factory.mktemp("service")) as server:
         server.wait_ready()
         yield server

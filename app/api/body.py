@@ -38,6 +38,7 @@ FIELD_LIMITS: dict[str, int] = {
     "output": 32,
     "dpi": 32,
     "return_content": 16,
+    "lang_strict": 16,
     "filename": 1024,
     "export_name": 1024,  # its own check then allows 200 characters once stripped (app.storage.rag_export)
     "url": 8192,

@@ -7,8 +7,8 @@ One document per request, from any of these sources (exactly one):
 - JSON body: ``{"file": "<base64>"}`` (or ``image_base64``), or ``{"url": "https://..."}`` (or ``image_url``),
   with ``filename`` optional.
 
-Options come from the same form or JSON object: ``pages``, ``dpi``, ``lang``, ``engine``, ``output``,
-``return_content``, ``export_name``.
+Options come from the same form or JSON object: ``pages``, ``dpi``, ``lang``, ``lang_strict``, ``engine``,
+``output``, ``return_content``, ``export_name``.
 The field names ``image_base64``, ``image_url``, ``file`` and ``return_content`` are those of the service
 this one replaces, with the same meaning. Every source ends as a server-named file on disk with its
 type sniffed from the bytes (400/413/415/422 on bad input; URL refusals are 400).
@@ -168,6 +168,7 @@ async def document_input(request: Request, service: OcrService = Depends(get_ser
         dpi=check_dpi(parse_dpi(single(fields, "dpi")), settings.pdf_dpi, settings.max_dpi),
         languages=check_languages(_text(fields, "lang")),
         engine=check_engine(_text(fields, "engine")),
+        strict_languages=parse_bool("lang_strict", _text(fields, "lang_strict"), False),
         export_name=parse_export_name(_text(fields, "export_name")),
     )
     service.engines.choose(options.languages, options.engine)  # 422 before the document is received
@@ -205,7 +206,15 @@ def base64_body_limit(max_upload_bytes: int) -> int:
 _FORMATS = "PDF, PNG, JPEG, TIFF, WebP or BMP"
 _OPTIONS_SCHEMA: dict[str, Any] = {
     "pages": {"type": "string", "description": "pages to recognise, e.g. '1-3,5' (all by default)"},
-    "lang": {"type": "string", "description": "languages, ISO 639-1, e.g. 'ru,en' (default OCR_LANGUAGES)"},
+    "lang": {
+        "type": "string",
+        "description": "languages, ISO 639-1, e.g. 'ru,en' (default OCR_LANGUAGES); a language not written in "
+        "Latin script (ru, uk, el, ar, ...) is read together with English, for the Latin words in it",
+    },
+    "lang_strict": {
+        "type": "boolean",
+        "description": "true: read only the languages in lang (no English added); default false",
+    },
     "engine": {"type": "string", "description": "an engine among those loaded (see /health); default: auto"},
     "dpi": {"type": "integer", "description": "PDF rasterising resolution (default PDF_DPI, 150)"},
     "output": {"type": "string", "enum": list(OUTPUTS), "description": "POST /ocr only: the response format"},

@@ -8,11 +8,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
 
 from app.schemas import Block
+
+if TYPE_CHECKING:
+    from app.engines.orientation import OrientationDetector
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +32,22 @@ class EnginePage:
 
     ``markdown`` is set by engines that produce their own Markdown (the VLM); otherwise the service
     builds it from the blocks. ``images`` maps relative file names referenced from the Markdown to
-    their bytes (figures cropped by the VLM pipeline).
+    their bytes (figures cropped by the VLM pipeline). ``rotation``: degrees (0, 90, 180, 270) the page
+    image was turned clockwise before it was read (:mod:`app.engines.orientation`); ``bbox`` values then
+    refer to the turned page.
     """
 
     blocks: list[Block]
     markdown: str | None = None
     images: dict[str, bytes] = field(default_factory=dict)
+    rotation: int = 0
 
 
 class OcrEngine(ABC):
     """An OCR engine. ``load`` runs once, in a background thread; ``recognize`` runs in worker threads.
 
-    Implementations must allow ``recognize`` to be called from ``max_parallel`` threads at once.
+    Implementations must allow ``recognize`` to be called from ``max_parallel`` threads at once. Failures
+    a client should hear about are raised as :class:`app.engines.errors.EngineError`; engines know no HTTP.
     """
 
     name: str
@@ -49,6 +56,9 @@ class OcrEngine(ABC):
     detail: str | None = None
     #: The languages it reads (canonical codes, see :mod:`app.engines.languages`); ``None``: every one.
     languages: frozenset[str] | None = None
+    #: Whether pages must be turned upright before it reads them (the CPU engines; the VLM pipeline has
+    #: its own orientation classifier).
+    needs_upright_pages: bool = False
 
     @property
     def max_parallel(self) -> int:
@@ -60,21 +70,15 @@ class OcrEngine(ABC):
         """Load models (may take minutes); raise with an actionable message on failure."""
 
     @abstractmethod
-    def recognize(self, image: Image.Image) -> EnginePage:
-        """Recognise one RGB page image. Blocks carry ``bbox`` in that image's pixels."""
+    def recognize(self, images: Sequence[Image.Image], languages: Sequence[str]) -> list[EnginePage]:
+        """Recognise RGB page images expecting ``languages`` (canonical codes; engines with one model for
+        every language ignore them): one :class:`EnginePage` per image, in order, with ``bbox`` in that
+        image's pixels. Raises :class:`~app.engines.errors.EngineError` for a failure the client may be told."""
 
     @property
     def batch_size(self) -> int:
-        """How many pages of a document the service hands over in one ``recognize_many`` call."""
+        """How many pages of a document the service hands over in one ``recognize`` call."""
         return 1
-
-    def recognize_for(self, image: Image.Image, languages: Sequence[str]) -> EnginePage:
-        """Recognise ``image`` expecting ``languages`` (the request's); engines with fixed models ignore them."""
-        return self.recognize(image)
-
-    def recognize_many(self, images: Sequence[Image.Image]) -> list[EnginePage]:
-        """Recognise several pages; engines that batch internally override this."""
-        return [self.recognize(image) for image in images]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources at shutdown."""
@@ -83,9 +87,13 @@ class OcrEngine(ABC):
 class EngineRuntime:
     """An engine plus its lifecycle: ``initializing`` -> ``ready`` | ``failed`` (with a reason)."""
 
-    def __init__(self, engine: OcrEngine, selection: str | None = None) -> None:
+    def __init__(
+        self, engine: OcrEngine, selection: str | None = None, orientation: OrientationDetector | None = None
+    ) -> None:
         self.engine = engine
         self.selection = selection  # why this engine was chosen (shown in /health)
+        #: Turns pages upright that the engine did not read upright (``None``: pages are read as they come).
+        self.orientation = orientation
         self.state: EngineState = "initializing"
         self.error: str | None = None
         self._started = time.monotonic()
@@ -119,18 +127,17 @@ class EngineRuntime:
             self.init_seconds = self.elapsed_seconds
             self._ready.set()
 
-    def recognize(self, image: Image.Image, languages: Sequence[str]) -> EnginePage:
-        """One page through the engine, waiting for one of its ``max_parallel`` slots (called from workers)."""
-        with self.slots:
-            return self.engine.recognize_for(image, languages)
-
     def recognize_batch(self, images: Sequence[Image.Image], languages: Sequence[str]) -> list[EnginePage]:
-        """Pages through the engine in one call (one slot): a single page with the request's languages;
-        several pages (engines with ``batch_size`` > 1, the VLM, which reads every language) together."""
+        """Pages through the engine in one call, holding one of its ``max_parallel`` slots (called from
+        workers); with ``orientation``, pages that were not read upright are turned and read again.
+
+        Raises :class:`~app.engines.errors.EngineError` (and, for bugs, anything else) from the engine.
+        """
         with self.slots:
-            if len(images) == 1:
-                return [self.engine.recognize_for(images[0], languages)]
-            return self.engine.recognize_many(images)
+            pages = self.engine.recognize(images, languages)
+            if self.orientation is not None:
+                pages = self.orientation.upright(images, pages, lambda turned: self.engine.recognize(turned, languages))
+            return pages
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until loading has finished (either way); for tests and scripts."""

@@ -7,7 +7,7 @@ name (``chi_tra``, ``ceb``). Tesseract's own names (``rus``, ``eng``) are accept
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 #: ISO 639-1 -> Tesseract model name, for every Tesseract model that has an ISO 639-1 code.
@@ -50,6 +50,20 @@ PP_OCR_LANGUAGES = frozenset({
     "pl", "pt", "qu", "ro", "sk", "sl", "sq", "sv", "sw", "tl", "tr",
 })  # fmt: skip
 
+#: Languages not written in the Latin script (Cyrillic, Greek, Arabic, Hebrew, Armenian, Georgian, Ethiopic,
+#: Indic, Southeast Asian, CJK, ...). Text in them routinely carries Latin words, names, codes and units
+#: (``umask``, ``ISO 8859``, ``e-mail``), which a model for the script alone reads as look-alikes; so a
+#: request for one of them also reads English unless it asks for the strict set (:func:`with_latin`).
+NON_LATIN_SCRIPT = frozenset({
+    "am", "ar", "as", "be", "bg", "bn", "bo", "dv", "dz", "el", "fa", "gu", "he", "hi", "hy", "iu", "ja",
+    "ka", "kk", "km", "kn", "ko", "ky", "lo", "mk", "ml", "mn", "mr", "my", "ne", "or", "pa", "ps", "ru",
+    "sa", "sd", "si", "sr", "ta", "te", "tg", "th", "ti", "tt", "ug", "uk", "ur", "yi", "zh",
+    "aze_cyrl", "chi_sim_vert", "chi_tra", "chi_tra_vert", "chr", "grc", "jpn_vert", "kat_old", "kor_vert",
+    "syr", "uzb_cyrl",
+})  # fmt: skip
+#: The Latin-script language read beside the others.
+LATIN_COMPANION = "en"
+
 MAX_LANGUAGES = 8
 _CODE = re.compile(r"^[a-z]{2,3}(_[a-z]{3,4}){0,2}$")
 _SEPARATORS = re.compile(r"[,+\s]+")
@@ -82,6 +96,21 @@ def canonical(code: str) -> str:
     """The ISO 639-1 code of ``code`` (an ISO or Tesseract name) when there is one, else ``code``."""
     code = _ALIASES.get(code, code)
     return TESSERACT_TO_ISO.get(code, code)
+
+
+def with_latin(languages: Sequence[str], reads: frozenset[str] | None) -> tuple[str, ...]:
+    """``languages`` plus English (last) when one of them is not written in the Latin script and the engine
+    reads English (``reads``; ``None``: every language): ``("ru",)`` -> ``("ru", "en")``. Otherwise as given."""
+    codes = tuple(languages)
+    wanted = LATIN_COMPANION not in codes and any(code in NON_LATIN_SCRIPT for code in codes)
+    if wanted and (reads is None or LATIN_COMPANION in reads):
+        return (*codes, LATIN_COMPANION)
+    return codes
+
+
+def latin_only(languages: Iterable[str]) -> bool:
+    """Whether every one of ``languages`` is written in the Latin script."""
+    return not any(code in NON_LATIN_SCRIPT for code in languages)
 
 
 def tesseract_names(languages: Iterable[str]) -> str:

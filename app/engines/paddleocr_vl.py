@@ -41,8 +41,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from app.engines.base import EngineLoadError, EnginePage, OcrEngine
+from app.engines.errors import EngineError, VlmFailed, VlmTimeout, VlmUnavailable
 from app.engines.vl_mapping import page_from_vl_result
-from app.errors import ServiceError
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -195,14 +195,12 @@ class PaddleOcrVlEngine(OcrEngine):
         return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
 
     # --- recognition ---------------------------------------------------------------------------
-    def recognize(self, image: Image.Image) -> EnginePage:
-        return self.recognize_many([image])[0]
+    def recognize(self, images: Sequence[Image.Image], languages: Sequence[str]) -> list[EnginePage]:
+        """All pages in one pipeline call (it batches them, and their VLM requests run concurrently); the
+        VLM reads every language, so ``languages`` is not needed.
 
-    def recognize_many(self, images: Sequence[Image.Image]) -> list[EnginePage]:
-        """All pages in one pipeline call (it batches them, and their VLM requests run concurrently).
-
-        VLM server failures raise :class:`ServiceError` 502 (``vlm_unavailable``, ``vlm_error``) or
-        504 (``vlm_timeout``); other failures propagate.
+        VLM server failures raise :class:`VlmUnavailable`, :class:`VlmFailed` or :class:`VlmTimeout`;
+        other failures propagate.
         """
         if self._pipeline is None:
             raise RuntimeError("the paddleocr-vl engine is not loaded")
@@ -376,11 +374,12 @@ def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def vlm_service_error(exc: BaseException, timeout_s: float) -> ServiceError | None:
-    """The client-facing error for a failed VLM request, or ``None`` when ``exc`` is something else.
+def vlm_service_error(exc: BaseException, timeout_s: float) -> EngineError | None:
+    """The engine error for a failed VLM request, or ``None`` when ``exc`` is something else.
 
-    Timeout -> 504 ``vlm_timeout``; unreachable -> 502 ``vlm_unavailable``; an HTTP error status from
-    the server -> 502 ``vlm_error``. Messages name no host: the server's address is internal.
+    Timeout -> :class:`VlmTimeout`; unreachable -> :class:`VlmUnavailable`; an HTTP error status from the
+    server -> :class:`VlmFailed` (:data:`app.errors.ENGINE_ERRORS` maps them to 504/502). Messages name no
+    host: the server's address is internal.
     """
     try:
         import openai
@@ -388,18 +387,13 @@ def vlm_service_error(exc: BaseException, timeout_s: float) -> ServiceError | No
         return None
     for error in _exception_chain(exc):
         if isinstance(error, openai.APITimeoutError):
-            return ServiceError(
-                504,
-                "vlm_timeout",
-                f"the VLM server did not answer within {timeout_s:g} s (VL_REQUEST_TIMEOUT_S); retry later",
-                headers={"Retry-After": "30"},
+            return VlmTimeout(
+                f"the VLM server did not answer within {timeout_s:g} s (VL_REQUEST_TIMEOUT_S); retry later"
             )
         if isinstance(error, openai.APIConnectionError):
-            return ServiceError(
-                502, "vlm_unavailable", "the VLM server cannot be reached; retry later", headers={"Retry-After": "10"}
-            )
+            return VlmUnavailable("the VLM server cannot be reached; retry later")
         if isinstance(error, openai.APIStatusError):
-            return ServiceError(502, "vlm_error", f"the VLM server answered HTTP {error.status_code}")
+            return VlmFailed(f"the VLM server answered HTTP {error.status_code}", error.status_code)
     return None
 
 
@@ -423,7 +417,7 @@ def is_transient_vlm_error(exc: BaseException) -> bool:
     error = vlm_service_error(exc, 0)
     if error is None:
         return False
-    if error.code != "vlm_error":
+    if not isinstance(error, VlmFailed):
         return True
     return any(getattr(e, "status_code", 0) >= 500 for e in _exception_chain(exc))
 

@@ -4,12 +4,18 @@ The models ship inside the ``rapidocr`` wheel, so nothing is downloaded. They re
 English and most Latin-script languages (:data:`~app.engines.languages.PP_OCR_LANGUAGES`), not
 Cyrillic. A ``RapidOCR`` object keeps per-call state, so the engine holds a pool of them: one per page
 that may run at the same time.
+
+rapidocr's text-line angle classifier (0 or 180 degrees per line) is off unless asked for
+(``PP_OCR_TEXTLINE_ORIENTATION``): on document pages it turns some upright lines upside down and costs
+time, and whole pages lying sideways or upside down are turned upright before OCR instead
+(:mod:`app.engines.orientation`).
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,10 +32,12 @@ class PpOcrEngine(OcrEngine):
     name = "pp-ocr"
     device = "cpu"
     languages = PP_OCR_LANGUAGES
+    needs_upright_pages = True
 
-    def __init__(self, parallel: int = 1, threads: int = 1) -> None:
+    def __init__(self, parallel: int = 1, threads: int = 1, textline_orientation: bool = False) -> None:
         self._parallel = max(1, parallel)
         self._threads = max(1, threads)
+        self._textline_orientation = textline_orientation
         self._pool: queue.Queue[Any] = queue.Queue()
 
     @property
@@ -42,6 +50,7 @@ class PpOcrEngine(OcrEngine):
         logging.getLogger("RapidOCR").setLevel(logging.WARNING)
         params = {
             "Global.log_level": "warning",
+            "Global.use_cls": self._textline_orientation,
             "EngineConfig.onnxruntime.intra_op_num_threads": self._threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         }
@@ -50,9 +59,18 @@ class PpOcrEngine(OcrEngine):
             instance = RapidOCR(params=params)
             instance(warmup)  # loads the ONNX sessions now, not on the first request
             self._pool.put(instance)
-        log.info("pp-ocr: %d instance(s), %d thread(s) each", self._parallel, self._threads)
+        log.info(
+            "pp-ocr: %d instance(s), %d thread(s) each, text-line orientation %s",
+            self._parallel,
+            self._threads,
+            "on" if self._textline_orientation else "off",
+        )
 
-    def recognize(self, image: Image.Image) -> EnginePage:
+    def recognize(self, images: Sequence[Image.Image], languages: Sequence[str]) -> list[EnginePage]:
+        """Each page on one pooled instance; one model reads every language it knows, so ``languages`` is unused."""
+        return [self._read(image) for image in images]
+
+    def _read(self, image: Image.Image) -> EnginePage:
         instance = self._pool.get()
         try:
             bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])  # rapidocr wants BGR

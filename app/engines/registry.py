@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.engines.base import EngineRuntime, OcrEngine
+from app.engines.measured import Figures, load_figures
+from app.engines.orientation import OrientationDetector
 from app.engines.select import Choice, EnginePlan, choose_for_request
 
 
@@ -12,17 +14,30 @@ class EngineSet:
     """Engines loaded side by side (each in its own background thread), in the order ``auto`` prefers them.
 
     ``default`` is the engine that serves a request naming neither ``engine`` nor ``lang`` (what
-    ``/health`` shows as ``engine``); :meth:`choose` picks the engine for any request.
+    ``/health`` shows as ``engine``); :meth:`choose` picks the engine for any request, using the engines'
+    measured speed and accuracy (``figures``; default: :func:`~app.engines.measured.load_figures`).
+    ``orientation`` turns pages upright for the engines that need it (``None``: pages are read as they come).
     """
 
-    def __init__(self, engines: Sequence[OcrEngine], plan: EnginePlan, default_languages: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        engines: Sequence[OcrEngine],
+        plan: EnginePlan,
+        default_languages: tuple[str, ...],
+        *,
+        orientation: OrientationDetector | None = None,
+        figures: Figures | None = None,
+    ) -> None:
         if not engines:
             raise ValueError("no engine to load")
         self.runtimes: dict[str, EngineRuntime] = {}
         self.plan = plan
         self.default_languages = default_languages
+        self.figures = figures if figures is not None else load_figures()
+        self.orientation = orientation
         for engine in engines:
-            self.runtimes[engine.name] = EngineRuntime(engine)
+            upright = orientation if engine.needs_upright_pages else None
+            self.runtimes[engine.name] = EngineRuntime(engine, orientation=upright)
         first = self.choose(None, None)
         self.default = self.runtimes[first.engine]
         if plan.forced:
@@ -51,8 +66,9 @@ class EngineSet:
         """Whether an engine is still loading."""
         return any(runtime.state == "initializing" for runtime in self.runtimes.values())
 
-    def choose(self, languages: tuple[str, ...] | None, engine: str | None) -> Choice:
-        """The engine for a request; ``languages`` ``None`` = ``OCR_LANGUAGES``, ``engine`` ``None`` = ``auto``.
+    def choose(self, languages: tuple[str, ...] | None, engine: str | None, *, strict: bool = False) -> Choice:
+        """The engine for a request; ``languages`` ``None`` = ``OCR_LANGUAGES``, ``engine`` ``None`` = ``auto``;
+        ``strict``: read only ``languages`` (no English added to a non-Latin script).
 
         Raises 422 (see :func:`~app.engines.select.choose_for_request`).
         """
@@ -62,6 +78,8 @@ class EngineSet:
             explicit_languages=languages is not None,
             engine=engine,
             forced=self.plan.forced,
+            strict=strict,
+            figures=self.figures,
         )
 
     def resume(self, engine: str, languages: tuple[str, ...]) -> Choice:
@@ -73,8 +91,12 @@ class EngineSet:
             languages or self.default_languages,
             explicit_languages=False,
             forced=self.plan.forced,
+            strict=True,  # the stored languages are those the job was given, English added or not
+            figures=self.figures,
         )
 
     def close(self) -> None:
         for runtime in self.runtimes.values():
             runtime.engine.close()
+        if self.orientation is not None:
+            self.orientation.close()

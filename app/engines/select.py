@@ -9,16 +9,23 @@ Gathering the facts is cheap and imports nothing heavy: it runs before ``/health
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.engines.base import OcrEngine
-from app.engines.languages import KNOWN_LANGUAGES, debian_package, describe
+from app.engines.languages import KNOWN_LANGUAGES, debian_package, describe, latin_only, with_latin
+from app.engines.measured import Figures, fastest_accurate
 from app.errors import invalid_field
 from app.settings import CPU_ENGINES, Settings
 
+if TYPE_CHECKING:
+    from app.engines.orientation import OrientationDetector
+
+log = logging.getLogger(__name__)
 _NVIDIA_DEVICE = re.compile(r"^nvidia\d+$")
 
 
@@ -106,13 +113,20 @@ def choose_for_request(
     explicit_languages: bool,
     engine: str | None = None,
     forced: str | None = None,
+    strict: bool = False,
+    figures: Figures | None = None,
 ) -> Choice:
     """The engine for a request in ``languages``, among the loaded engines ``readable`` (name -> the
-    languages it reads, ``None`` = all; in preference order).
+    languages it reads, ``None`` = all; in preference order), and the languages it is to read.
 
     An engine named by the request (``engine``), else ``forced`` (``OCR_ENGINE``), serves it; otherwise
-    ``auto``: ``paddleocr-vl`` when loaded, else ``pp-ocr`` when it reads every language, else
-    ``tesseract`` (when no engine reads them all: the one that reads the most).
+    ``auto``: an engine that reads every language (the VLM) when loaded; else, of the engines that read
+    all of ``languages``, the one the measurements (``figures``, :mod:`app.engines.measured`) show fastest
+    and at least as accurate on document pages, for Latin-script languages (those measured); else the first
+    of them; else (no engine reads them all) the one that reads the most.
+
+    The chosen engine also reads English when a language is not written in the Latin script and it reads
+    English (:func:`~app.engines.languages.with_latin`), unless ``strict``.
 
     Raises 422 ``invalid_engine`` for an engine that is not loaded, and 422 ``invalid_lang`` for a
     language no loaded engine reads (listing those installed) or, when the languages were given by the
@@ -131,6 +145,10 @@ def choose_for_request(
             else:
                 what = "unknown"
             raise invalid_field("lang", f"{', '.join(unknown)}: {what}; installed languages: {describe(installed)}")
+
+    def chosen(name: str, reason: str) -> Choice:
+        return Choice(name, languages if strict else with_latin(languages, readable[name]), reason)
+
     named = engine or forced
     if named is not None:
         reads = readable[named]
@@ -138,19 +156,28 @@ def choose_for_request(
         if explicit_languages and missing:
             raise invalid_field("lang", f"{named} does not read {', '.join(missing)}; it reads: {describe(reads)}")
         how = "engine=" if engine else "OCR_ENGINE="
-        return Choice(named, languages, f"{how}{named}")
+        return chosen(named, f"{how}{named}")
     asked = ",".join(languages)
-    passed: list[str] = []
-    for name, reads in readable.items():
-        if reads is None:
-            return Choice(name, languages, f"auto: {name} reads every language")
-        missing = [code for code in languages if code not in reads]
-        if not missing:
-            but = f" ({'; '.join(passed)})" if passed else ""
-            return Choice(name, languages, f"auto: {name} reads {asked}{but}")
-        passed.append(f"{name} does not read {','.join(missing)}")
+    readers = [name for name, reads in readable.items() if reads is None or set(languages) <= reads]
+    if readers and readable[readers[0]] is None:
+        return chosen(readers[0], f"auto: {readers[0]} reads every language")
+    if len(readers) > 1 and figures is not None and latin_only(languages):
+        verdict = fastest_accurate(figures, readers)
+        if verdict is not None:
+            return chosen(verdict.engine, f"auto: {' and '.join(readers)} read {asked}; {verdict.reason}")
+    if readers:
+        first = readers[0]
+        passed = [
+            f"{name} does not read {','.join(code for code in languages if code not in (reads or ()))}"
+            for name, reads in readable.items()
+            if name not in readers
+        ]
+        but = f" ({'; '.join(passed)})" if passed else ""
+        if readers[1:]:
+            but = f", the first of {' and '.join(readers)} (no measurements for {asked}){but}"
+        return chosen(first, f"auto: {first} reads {asked}{but}")
     best = max(readable, key=lambda name: len(set(languages) & (readable[name] or frozenset())))
-    return Choice(best, languages, f"auto: no loaded engine reads all of {asked}; {best} reads the most")
+    return chosen(best, f"auto: no loaded engine reads all of {asked}; {best} reads the most")
 
 
 def _union(groups: Iterable[frozenset[str] | None]) -> frozenset[str] | None:
@@ -166,6 +193,25 @@ def build_engines(settings: Settings, facts: MachineFacts | None = None) -> tupl
     """The engines of :func:`plan_engines` for these settings, constructed (not loaded), and the plan."""
     plan = plan_engines(settings.ocr_engine, settings.cpu_engines, settings.vl_server_url, facts or gather_facts())
     return [build_engine(name, settings) for name in plan.engines], plan
+
+
+def build_orientation(settings: Settings, engines: Sequence[OcrEngine]) -> OrientationDetector | None:
+    """The page orientation detector for ``engines`` that need upright pages, unless ``OCR_AUTO_ROTATE`` is off;
+    ``None`` (with a warning naming the fix) when Tesseract's ``osd.traineddata`` is not installed."""
+    if not settings.ocr_auto_rotate or not any(engine.needs_upright_pages for engine in engines):
+        return None
+    from app.engines.orientation import OrientationDetector
+    from app.engines.tesseract import find_tessdata
+
+    tessdata = find_tessdata(settings.tessdata_dir)
+    detector = OrientationDetector.find(tessdata)
+    if detector is None:
+        log.warning(
+            "OCR_AUTO_ROTATE: no osd.traineddata in %s (Debian package tesseract-ocr-osd) or no tesserocr: "
+            "pages are read as they come, sideways and upside-down ones too",
+            tessdata,
+        )
+    return detector
 
 
 def build_engine(name: str, settings: Settings) -> OcrEngine:
@@ -186,4 +232,8 @@ def build_engine(name: str, settings: Settings) -> OcrEngine:
         )
     from app.engines.pp_ocr import PpOcrEngine
 
-    return PpOcrEngine(parallel=settings.ocr_concurrency, threads=settings.threads_per_worker)
+    return PpOcrEngine(
+        parallel=settings.ocr_concurrency,
+        threads=settings.threads_per_worker,
+        textline_orientation=settings.pp_ocr_textline_orientation,
+    )

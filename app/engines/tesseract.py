@@ -21,8 +21,8 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from app.engines.base import EngineLoadError, EnginePage, OcrEngine
+from app.engines.errors import PageTimeout
 from app.engines.languages import tesseract_languages, tesseract_names
-from app.errors import ServiceError
 from app.results import escape_markdown_line
 from app.schemas import Block
 
@@ -61,15 +61,62 @@ class TextLine:
     starts_paragraph: bool
 
 
+def join_split_lines(lines: Sequence[TextLine]) -> list[TextLine]:
+    """``lines`` with the pieces of one visual line joined (in reading order, where its first piece was).
+
+    On a photographed or skewed page Tesseract's layout analysis sometimes cuts a sloping line in two,
+    even inside a word, and lists the pieces apart (the right piece first). Two pieces belong together
+    when the gap between them is at most one line height (columns are further apart) and they overlap
+    vertically by 0.3 of the smaller height or more (a sloping line's pieces are offset); pieces of the
+    lines above and below overlap less, or lie across each other. A gap over a quarter height is a space.
+    """
+    joined: list[TextLine] = []
+    for line in lines:
+        if not line.text.strip():
+            continue
+        for index, kept in enumerate(joined):
+            merged = _joined(kept, line)
+            if merged is not None:
+                joined[index] = merged
+                break
+        else:
+            joined.append(line)
+    return joined
+
+
+def _joined(a: TextLine, b: TextLine) -> TextLine | None:
+    """``a`` and ``b`` as one line when they are two pieces of it, else ``None``; ``a`` keeps its place."""
+    left, right = (a, b) if a.bbox[0] <= b.bbox[0] else (b, a)
+    height = min(left.bbox[3] - left.bbox[1], right.bbox[3] - right.bbox[1])
+    overlap = min(left.bbox[3], right.bbox[3]) - max(left.bbox[1], right.bbox[1])
+    gap = right.bbox[0] - left.bbox[2]
+    if height <= 0 or overlap < 0.3 * height or not -0.5 * height <= gap <= height:
+        return None
+    first, second = " ".join(left.text.split()), " ".join(right.text.split())
+    size_a, size_b = len(first), len(second)
+    return TextLine(
+        text=first + (" " if gap > 0.25 * height else "") + second,
+        bbox=(
+            min(a.bbox[0], b.bbox[0]),
+            min(a.bbox[1], b.bbox[1]),
+            max(a.bbox[2], b.bbox[2]),
+            max(a.bbox[3], b.bbox[3]),
+        ),
+        confidence=(left.confidence * size_a + right.confidence * size_b) / max(1, size_a + size_b),
+        starts_paragraph=a.starts_paragraph,
+    )
+
+
 def page_from_lines(lines: Sequence[TextLine]) -> EnginePage:
     """Line blocks in Tesseract's reading order (``order`` set) and Markdown with its paragraphs.
 
     Tesseract's layout analysis keeps the columns of a page apart, so its order is kept rather than
-    re-sorted by position; a paragraph that Tesseract starts becomes a blank line in the Markdown.
+    re-sorted by position (pieces of one line are joined first: :func:`join_split_lines`); a paragraph
+    that Tesseract starts becomes a blank line in the Markdown.
     """
     blocks: list[Block] = []
     paragraphs: list[list[str]] = []
-    for line in lines:
+    for line in join_split_lines(lines):
         text = " ".join(line.text.split())
         if not text:
             continue
@@ -138,6 +185,7 @@ class _ApiPool:
 class TesseractEngine(OcrEngine):
     name = "tesseract"
     device = "cpu"
+    needs_upright_pages = True
 
     def __init__(
         self,
@@ -208,15 +256,12 @@ class TesseractEngine(OcrEngine):
         api.SetVariable("preserve_interword_spaces", "1")
         return api
 
-    def recognize(self, image: Image.Image) -> EnginePage:
-        return self.recognize_for(image, self.default_languages)
+    def recognize(self, images: Sequence[Image.Image], languages: Sequence[str]) -> list[EnginePage]:
+        """Read each image with the models of ``languages`` (those installed; the default ones if none is).
 
-    def recognize_for(self, image: Image.Image, languages: Sequence[str]) -> EnginePage:
-        """Read ``image`` with the models of ``languages`` (those installed; the default ones if none is).
-
-        Raises 504 ``page_timeout`` when Tesseract has not finished within ``PAGE_TIMEOUT_S`` (it stops then).
+        Raises :class:`PageTimeout` when Tesseract has not finished a page within ``PAGE_TIMEOUT_S`` (it stops then).
         """
-        return self._read(image, languages, self._timeout_s)
+        return [self._read(image, languages, self._timeout_s) for image in images]
 
     def _read(self, image: Image.Image, languages: Sequence[str], timeout_s: float) -> EnginePage:
         installed = self.languages or frozenset()
@@ -224,7 +269,7 @@ class TesseractEngine(OcrEngine):
         with self._pool.lease(tesseract_names(chosen)) as api:
             api.SetImage(image if image.mode in ("RGB", "L") else image.convert("RGB"))
             if not api.Recognize(timeout=max(1, round(timeout_s * 1000))):
-                raise ServiceError(504, "page_timeout", f"Tesseract stopped after {timeout_s:g} s")
+                raise PageTimeout(f"Tesseract stopped after {timeout_s:g} s")
             lines = _read_lines(api)
         return page_from_lines(lines)
 
@@ -240,7 +285,10 @@ def _read_lines(api: Any) -> list[TextLine]:
         return []
     lines = []
     for item in iterate_level(iterator, RIL.TEXTLINE):
-        text = item.GetUTF8Text(RIL.TEXTLINE)
+        try:
+            text = item.GetUTF8Text(RIL.TEXTLINE)
+        except RuntimeError:  # "No text returned": an empty line (tiny or blank images have one)
+            continue
         box = item.BoundingBox(RIL.TEXTLINE)
         if not text or not text.strip() or box is None:
             continue

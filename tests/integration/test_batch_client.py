@@ -177,7 +177,8 @@ def test_a_full_queue_is_waited_out(stack: Stack, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     expected = {name: text for name, text in make_corpus(docs).items() if "/" not in name}
     with httpx.Client(base_url=stack.service.url, headers={"X-API-Key": SERVICE_KEY}, timeout=60) as http:
-        blocker = http.post("/jobs", files={"file": ("long.pdf", text_pdf(40))}, data={"dpi": "75"})
+        # pp-ocr: slower than tesseract (auto's pick for English), so the blocker outlasts three refusals
+        blocker = http.post("/jobs", files={"file": ("long.pdf", text_pdf(40))}, data={"dpi": "75", "engine": "pp-ocr"})
         assert blocker.status_code == 202, blocker.text
         refused = jobs_posted(stack.service, 429)
         env = client_env(CLOUD_RU_INFERENCE_URL=stack.service.url, SERVICE_API_KEY=SERVICE_KEY)

@@ -1,4 +1,4 @@
-"""Pages of a document reach an engine together when it batches (one recognize_many call per batch)."""
+"""Pages of a document reach an engine together when it batches (one recognize call per batch)."""
 
 from __future__ import annotations
 
@@ -30,15 +30,10 @@ class BatchingEngine(PpOcrEngine):
     def batch_size(self) -> int:
         return 3
 
-    def recognize_many(self, images: Sequence[Image.Image]) -> list[EnginePage]:
+    def recognize(self, images: Sequence[Image.Image], languages: Sequence[str]) -> list[EnginePage]:
         with self._lock:
             self.calls.append(len(images))
-        return super().recognize_many(images)
-
-    def recognize_for(self, image: Image.Image, languages: Sequence[str]) -> EnginePage:
-        with self._lock:  # a batch of one goes this way, with the request's languages
-            self.calls.append(1)
-        return super().recognize(image)
+        return super().recognize(images, languages)
 
 
 def test_native_style_batches(tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ def test_every_step_passes_behind_the_platform_gateway(cloud: Cloud, tmp_path: P
     assert run.step("token")["details"]["expires_in"] == 600
     assert cloud.iam.issued == issued + 1  # one exchange, reused for every request
     assert cloud.gateway.forwarded > forwarded
-    assert run.step("authenticated")["details"]["engine"]["name"] == "pp-ocr"
+    assert run.step("authenticated")["details"]["engine"]["name"] == "tesseract"
     assert run.step("ocr")["details"]["cer"] <= 0.1
     job = run.step("job")["details"]
     assert job["statuses"][-1] == "succeeded" and job["cer"] <= 0.1

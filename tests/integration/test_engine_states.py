@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -37,10 +38,10 @@ class GatedEngine(PpOcrEngine):
             raise RuntimeError(self.fail_with)
         super().load()
 
-    def recognize(self, image: Image.Image) -> EnginePage:
+    def recognize(self, images: Sequence[Image.Image], languages: Sequence[str]) -> list[EnginePage]:
         self.pages_started.set()
         self.release_pages.wait(60)
-        return super().recognize(image)
+        return super().recognize(images, languages)
 
 
 def page_png() -> bytes:

@@ -95,19 +95,20 @@ def small_queue(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicePro
 def test_sync_call_turns_into_a_job(small_queue: ServiceProcess) -> None:
     with httpx.Client(base_url=small_queue.url, timeout=60) as client:
         began = time.monotonic()
-        response = client.post("/ocr", files={"file": ("long.pdf", text_pdf(8))}, data=FAST)
+        # 20 pages at 150 dpi take Tesseract (what auto picks for English) well over SYNC_TIMEOUT_S=2 s.
+        response = client.post("/ocr", files={"file": ("long.pdf", text_pdf(20))})
         assert response.status_code == 202, response.text
         assert time.monotonic() - began < 10
         body = response.json()
         assert response.headers["location"] == body["status_url"]
         assert client.get(body["result_url"]).status_code == 409  # not finished yet
         poll_until_finished(client, body["id"])
-        assert_pages_read(client.get(body["result_url"]).json(), list(range(1, 9)))
+        assert_pages_read(client.get(body["result_url"]).json(), list(range(1, 21)))
 
 
 def test_queue_full_and_cancel(small_queue: ServiceProcess) -> None:
     with httpx.Client(base_url=small_queue.url, timeout=60) as client:
-        first = submit(client, 20)
+        first = submit(client, 20, dpi="150")  # slow enough to be cancelled half-way
         second = submit(client, 5)
         refused = client.post("/jobs", files={"file": ("doc.pdf", text_pdf(1))}, data=FAST)
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
@@ -203,7 +204,8 @@ def test_layout_parsing_hands_over_to_a_job_after_the_sync_timeout(small_queue: 
     import base64
 
     with httpx.Client(base_url=small_queue.url, timeout=60) as client:
-        payload = {"file": base64.b64encode(text_pdf(8)).decode(), "fileType": 0, "visualize": False}
+        # 35 pages: Tesseract (auto for OCR_LANGUAGES=en) needs well over SYNC_TIMEOUT_S=2 s for them.
+        payload = {"file": base64.b64encode(text_pdf(35)).decode(), "fileType": 0, "visualize": False}
         response = client.post("/layout-parsing", json=payload)
         assert response.status_code == 504, response.text
         body = response.json()

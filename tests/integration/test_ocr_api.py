@@ -32,7 +32,7 @@ def test_png_page_text_and_blocks(client: httpx.Client, output_dir: Path) -> Non
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["content_type"] == "image/png"
-    assert body["engine"] == "pp-ocr"
+    assert body["engine"] == "tesseract"  # auto for English: measured faster and as accurate
     assert body["page_count"] == 1 and len(body["pages"]) == 1
     page = body["pages"][0]
     assert (page["width"], page["height"]) == (1240, 1754)
@@ -138,8 +138,8 @@ def test_health_shape(client: httpx.Client) -> None:
         "CLOUDRU_S3_ACCESS_KEY",
         "CLOUDRU_S3_SECRET_KEY",
     ]
-    assert body["engine"]["name"] == "pp-ocr" and body["engine"]["state"] == "ready"
-    assert body["engine"]["device"] == "cpu" and body["engine"]["init_seconds"] > 0
+    assert body["engine"]["name"] == "tesseract" and body["engine"]["state"] == "ready"
+    assert body["engine"]["device"].startswith("cpu; tesseract 5.") and body["engine"]["init_seconds"] > 0
     assert client.get("/ready").status_code == 200
     assert client.get("/openapi.json").json()["paths"]["/ocr"]
     assert client.get("/docs").status_code == 200

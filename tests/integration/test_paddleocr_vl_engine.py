@@ -48,7 +48,7 @@ def test_several_pages_in_one_pipeline_call(standin: VlmStandin) -> None:
         engine.load()
         standin.reset()
         texts = [page_lines(n)[:2] for n in (1, 2, 3)]
-        pages = engine.recognize_many([render_page(lines, size=(900, 200), top=30) for lines in texts])
+        pages = engine.recognize([render_page(lines, size=(900, 200), top=30) for lines in texts], ("en",))
         engine_pipeline = engine._pipeline.paddlex_pipeline
     finally:
         engine.close()

@@ -84,9 +84,9 @@ def fleet(s3: S3Server, tmp_path: Path) -> Iterator[Fleet]:
 
 
 def submit(replica: ServiceProcess, pages: int, dpi: int = 75) -> dict[str, Any]:
-    response = httpx.post(
-        replica.url + "/jobs", files={"file": ("doc.pdf", text_pdf(pages))}, data={"dpi": str(dpi)}, timeout=60
-    )
+    """A job on pp-ocr: slow enough (0.5 s a page here, tesseract 0.07) to be interrupted half-way."""
+    form = {"dpi": str(dpi), "engine": "pp-ocr"}
+    response = httpx.post(replica.url + "/jobs", files={"file": ("doc.pdf", text_pdf(pages))}, data=form, timeout=60)
     assert response.status_code == 202, response.text
     body: dict[str, Any] = response.json()
     return body

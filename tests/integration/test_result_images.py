@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -30,12 +31,13 @@ FIGURE = "imgs/img_in_image_box_0_0_400_120.jpg"
 class FigureEngine(PpOcrEngine):
     """pp-ocr plus the page's top-left corner as a figure, like the VLM pipeline's image blocks."""
 
-    def recognize(self, image: Image.Image) -> EnginePage:
-        page = super().recognize(image)
-        lines = "\n".join(b.text for b in sorted(page.blocks, key=lambda b: b.bbox[1]))
-        page.markdown = f'{lines}\n\n<img src="{FIGURE}" alt="Image" />'
-        page.images = {FIGURE: image_bytes(image.crop((0, 0, 400, 120)), "JPEG")}
-        return page
+    def recognize(self, images: Sequence[Image.Image], languages: Sequence[str]) -> list[EnginePage]:
+        pages = super().recognize(images, languages)
+        for image, page in zip(images, pages, strict=True):
+            lines = "\n".join(b.text for b in sorted(page.blocks, key=lambda b: b.bbox[1]))
+            page.markdown = f'{lines}\n\n<img src="{FIGURE}" alt="Image" />'
+            page.images = {FIGURE: image_bytes(image.crop((0, 0, 400, 120)), "JPEG")}
+        return pages
 
 
 def test_each_page_figure_is_its_own_file_next_to_result_md(tmp_path: Path) -> None:

@@ -171,7 +171,8 @@ def test_a_replica_without_the_job_reads_it_from_s3(s3: S3Server, mirrored: Repl
         httpx.Client(base_url=other.url, timeout=60) as b,
     ):
         other.wait_up()  # reading jobs needs no engine
-        job = a.post("/jobs", files={"file": ("doc.pdf", text_pdf(6))}, data=FAST).json()
+        # pp-ocr (slower than tesseract, which auto picks for English) so that progress is seen while it runs
+        job = a.post("/jobs", files={"file": ("doc.pdf", text_pdf(6))}, data={**FAST, "engine": "pp-ocr"}).json()
         seen: list[dict[str, Any]] = []
 
         def finished_on_b() -> bool:
@@ -199,7 +200,7 @@ def test_a_replica_without_the_job_reads_it_from_s3(s3: S3Server, mirrored: Repl
         assert b.get("/jobs/0123456789abcdef0123456789abcdef").status_code == 404
         assert b.delete(job["status_url"]).json()["error"]["code"] == "job_succeeded"
         # A running job is cancelled through any replica: B records the request, A stops the job.
-        long_job = a.post("/jobs", files={"file": ("doc.pdf", text_pdf(12))}, data=FAST).json()
+        long_job = a.post("/jobs", files={"file": ("doc.pdf", text_pdf(12))}, data={**FAST, "engine": "pp-ocr"}).json()
         wait_for(lambda: b.get(long_job["status_url"]).status_code == 200, 30, "the job's state in S3")
         refused = b.delete(long_job["status_url"])
         assert refused.status_code == 200, refused.text
@@ -338,7 +339,8 @@ def test_a_hanging_s3_delays_answers_of_accepted_jobs_at_most_s3_upload_wait_s(t
 
             def send() -> None:
                 with httpx.Client(base_url=server.url, timeout=120) as client:
-                    bodies.append(ocr(client, pages=3).json())
+                    # pp-ocr: slow enough that the jobs end one after the other (after_job_ms pairs the log lines)
+                    bodies.append(ocr(client, pages=3, engine="pp-ocr").json())
 
             with concurrent.futures.ThreadPoolExecutor(3) as pool:
                 futures = [pool.submit(send) for _ in range(3)]

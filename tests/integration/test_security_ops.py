@@ -67,18 +67,18 @@ def test_metrics_change_with_requests(secured: ServiceProcess) -> None:
             return 0.0
 
         before_ok = sample("http_requests_total", route="/ocr", status="200")
-        before_pages = sample("ocr_pages_total", engine="pp-ocr", outcome="ok")
+        before_pages = sample("ocr_pages_total", engine="tesseract", outcome="ok")
         before_bad = sample("http_requests_total", route="/ocr", status="415")
         assert client.post("/ocr", files={"file": ("p.png", page())}).status_code == 200
         assert client.post("/ocr", files={"file": ("p.txt", b"not a document")}).status_code == 415
         assert sample("http_requests_total", route="/ocr", status="200") == before_ok + 1
         assert sample("http_requests_total", route="/ocr", status="415") == before_bad + 1
-        assert sample("ocr_pages_total", engine="pp-ocr", outcome="ok") == before_pages + 1
+        assert sample("ocr_pages_total", engine="tesseract", outcome="ok") == before_pages + 1
         text = client.get("/metrics").text
         for name in ("http_request_duration_seconds_bucket", "ocr_page_duration_seconds_count", "ocr_queue_pages",
                      "ocr_jobs_active", "ocr_engine_state", "ocr_jobs_finished_total"):  # fmt: skip
             assert name in text, name
-        assert 'ocr_engine_state{engine="pp-ocr",state="ready"} 1.0' in text
+        assert 'ocr_engine_state{engine="tesseract",state="ready"} 1.0' in text
 
 
 def test_request_ids_in_json_logs_and_no_secret(secured: ServiceProcess) -> None:
@@ -93,14 +93,14 @@ def test_request_ids_in_json_logs_and_no_secret(secured: ServiceProcess) -> None
     lines = [json.loads(line) for line in secured.log().splitlines() if line.startswith("{")]
     requests = [entry for entry in lines if entry.get("request_id") == "client-chosen-id-42"]
     assert requests and requests[-1]["route"] == "/ocr" and requests[-1]["status"] == 200
-    assert requests[-1]["pages"] == 1 and requests[-1]["engine"] == "pp-ocr"
+    assert requests[-1]["pages"] == 1 and requests[-1]["engine"] == "tesseract"
     assert KEY not in secured.log()
     assert ENGLISH_LINES[0] not in secured.log()  # no document text at INFO
 
 
 def test_version(secured: ServiceProcess) -> None:
     body = httpx.get(secured.url + "/version", headers={"X-API-Key": KEY}).json()
-    assert body["engine"]["name"] == "pp-ocr"
+    assert body["engine"]["name"] == "tesseract"
     assert body["packages"]["rapidocr"] and body["service"]
 
 

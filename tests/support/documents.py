@@ -51,6 +51,20 @@ MIXED_LINES = [
     "Windows, Linux и macOS поддерживаются одинаково хорошо.",
 ]
 
+#: Russian technical text with the Latin terms, codes and names such documents carry (a man page in Russian).
+RUSSIAN_TECH_LINES = [
+    "Команда umask задаёт маску прав доступа для новых файлов.",
+    "Строки в кодировке ISO 8859-5 преобразуются в UTF-8 при чтении.",
+    "Библиотека glibc версии 2.36 входит в состав Debian 12.",
+    "При ошибке функция возвращает значение -1 и устанавливает errno.",
+    "Переменная окружения PATH содержит список каталогов для поиска.",
+    "Подробности смотрите в руководствах chmod(1), chown(2) и stat(2).",
+    "Сервер nginx принимает соединения на порту 443 по протоколу HTTPS.",
+    "Файл /etc/fstab описывает разделы, которые монтирует команда mount.",
+    "Параметр --verbose включает подробный вывод в стандартный поток.",
+    "Ядро Linux 6.1 поддерживает файловые системы ext4, XFS и Btrfs.",
+]
+
 
 def font(size: int = 28, name: str = "DejaVuSans.ttf") -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(FONT_DIR / name), size)
@@ -126,3 +140,24 @@ def cer(expected: str, actual: str) -> float:
     """Character error rate of ``actual`` against ``expected`` on whitespace-normalised text."""
     reference = normalise(expected)
     return Levenshtein.distance(reference, normalise(actual)) / max(1, len(reference))
+
+
+def photographed(image: Image.Image, seed: int = 7) -> Image.Image:
+    """The page as a phone photo of it: seen slightly from the side (perspective, 2 degrees askew), lit
+    unevenly on yellowish paper, with sensor noise, a little out of focus and JPEG-compressed."""
+    import numpy as np
+
+    width, height = image.size
+    dx, dy = width * 0.03, height * 0.02
+    # Corners of the source quadrilateral (top-left, bottom-left, bottom-right, top-right) -> the whole frame.
+    quad = (dx, dy, 0.0, height - dy * 0.5, width - dx * 0.3, height, width, dy * 0.4)
+    warped = image.transform(image.size, Image.Transform.QUAD, quad, Image.Resampling.BICUBIC, fillcolor="white")
+    warped = warped.rotate(2.0, resample=Image.Resampling.BICUBIC, fillcolor="white")
+    pixels = np.asarray(warped, dtype=np.float32) / 255.0
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    light = 1.0 - 0.35 * ((xs / width) * 0.6 + (ys / height) * 0.4)  # darker towards one corner
+    paper = np.array([0.96, 0.92, 0.84], dtype=np.float32)
+    photo = pixels * paper * light[..., None]
+    photo += np.random.default_rng(seed).normal(0.0, 0.035, photo.shape).astype(np.float32)
+    result = Image.fromarray((np.clip(photo, 0.0, 1.0) * 255).astype(np.uint8), "RGB")
+    return jpeg_artefacts(blurred(result, 0.8), quality=45)

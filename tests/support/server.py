@@ -74,7 +74,7 @@ class ServiceProcess:
             "PORT": str(self.port),
             "OUTPUT_DIR": str(self.output_dir),
             "OCR_CONCURRENCY": "2",
-            # Generated documents are English: requests without lang go to pp-ocr. Tests of other languages
+            # Generated documents are English: requests without lang go to tesseract. Tests of other languages
             # send lang or set OCR_LANGUAGES themselves.
             "OCR_LANGUAGES": "en",
             "PYTHONUNBUFFERED": "1",

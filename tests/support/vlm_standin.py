@@ -48,7 +48,7 @@ def reader() -> PpOcrEngine:
 
 def read_text(image: Image.Image) -> str:
     """The text in ``image``: one line per band of words, top to bottom."""
-    bands = reading_order(reader().recognize(image).blocks)
+    bands = reading_order(reader().recognize([image], ("en",))[0].blocks)
     return "\n".join(" ".join(block.text for block in band) for band in bands)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.engines.languages import PP_OCR_LANGUAGES
+from app.engines.measured import Figures, Measurement, load_figures
 from app.engines.paddleocr_vl import PaddleOcrVlEngine
 from app.engines.pp_ocr import PpOcrEngine
 from app.engines.registry import EngineSet
@@ -74,27 +75,101 @@ CPU = {"pp-ocr": PP_OCR_LANGUAGES, "tesseract": TESSERACT_RU_EN}
 WITH_VL = {"paddleocr-vl": None, **CPU}
 
 
+def measured(pp_ocr: tuple[float, float], tesseract: tuple[float, float], photo_cer: float | None = None) -> Figures:
+    """Figures with the same (pages/s, CER) on every kind of page; ``photo_cer``: tesseract's on photos."""
+    kinds = ("clean", "noisy", "photo", "vector-pdf")
+    engines = {
+        "pp-ocr": {kind: Measurement(*pp_ocr) for kind in kinds},
+        "tesseract": {kind: Measurement(*tesseract) for kind in kinds},
+    }
+    if photo_cer is not None:
+        engines["tesseract"]["photo"] = Measurement(tesseract[0], photo_cer)
+    return Figures(("en",), engines, source="test")
+
+
+TESSERACT_FASTER = measured(pp_ocr=(0.8, 0.002), tesseract=(3.0, 0.0))
+
+
 @pytest.mark.parametrize(
-    ("languages", "explicit", "engine", "chosen", "reason_part"),
+    ("languages", "explicit", "engine", "chosen", "read", "reason_part"),
     [
-        (("en",), True, None, "pp-ocr", "auto: pp-ocr reads en"),
-        (("ru",), True, None, "tesseract", "tesseract reads ru (pp-ocr does not read ru)"),
-        (("ru", "en"), True, None, "tesseract", "pp-ocr does not read ru"),
-        (("de", "fr"), True, None, "pp-ocr", "pp-ocr reads de,fr"),
-        (("ru", "de"), True, None, "pp-ocr", "no loaded engine reads all of ru,de"),  # tie: the preferred one
-        (("ru", "en"), False, None, "tesseract", "tesseract reads ru,en"),  # OCR_LANGUAGES
-        (("en",), True, "tesseract", "tesseract", "engine=tesseract"),
-        (("ru", "en"), False, "pp-ocr", "pp-ocr", "engine=pp-ocr"),  # default languages are not checked
-        (("zh",), True, "pp-ocr", "pp-ocr", "engine=pp-ocr"),
+        (("en",), True, None, "tesseract", ("en",), "auto: pp-ocr and tesseract read en; tesseract is the fastest"),
+        (("ru",), True, None, "tesseract", ("ru", "en"), "tesseract reads ru (pp-ocr does not read ru)"),
+        (("ru", "en"), True, None, "tesseract", ("ru", "en"), "pp-ocr does not read ru"),
+        (("de", "fr"), True, None, "pp-ocr", ("de", "fr"), "pp-ocr reads de,fr (tesseract does not read de,fr)"),
+        (("ru", "de"), True, None, "pp-ocr", ("ru", "de", "en"), "no loaded engine reads all of ru,de"),  # a tie
+        (("ru", "en"), False, None, "tesseract", ("ru", "en"), "tesseract reads ru,en"),  # OCR_LANGUAGES
+        (("en",), True, "pp-ocr", "pp-ocr", ("en",), "engine=pp-ocr"),
+        (("ru",), False, "pp-ocr", "pp-ocr", ("ru", "en"), "engine=pp-ocr"),  # default languages: not checked
+        (("zh",), True, "pp-ocr", "pp-ocr", ("zh", "en"), "engine=pp-ocr"),
     ],
 )
 def test_choose_for_request_on_cpu(
-    languages: tuple[str, ...], explicit: bool, engine: str | None, chosen: str, reason_part: str
+    languages: tuple[str, ...],
+    explicit: bool,
+    engine: str | None,
+    chosen: str,
+    read: tuple[str, ...],
+    reason_part: str,
 ) -> None:
-    choice = choose_for_request(CPU, languages, explicit_languages=explicit, engine=engine)
+    choice = choose_for_request(CPU, languages, explicit_languages=explicit, engine=engine, figures=TESSERACT_FASTER)
     assert choice.engine == chosen
-    assert choice.languages == languages
+    assert choice.languages == read
     assert reason_part in choice.reason
+
+
+def test_non_latin_scripts_read_english_too_unless_strict() -> None:
+    russian = choose_for_request(CPU, ("ru",), explicit_languages=True)
+    assert russian.languages == ("ru", "en")
+    assert choose_for_request(CPU, ("ru",), explicit_languages=True, strict=True).languages == ("ru",)
+    assert choose_for_request(WITH_VL, ("el", "ar"), explicit_languages=True).languages == ("el", "ar", "en")
+    assert choose_for_request(WITH_VL, ("de",), explicit_languages=True).languages == ("de",)  # Latin already
+    only_russian = {"tesseract": frozenset({"ru"})}  # no English model installed: nothing is added
+    assert choose_for_request(only_russian, ("ru",), explicit_languages=True).languages == ("ru",)
+    chinese = choose_for_request(CPU, ("zh",), explicit_languages=True)  # pp-ocr reads zh and en
+    assert chinese.engine == "pp-ocr" and chinese.languages == ("zh", "en")
+
+
+def test_auto_follows_the_measurements() -> None:
+    faster = choose_for_request(CPU, ("en",), explicit_languages=True, figures=TESSERACT_FASTER)
+    assert faster.engine == "tesseract"
+    assert "3.00 pages/s vs pp-ocr 0.80" in faster.reason and "worst CER 0.0 % vs pp-ocr 0.2 %" in faster.reason
+    # Faster, but more than 0.5 CER points worse on photographed pages: the accurate one is chosen.
+    sloppy = measured(pp_ocr=(0.8, 0.0), tesseract=(3.0, 0.0), photo_cer=0.02)
+    careful = choose_for_request(CPU, ("en",), explicit_languages=True, figures=sloppy)
+    assert careful.engine == "pp-ocr" and "tesseract faster but less accurate" in careful.reason
+    # Within 0.5 points on every kind: the faster one, though slightly less accurate.
+    close = measured(pp_ocr=(0.8, 0.0), tesseract=(3.0, 0.0), photo_cer=0.004)
+    assert choose_for_request(CPU, ("en",), explicit_languages=True, figures=close).engine == "tesseract"
+    # No engine is within 0.5 points everywhere: the lowest mean CER.
+    mixed = Figures(
+        ("en",),
+        {
+            "pp-ocr": {"clean": Measurement(1, 0.0), "photo": Measurement(1, 0.10)},
+            "tesseract": {"clean": Measurement(3, 0.02), "photo": Measurement(3, 0.0)},
+        },
+    )
+    lowest = choose_for_request(CPU, ("en",), explicit_languages=True, figures=mixed)
+    assert lowest.engine == "tesseract" and "lowest mean CER (1.0 %)" in lowest.reason
+    # Measurements of Latin-script pages do not decide for other scripts: the configured order does.
+    both_read_zh = {"pp-ocr": PP_OCR_LANGUAGES, "tesseract": frozenset({"zh", "en"})}
+    chinese = choose_for_request(both_read_zh, ("zh",), explicit_languages=True, figures=TESSERACT_FASTER)
+    assert chinese.engine == "pp-ocr" and "the first of pp-ocr and tesseract (no measurements for zh)" in chinese.reason
+    # Without figures, the configured order.
+    unmeasured = choose_for_request(CPU, ("en",), explicit_languages=True)
+    assert unmeasured.engine == "pp-ocr" and "no measurements for en" in unmeasured.reason
+
+
+def test_the_committed_measurements_cover_both_engines(tmp_path: Path) -> None:
+    figures = load_figures()
+    assert figures is not None and figures.languages == ("en",) and "bench_engines.py" in figures.source
+    for engine in ("pp-ocr", "tesseract"):
+        assert set(figures.engines[engine]) == {"clean", "noisy", "photo", "vector-pdf"}
+        assert all(m.pages_per_s > 0 and 0 <= m.cer <= 1 for m in figures.engines[engine].values())
+    assert Figures.from_json(figures.to_json()) == figures
+    (tmp_path / "broken.json").write_text("{")
+    assert load_figures(tmp_path / "broken.json") is None
+    assert load_figures(tmp_path / "missing.json") is None
 
 
 @pytest.mark.parametrize("languages", [("ru",), ("en",), ("uk", "ar"), ("chi_tra",)])
@@ -176,16 +251,21 @@ def test_engine_set_default_and_workers(tmp_path: Path) -> None:
     (tmp_path / "rus.traineddata").touch()
     settings = Settings(ocr_concurrency=2, tessdata_dir=str(tmp_path))
     engines, plan = build_engines(settings, NO_GPU)
-    russian = EngineSet(engines, plan, ("ru", "en"))
+    russian = EngineSet(engines, plan, ("ru", "en"), figures=TESSERACT_FASTER)
     assert russian.default.engine.name == "tesseract" and russian.workers == 2
     assert russian.default.selection is not None
     assert "requests without lang (OCR_LANGUAGES=ru,en): auto: tesseract reads ru,en" in russian.default.selection
-    assert russian.choose(("en",), None).engine == "pp-ocr"
+    assert russian.choose(("en",), None).engine == "tesseract"
+    assert russian.choose(("de",), None).engine == "pp-ocr"  # no German model for Tesseract here
     assert russian.choose(None, None).languages == ("ru", "en")
-    english = EngineSet(engines, plan, ("en",))
+    assert russian.choose(("ru",), None).languages == ("ru", "en")
+    assert russian.choose(("ru",), None, strict=True).languages == ("ru",)
+    english = EngineSet(engines, plan, ("en",), figures=measured(pp_ocr=(1, 0.0), tesseract=(3, 0.0), photo_cer=0.1))
     assert english.default.engine.name == "pp-ocr"
-    # A stored job keeps its engine; one whose engine is no longer loaded gets a new choice.
+    assert english.default.selection is not None and "tesseract faster but less accurate" in english.default.selection
+    # A stored job keeps its engine and languages; one whose engine is no longer loaded gets a new choice.
     assert russian.resume("pp-ocr", ("ru",)).engine == "pp-ocr"
+    assert russian.resume("paddleocr-vl", ("ru",)).languages == ("ru",)
     assert russian.resume("paddleocr-vl", ("ru",)).engine == "tesseract"
     assert russian.resume("paddleocr-vl", ()).engine == "tesseract"  # a record from before languages: defaults
 

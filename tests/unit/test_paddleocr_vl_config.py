@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from app.engines.base import EngineLoadError
+from app.engines.errors import EngineError, VlmFailed, VlmTimeout, VlmUnavailable
 from app.engines.paddleocr_vl import (
     SerializedCalls,
     check_settings,
@@ -29,6 +30,7 @@ from app.engines.paddleocr_vl import (
     to_bgr,
     vlm_service_error,
 )
+from app.errors import engine_failure
 from app.settings import Settings
 
 REQUEST = httpx.Request("POST", "http://vlm:8080/v1/chat/completions")
@@ -132,16 +134,24 @@ def test_required_and_missing_models(tmp_path: Path) -> None:
     assert missing_models(tmp_path, ["PP-DocLayoutV2", "UVDoc", "PaddleOCR-VL-0.9B"]) == ["UVDoc", "PaddleOCR-VL-0.9B"]
 
 
+def http(error: EngineError | None) -> tuple[int, str, str | None]:
+    """What the client gets for an engine error (through the one table in app.errors)."""
+    assert error is not None
+    answer = engine_failure(error, [1], "paddleocr-vl")
+    return answer.status, answer.code, answer.headers.get("Retry-After")
+
+
 def test_vlm_errors_become_502_and_504() -> None:
     timeout = vlm_service_error(openai.APITimeoutError(request=REQUEST), 7)
-    assert timeout is not None and (timeout.status, timeout.code) == (504, "vlm_timeout")
+    assert isinstance(timeout, VlmTimeout) and http(timeout) == (504, "vlm_timeout", "30")
     assert "7 s" in timeout.message
     refused = vlm_service_error(openai.APIConnectionError(request=REQUEST), 7)
-    assert refused is not None and (refused.status, refused.code) == (502, "vlm_unavailable")
+    assert isinstance(refused, VlmUnavailable) and http(refused) == (502, "vlm_unavailable", "10")
     failed = vlm_service_error(status_error(500), 7)
-    assert failed is not None and (failed.status, failed.code) == (502, "vlm_error") and "500" in failed.message
+    assert isinstance(failed, VlmFailed) and http(failed) == (502, "vlm_error", None) and "500" in failed.message
     for error in (timeout, refused, failed):
         assert "vlm:8080" not in error.message  # the server's address is internal
+        assert engine_failure(error, [1], "paddleocr-vl").message == error.message
     assert vlm_service_error(ValueError("bad page"), 7) is None
 
 
@@ -154,7 +164,7 @@ def test_vlm_error_found_in_the_cause_chain() -> None:
     except RuntimeError as outer:
         wrapped = outer
     error = vlm_service_error(wrapped, 7)
-    assert error is not None and error.code == "vlm_unavailable"
+    assert isinstance(error, VlmUnavailable)
 
 
 def test_transient_errors_are_retried_at_start_and_4xx_are_not() -> None:

@@ -50,6 +50,15 @@ def test_empty_page() -> None:
     assert page.blocks == [] and page.markdown == "" and page.text == ""
 
 
+def test_a_turned_page_has_the_size_it_was_read_at() -> None:
+    """The engine saw a 100x40 image turned 90 or 270 degrees: the page as read is 40x100."""
+    assert (build_page(1, 100, 40, [], rotation=90).width, build_page(1, 100, 40, [], rotation=90).height) == (40, 100)
+    assert build_page(1, 100, 40, [], rotation=270).rotation == 270
+    upside_down = build_page(1, 100, 40, [], rotation=180)
+    assert (upside_down.width, upside_down.height, upside_down.rotation) == (100, 40, 180)
+    assert build_page(1, 100, 40, []).rotation == 0
+
+
 def test_engine_markdown_is_kept() -> None:
     blocks = [Block(bbox=[0, 0, 10, 10], text="B", order=1), Block(bbox=[0, 20, 10, 30], text="A", order=0)]
     page = build_page(2, 10, 40, blocks, markdown="## A\n\nB")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -44,14 +44,17 @@ class GatedEngine(PpOcrEngine):
     def open(self) -> None:
         self.permits.release(1000)
 
-    def recognize(self, image: Image.Image) -> EnginePage:
-        with self.lock:
-            self.started.append(len(self.started) + 1)
-            first = len(self.started) == 1
-        assert self.permits.acquire(timeout=30), "the test never let the page run"
-        if first and self.hold_first_s:
-            threading.Event().wait(self.hold_first_s)
-        return super().recognize(image)
+    def recognize(self, images: Sequence[Image.Image], languages: Sequence[str]) -> list[EnginePage]:
+        pages = []
+        for image in images:
+            with self.lock:
+                self.started.append(len(self.started) + 1)
+                first = len(self.started) == 1
+            assert self.permits.acquire(timeout=30), "the test never let the page run"
+            if first and self.hold_first_s:
+                threading.Event().wait(self.hold_first_s)
+            pages += super().recognize([image], languages)
+        return pages
 
 
 @pytest.fixture(scope="module")

@@ -64,3 +64,38 @@ def test_default_languages_are_the_installed_ones(tmp_path: Path) -> None:
     (tmp_path / "eng.traineddata").unlink()
     (tmp_path / "deu.traineddata").touch()
     assert TesseractEngine(tmp_path, default_languages=("ru",)).default_languages == ("de",)
+
+
+def piece(text: str, bbox: tuple[int, int, int, int], new_paragraph: bool = False) -> TextLine:
+    return TextLine(text=text, bbox=bbox, confidence=0.9, starts_paragraph=new_paragraph)
+
+
+def test_pieces_of_a_sloping_line_are_joined_where_the_first_was() -> None:
+    """A photographed page: Tesseract cut a line inside a word and listed its right piece first."""
+    lines = [
+        piece("Invoice 2024-117 was paid.", (115, 1233, 684, 1273), new_paragraph=True),
+        piece("k brown fox jumps over the lazy dog.", (224, 1311, 671, 1347)),
+        piece("The quic", (117, 1329, 221, 1354), new_paragraph=True),
+        piece("Quarterly report", (123, 1390, 650, 1432), new_paragraph=True),
+        piece("PATH содержит список", (448, 1530, 1034, 1571)),  # the right piece sits higher: overlap 0.44
+        piece("Переменная окружения", (133, 1557, 438, 1589)),
+    ]
+    page = page_from_lines(lines)
+    assert [b.text for b in page.blocks] == [
+        "Invoice 2024-117 was paid.",
+        "The quick brown fox jumps over the lazy dog.",  # no gap: no space
+        "Quarterly report",
+        "Переменная окружения PATH содержит список",  # a gap of 10 px at a height of 32: a space
+    ]
+    assert page.blocks[1].bbox == [117.0, 1311.0, 671.0, 1354.0]
+    assert page.markdown is not None and page.markdown.startswith("Invoice 2024-117 was paid.\nThe quick brown fox")
+
+
+def test_columns_and_lines_above_each_other_stay_apart() -> None:
+    lines = [
+        piece("Left column text", (80, 100, 560, 126)),
+        piece("Right column text", (660, 100, 1140, 126)),  # a gap of 100 px: a column
+        piece("Next line, left", (80, 150, 560, 176)),  # below: no vertical overlap
+        piece("Stacked", (80, 120, 300, 146)),  # overlaps the first line but lies across it
+    ]
+    assert [b.text for b in page_from_lines(lines).blocks] == [line.text for line in lines]

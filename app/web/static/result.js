@@ -133,11 +133,13 @@ async function showPage(index) {
   }
 }
 
-/** The uploaded file itself when the browser can draw it (a one-page PNG/JPEG/WebP/BMP), otherwise the
- * page as the server rendered it for the engine (PDF pages at the job's dpi, TIFF frames). */
+/** The uploaded file itself when the browser can draw it (a one-page PNG/JPEG/WebP/BMP read as it lay),
+ * otherwise the page as the server rendered it for the engine (PDF pages at the job's dpi, TIFF frames, pages
+ * turned upright: `rotation`). */
 async function pageImageUrl(page) {
   const result = view.result;
-  if (view.fileUrl && BROWSER_IMAGES.has(result.content_type) && result.page_count === 1) return view.fileUrl;
+  const asUploaded = BROWSER_IMAGES.has(result.content_type) && result.page_count === 1 && !page.rotation;
+  if (view.fileUrl && asUploaded) return view.fileUrl;
   if (view.pageUrls.has(page.index)) return view.pageUrls.get(page.index);
   const response = await api(`jobs/${result.id}/pages/${page.index}/image`);
   const url = URL.createObjectURL(await response.blob());
