@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import anyio
 
 from app.documents import Limits, open_document
-from app.engines.orientation import turn  # issue-14
+from app.engines.orientation import turn
 from app.errors import ServiceError
 from app.jobs.models import JobRecord, PageOutcome, utc_now
 from app.jobs.store import JobStore, StorageUnavailable
@@ -40,7 +40,7 @@ def assemble(record: JobRecord, outcomes: Sequence[PageOutcome], store: JobStore
         filename=record.filename,
         content_type=record.content_type,
         engine=record.engine,
-        engine_reason=record.engine_reason,  # issue-14
+        engine_reason=record.engine_reason,
         languages=record.languages,
         page_count=record.page_count,
         pages=pages,
@@ -110,7 +110,7 @@ async def page_image(store: JobStore, record: JobRecord, number: int, limits: Li
             raise gone from None
         with document:
             image = document.render(number, record.dpi)
-        if number in store.done_pages(record):  # issue-14: as it was read (turned upright), so that the boxes fit
+        if number in store.done_pages(record):  # as it was read (turned upright), so that the boxes fit
             image = turn(image, store.load_page(record, number).page.rotation)
         image.thumbnail((PAGE_IMAGE_MAX_SIDE, PAGE_IMAGE_MAX_SIDE))
         buffer = io.BytesIO()

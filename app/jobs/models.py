@@ -49,7 +49,7 @@ class OcrOptions:
     dpi: int = 150
     languages: tuple[str, ...] | None = None  # None: OCR_LANGUAGES
     engine: str | None = None  # None: chosen by language (or OCR_ENGINE)
-    strict_languages: bool = False  # issue-14: lang_strict=true: no English added to a non-Latin script
+    strict_languages: bool = False  # lang_strict=true: no English added to a non-Latin script
     export_name: str | None = None  # stable name of the knowledge-base export (RAG_EXPORT_PREFIX)
 
 
@@ -66,7 +66,7 @@ class JobRecord:
     result_dir: str
     engine: str
     languages: list[str] = field(default_factory=list)  # what the engine was asked to read
-    engine_reason: str | None = None  # issue-14: why that engine (shown in the result)
+    engine_reason: str | None = None  # why that engine (shown in the result)
     status: JobStatusName = "queued"
     created_at: str = field(default_factory=utc_now)
     started_at: str | None = None

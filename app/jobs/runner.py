@@ -25,7 +25,7 @@ import anyio
 from app.documents import Document, Limits, open_document
 from app.engines.base import EngineRuntime
 from app.engines.registry import EngineSet
-from app.errors import ServiceError, engine_failure  # issue-14
+from app.errors import ServiceError, engine_failure
 from app.jobs.admission import Drain
 from app.jobs.assembly import assemble
 from app.jobs.models import JobError, JobRecord, PageOutcome, utc_now
@@ -208,7 +208,7 @@ class JobRunner:
         if choice.engine != record.engine:
             log.warning("job %s: %s is not loaded; %s (%s)", record.id, record.engine, choice.engine, choice.reason)
             record.engine = choice.engine
-            record.engine_reason = choice.reason  # issue-14
+            record.engine_reason = choice.reason
         return self.engines.runtimes[choice.engine]
 
     def _recognise_batch(
@@ -231,7 +231,7 @@ class JobRunner:
             if page.images:  # one folder holds every page's images: make their names unique
                 page.markdown, page.images = page_image_names(number, page.markdown, page.images)
                 self.store.save_images(record, page.images)
-            # issue-14: the page as read (turned upright by app.engines.orientation)
+            # the page as read (turned upright by app.engines.orientation)
             result = build_page(number, image.width, image.height, page.blocks, page.markdown, rotation=page.rotation)
             outcomes[number] = PageOutcome(number, result, decode_ms, ocr_ms)
         return [outcomes[number] for number in batch]
@@ -242,7 +242,7 @@ class JobRunner:
         exc = waiter.exception()
         if exc is None:
             return waiter.result()
-        error = JobError.of(engine_failure(exc, batch, engine))  # issue-14: engine errors -> HTTP in app.errors
+        error = JobError.of(engine_failure(exc, batch, engine))  # engine errors -> HTTP in app.errors
         return [PageOutcome.failed(number, error) for number in batch]
 
     async def _record_page(self, active: ActiveJob, outcome: PageOutcome) -> None:

@@ -133,7 +133,7 @@ class OcrService:
         there), 503 when the chosen engine is not ready or the shared store cannot take the job, 429 when the queue
         is full.
         """
-        choice = self.engines.choose(options.languages, options.engine, strict=options.strict_languages)  # issue-14
+        choice = self.engines.choose(options.languages, options.engine, strict=options.strict_languages)
         self.check_accepting(arrived, choice.engine)
         upload, content_type = document.path, document.content_type
         page_count = await anyio.to_thread.run_sync(self._count_pages, upload, content_type)
@@ -150,7 +150,7 @@ class OcrService:
                 result_dir=f"{datetime.now(timezone.utc):%Y-%m-%d}/{job_id}",
                 engine=choice.engine,
                 languages=list(choice.languages),
-                engine_reason=choice.reason,  # issue-14
+                engine_reason=choice.reason,
                 owner=getattr(self.store, "replica", None),
                 keep_input=self.settings.keep_job_inputs,
                 export_name=options.export_name,
