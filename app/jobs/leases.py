@@ -140,7 +140,7 @@ class LeaseBook:
         found = self.objects.fetch_tagged(self.layout.lease(job_id))
         return None if found is None else Lease.from_json(found[0], found[1])
 
-    def _write(self, lease: Lease, *, create: bool = False, previous: Lease | None = None) -> Lease:
+    def _write(self, lease: Lease, *, create: bool = False, previous: Lease | None = None, again: bool = True) -> Lease:
         """Put ``lease``: only if absent (``create``) or unchanged since ``previous`` was read. :class:`LeaseLost`."""
         extra: dict[str, str] = {}
         if self.enforced:
@@ -154,9 +154,27 @@ class LeaseBook:
             raise
         except Exception as exc:
             if is_precondition_failed(exc) or (previous is not None and is_not_found(exc)):
-                raise LeaseLost(lease.job_id) from None
+                mine = self._written_earlier(lease) if again else None
+                if mine is None:
+                    raise LeaseLost(lease.job_id) from None
+                if mine.to_json() == lease.to_json() or create:
+                    return mine
+                return self._write(lease, previous=mine, again=False)  # once more, on top of our own earlier version
             raise self.objects.unavailable(exc, "writing a lease") from None
         return replace(lease, etag=etag)
+
+    def _written_earlier(self, lease: Lease) -> Lease | None:
+        """After a refused conditional write: the lease in the bucket when this replica wrote it itself — an earlier
+        write whose answer was lost (a timeout; its try landed when S3 came back) — else None. The nonce is set when
+        a replica takes the job and kept by its renewals, so only this owner writes it."""
+        try:
+            current = self.read(lease.job_id)
+        except S3Unavailable:
+            return None
+        if current is not None and current.nonce == lease.nonce and current.owner == lease.owner:
+            log.info("job %s: an earlier write of the lease had landed after all", lease.job_id)
+            return current
+        return None
 
     def _settled(self, lease: Lease) -> bool:
         """Without conditional writes: after a pause, is the lease still the one this replica wrote?"""

@@ -117,4 +117,5 @@ def test_retention_clean_up_deletes_the_kept_input(tmp_path: Path) -> None:
         later = datetime.now(timezone.utc) + timedelta(hours=73)  # past RESULT_TTL_HOURS (72)
         assert asyncio.run(app.state.service.cleanup(now=later)) == 1
         assert not folder.exists()
-        assert client.get(f"/jobs/{result['id']}/pages/1/image").json()["error"]["code"] == "job_not_found"
+        gone = client.get(f"/jobs/{result['id']}/pages/1/image")
+        assert (gone.status_code, gone.json()["error"]["code"]) == (410, "job_expired")  # deleted, not unknown

@@ -257,7 +257,7 @@ def test_wrong_secret_is_degraded_then_fixed_config_uploads_everything(s3: S3Ser
         assert unreadable.status_code == 503 and unreadable.json()["error"]["code"] == "storage_unavailable"
     assert first.stop() == 0
     assert bucket_objects(s3, bucket) == {}
-    assert list((first.output_dir / "jobs").iterdir()) == []
+    assert [p.name for p in (first.output_dir / "jobs").iterdir()] == [".expired"]  # no job folder
     texts = [first.log(), json.dumps(health), unreadable.text, *(r.text for r in refusals)]
     assert_no_secrets(s3, *texts, extra=(wrong,))
 
@@ -305,7 +305,7 @@ def test_s3_down_refuses_new_jobs_at_once_then_accepts_them_when_back(tmp_path: 
                     assert refused.headers["Retry-After"] == "10"
                     assert time.monotonic() - began < 15
                 assert client.get("/health").status_code == 200
-            assert list((server.output_dir / "jobs").iterdir()) == []  # nothing half-accepted is kept
+            assert [p.name for p in (server.output_dir / "jobs").iterdir()] == [".expired"]  # nothing half-accepted
             assert list((server.output_dir / ".incoming").iterdir()) == []
 
             s3.start()
