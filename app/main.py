@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
         if mirror is not None:  # loads the outbox; the client and the bucket check run in the background
             await anyio.to_thread.run_sync(mirror.start)
         service = OcrService(settings, engines, store, metrics=metrics, mirror=mirror)
-        metrics.watch(service.snapshot)
+        metrics.watch(service.snapshot, vlm=engines.vlm_statuses)
         app.state.settings = settings
         app.state.service = service
         app.state.metrics = metrics

@@ -550,7 +550,8 @@ class OcrService:
             while queue and in_flight_pages() < parallel * batch_size and not self._stopping(active):
                 batch = tuple(queue[:batch_size])
                 del queue[:batch_size]
-                future = self.scheduler.submit(record.id, functools.partial(run_batch, batch))
+                gate = runtime.engine.page_gate  # issue-15: pages enter while the VLM server has room
+                future = self.scheduler.submit(record.id, functools.partial(run_batch, batch), gate)  # issue-15
                 submitted[batch] = future
                 in_flight[asyncio.wrap_future(future)] = batch
             if not in_flight:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from app.engines.base import EngineRuntime, OcrEngine
 from app.engines.select import Choice, EnginePlan, choose_for_request
+from app.engines.vl_status import VlmStatus
 
 
 class EngineSet:
@@ -74,6 +75,10 @@ class EngineSet:
             explicit_languages=False,
             forced=self.plan.forced,
         )
+
+    def vlm_statuses(self) -> dict[str, VlmStatus | None]:
+        """Each engine's VLM server (``None`` for engines without one), for /metrics."""
+        return {name: runtime.engine.vlm_status() for name, runtime in self.runtimes.items()}
 
     def close(self) -> None:
         for runtime in self.runtimes.values():

@@ -15,20 +15,21 @@ from PIL import Image
 
 from app.engines.base import EngineLoadError
 from app.engines.paddleocr_vl import (
-    SerializedCalls,
-    check_settings,
     explain_failure,
     explain_vlm_rejection,
     is_transient_vlm_error,
+    short_error,
+    vlm_service_error,
+)
+from app.engines.vl_config import (
+    check_settings,
     missing_models,
     normalise_server_url,
     pipeline_kwargs,
     required_models,
     resolve_pipeline_version,
-    short_error,
-    to_bgr,
-    vlm_service_error,
 )
+from app.engines.vl_pipeline import SerializedCalls, to_bgr
 from app.settings import Settings
 
 REQUEST = httpx.Request("POST", "http://vlm:8080/v1/chat/completions")
@@ -50,7 +51,16 @@ def test_contradictory_settings_are_refused_with_the_fix() -> None:
         check_settings(Settings(vl_server_url="http://vlm:8080/v1"))
     with pytest.raises(EngineLoadError, match="one device"):
         check_settings(Settings(ocr_device="gpu:0,1"))
+    with pytest.raises(EngineLoadError, match="set both VL_IAM_KEY_ID and VL_IAM_SECRET"):
+        check_settings(server_settings(vl_iam_key_id="key-id"))
+    with pytest.raises(EngineLoadError, match="not both"):
+        check_settings(
+            server_settings(vl_iam_key_id="k", vl_iam_secret="s", vl_api_key="a")
+        )  # pragma: allowlist secret
+    with pytest.raises(EngineLoadError, match="are for a VLM server"):
+        check_settings(Settings(vl_iam_key_id="k", vl_iam_secret="s"))  # pragma: allowlist secret
     check_settings(server_settings())
+    check_settings(server_settings(vl_iam_key_id="k", vl_iam_secret="s"))  # pragma: allowlist secret
     check_settings(Settings())
 
 
@@ -91,18 +101,20 @@ def test_pipeline_kwargs_for_a_server() -> None:
         vl_use_layout_detection=False,
         vl_pipeline_version="v1",
     )
-    kwargs = pipeline_kwargs(settings, "cpu", supports_version=False)
-    assert kwargs == {
+    kwargs = pipeline_kwargs(settings, "cpu", supports_version=False, model_name="paddleocr-vl")
+    assert kwargs == {  # the key is not among them: the engine's transport sends it
         "vl_rec_backend": "vllm-server",
         "vl_rec_server_url": "http://vlm:8080/v1",
         "vl_rec_api_model_name": "paddleocr-vl",
-        "vl_rec_api_key": "sk-secret",  # pragma: allowlist secret
         "use_layout_detection": False,
         "use_doc_orientation_classify": False,
         "use_doc_unwarping": False,
         "device": "cpu",
     }
     assert pipeline_kwargs(settings, "cpu", supports_version=True)["pipeline_version"] == "v1"
+    # The name found on the server wins over an empty VL_MODEL_NAME.
+    served = pipeline_kwargs(server_settings(), "cpu", supports_version=False, model_name="PaddlePaddle/PaddleOCR-VL")
+    assert served["vl_rec_api_model_name"] == "PaddlePaddle/PaddleOCR-VL"
 
 
 def test_pipeline_kwargs_native_leaves_server_options_out() -> None:
