@@ -145,12 +145,12 @@ class GradientLimit:
             return
         self.baseline_s = min(self.baseline_s, short)
         gradient = max(0.5, min(1.0, self.tolerance * self.baseline_s / short))
-        if self.slow_start and gradient >= 1.0:
-            target = self._limit + samples
-        else:
+        if gradient >= 1.0:  # latency holds: grow (by half a window in slow start, else by a queue's worth)
+            step = samples if self.slow_start else self.smoothing * math.sqrt(self._limit)
+            target = self._limit + step
+        else:  # queueing in the server: shrink in proportion
             self.slow_start = False
-            grown = self._limit * gradient + math.sqrt(self._limit)
-            target = self._limit * (1 - self.smoothing) + grown * self.smoothing
+            target = self._limit * (1 - self.smoothing + self.smoothing * gradient)
         self._limit = max(float(self.minimum), min(float(self.maximum), target))
 
 
