@@ -69,9 +69,9 @@ def test_several_pages_in_one_pipeline_call(standin: VlmStandin) -> None:
             f"VL_MODEL_NAME=not-served is not served by the VLM server, which offers: {MODEL}",
         ),
         (
-            {"vl_api_key": "wrong-key"},
+            {"vl_api_key": "wrong-key"},  # pragma: allowlist secret
             r"refused our credentials on GET /models \(HTTP 401\): check VL_API_KEY",
-        ),  # pragma: allowlist secret
+        ),
     ],
 )
 def test_a_server_that_refuses_us_fails_with_the_fix(standin: VlmStandin, values: dict[str, Any], fix: str) -> None:
