@@ -17,7 +17,7 @@ class TokenState:
     valid_until: str | None = None  # ISO 8601 UTC; IAM only
     renewed_at: str | None = None
     renewals: int = 0  # tokens obtained from IAM so far
-    last_error: str | None = None  # the last failed renewal (cleared by a successful one)
+    last_error: str | None = None  # the last failed renewal (kept after later successes: see renewed_at)
     last_error_at: str | None = None
 
 
