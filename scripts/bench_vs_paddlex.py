@@ -34,14 +34,17 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.client.api import describe  # noqa: E402
 from scripts.bench import cpu_seconds, percentile, write_section  # noqa: E402
 from tests.support.documents import ENGLISH_LINES, image_bytes, render_page, text_pdf  # noqa: E402
 from tests.support.server import ServiceProcess, free_port, wait_for  # noqa: E402
@@ -152,12 +155,12 @@ def machine_busy() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
-def run_for(send: Callable[[httpx.Client], None], url: str, clients: int, seconds: float, pid: int) -> dict[str, float]:
+def run_for(send: Callable[[httpx.Client], None], url: str, clients: int, seconds: float, pid: int) -> dict[str, Any]:
     """``clients`` closed-loop clients sending for ``seconds`` (each finishes its last request): pages/s of all
     answers over the whole time, latencies, errors (anything but a 200 page), CPU per page of the server ``pid``
     and of this process, cores busy."""
     latencies: list[float] = []
-    errors = [0]
+    errors: Counter[str] = Counter()
     lock = threading.Lock()
     deadline = time.perf_counter() + seconds
 
@@ -167,9 +170,13 @@ def run_for(send: Callable[[httpx.Client], None], url: str, clients: int, second
                 began = time.perf_counter()
                 try:
                     send(http)
-                except (httpx.HTTPError, AssertionError, ValueError):
+                except httpx.HTTPStatusError as exc:
                     with lock:
-                        errors[0] += 1
+                        errors[describe(exc.response)[:120]] += 1
+                    continue
+                except (httpx.HTTPError, AssertionError, ValueError) as exc:
+                    with lock:
+                        errors[f"{type(exc).__name__}: {exc}"[:120]] += 1
                     continue
                 with lock:
                     latencies.append(time.perf_counter() - began)
@@ -185,7 +192,8 @@ def run_for(send: Callable[[httpx.Client], None], url: str, clients: int, second
         "pages_s": len(latencies) / wall,
         "p50": percentile(latencies, 50) if latencies else float("nan"),
         "p95": percentile(latencies, 95) if latencies else float("nan"),
-        "errors": errors[0],
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
         "cpu_per_page": (cpu_seconds(pid) - cpu0) / pages,
         "own_cpu_per_page": (cpu_seconds(os.getpid()) - own0) / pages,
         "cores_busy": busy / max(1, total) * (os.cpu_count() or 1),
@@ -212,14 +220,14 @@ def ours_env(vlm_url: str, tmp: Path) -> dict[str, str]:
     }
 
 
-def adaptive(args: argparse.Namespace, page: bytes, tmp: Path) -> dict[int, dict[int, dict[str, float]]]:
+def adaptive(args: argparse.Namespace, page: bytes, tmp: Path) -> dict[int, dict[int, dict[str, Any]]]:
     """For each capacity: a fresh stand-in and service, the client levels in turn (see the module docstring)."""
 
     def send(http: httpx.Client) -> None:
         response = http.post("/ocr", files={"file": ("page.png", page)})
         response.raise_for_status()
 
-    table: dict[int, dict[int, dict[str, float]]] = {}
+    table: dict[int, dict[int, dict[str, Any]]] = {}
     for capacity in args.capacities:
         table[capacity] = {}
         folder = tmp / f"adaptive-{capacity}"
@@ -372,7 +380,7 @@ def render(
     return "\n".join(lines)
 
 
-def render_adaptive(args: argparse.Namespace, table: dict[int, dict[int, dict[str, float]]]) -> str:
+def render_adaptive(args: argparse.Namespace, table: dict[int, dict[int, dict[str, Any]]]) -> str:
     lines = [
         f"Adaptive VLM concurrency (`VL_MAX_CONCURRENCY=auto`, the default; no other VL setting but the server): "
         f"stand-ins answering after {args.latency:g} s with 4, 16 or 64 requests at once; each client level runs "
@@ -391,6 +399,12 @@ def render_adaptive(args: argparse.Namespace, table: dict[int, dict[int, dict[st
                 f"{r['p50']:.2f} / {r['p95']:.2f} | {r['errors']:.0f} | {r['limit']:.0f} | "
                 f"{r['cpu_per_page']:.3f} / {r['own_cpu_per_page']:.3f} | {r['cores_busy']:.2f} | {r['load']:.1f} |"
             )
+    kinds: Counter[str] = Counter()
+    for rows in table.values():
+        for r in rows.values():
+            kinds.update(r["error_kinds"])
+    if kinds:
+        lines += ["", "Errors: " + "; ".join(f"{count} x {kind}" for kind, count in kinds.most_common())]
     lines += [
         "",
         "`bench` is this process: the clients and the stand-in (decoding every page it receives). `cores busy`: the "

@@ -56,6 +56,12 @@ def read_text(image: Image.Image) -> str:
     return "\n".join(" ".join(block.text for block in band) for band in bands)
 
 
+class _Server(ThreadingHTTPServer):
+    """A listen backlog like a real server's (socketserver's default of 5 refuses bursts of connections)."""
+
+    request_queue_size = 1024
+
+
 class VlmStandin:
     """The stand-in server on ``127.0.0.1:<port>``; ``url`` is the OpenAI base URL (``.../v1``)."""
 
@@ -91,7 +97,7 @@ class VlmStandin:
         if self.reply is None:
             reader()  # load the CPU engine before the first request arrives
         self._release.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        server = _Server(("127.0.0.1", self.port), self._handler())
         server.daemon_threads = False  # stop() joins the handlers: none is left reading at exit
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
