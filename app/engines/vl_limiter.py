@@ -7,11 +7,13 @@ past ``tolerance`` times that baseline, requests are queueing inside the server 
 proportion. A 429, a 503 or a timeout cuts the limit at once (``backoff``).
 
 The baseline is the mean latency measured at light load: when fewer than half of the allowed requests
-were in flight, or during a *probe* (every ``probe_every_s``, the limit is halved for the requests that
-start then, like the probes of TCP BBR). So it follows the workload (bigger pages are slower whatever the
-load) without creeping up with the queue the limit itself builds. Between probes it only falls.
-Until the first sign of queueing the limit grows by half per window (slow start), so it reaches a large
-server's capacity within a few rounds.
+were in flight, or during a *probe* (every ``probe_every_s`` while the limit holds requests back, it is
+halved for the requests that start then, like the probes of TCP BBR). So it follows the workload (bigger
+pages are slower whatever the load) without creeping up with the queue the limit itself builds. Between
+probes it only falls. The limit grows only while it is what holds requests back (not to twice the demand,
+as Gradient2 allows): requests beyond it wait in the service's fair queue, where a small request is not
+stuck behind a large document, rather than in the server's. Until the first sign of queueing the limit
+grows by half per window (slow start), so it reaches a large server's capacity within a few rounds.
 
 :class:`RequestSlots` holds the slots: coroutines wait in FIFO order (any thread may release), each
 request reports its latency and outcome, and a :class:`PageGate` lets the page scheduler admit a new page
@@ -106,8 +108,6 @@ class GradientLimit:
                 self._window_peak = max(self._window_peak, in_flight)
                 if len(self._window) >= max(4, math.ceil(self._limit / 2)):
                     self._close_window(now)
-                if self.baseline_s is not None and now - self._measured_at >= self._probe_interval():
-                    self._probe_from, self._probe = now, []
 
     def _probe_interval(self) -> float:
         return max(self.probe_every_s, 10 * (self.baseline_s or 0.0))
@@ -133,25 +133,32 @@ class GradientLimit:
             self._probe_from = None
 
     def _close_window(self, now: float) -> None:
+        """Update from a window of requests. ``peak`` (the most in flight) says how much the limit mattered:
+        under half of it, the latency is the light-load baseline; near it (``binding``), the limit holds
+        requests back and may grow; in between it may only shrink (a limit far above the demand would let
+        a burst queue inside the server, out of reach of the service's fair queue)."""
         short = sum(self._window) / len(self._window)
         samples, peak = len(self._window), self._window_peak
         self._window.clear()
         self._window_peak = 0
         if self.baseline_s is None or peak < self._limit / 2:
-            # Light load from us (or the very first window): this is the baseline. The limit stays: it is
-            # not what holds the requests back.
             self.baseline_s = short if self.baseline_s is None else (self.baseline_s + short) / 2
             self._measured_at = now
             return
+        allowed = max(self.minimum, int(self._limit))  # what the requests saw (the limit is an integer)
+        binding = peak >= min(allowed, max(allowed - 1, 0.9 * allowed))
         self.baseline_s = min(self.baseline_s, short)
         gradient = max(0.5, min(1.0, self.tolerance * self.baseline_s / short))
-        if gradient >= 1.0:  # latency holds: grow (by half a window in slow start, else by a queue's worth)
-            step = samples if self.slow_start else self.smoothing * math.sqrt(self._limit)
-            target = self._limit + step
-        else:  # queueing in the server: shrink in proportion
+        if gradient < 1.0:  # queueing in the server: shrink in proportion
             self.slow_start = False
             target = self._limit * (1 - self.smoothing + self.smoothing * gradient)
+        elif binding:  # latency holds: grow (by half a window in slow start, else by a queue's worth)
+            target = self._limit + (samples if self.slow_start else self.smoothing * math.sqrt(self._limit))
+        else:
+            target = self._limit
         self._limit = max(float(self.minimum), min(float(self.maximum), target))
+        if binding and now - self._measured_at >= self._probe_interval():
+            self._probe_from, self._probe = now, []
 
 
 Limit = FixedLimit | GradientLimit

@@ -21,6 +21,7 @@ from app.engines.paddleocr_vl import (
     short_error,
     vlm_service_error,
 )
+from app.engines.vl_auth import VlmAuthError
 from app.engines.vl_config import (
     check_settings,
     missing_models,
@@ -167,6 +168,19 @@ def test_vlm_error_found_in_the_cause_chain() -> None:
         wrapped = outer
     error = vlm_service_error(wrapped, 7)
     assert error is not None and error.code == "vlm_unavailable"
+
+
+def test_no_token_for_the_vlm_server_is_its_own_502() -> None:
+    """The transport's VlmAuthError reaches us wrapped by openai as a connection error: not 'unreachable'."""
+    try:
+        try:
+            raise VlmAuthError("IAM refused the key pair (HTTP 401): check VL_IAM_KEY_ID", refused=True)
+        except VlmAuthError as inner:
+            raise openai.APIConnectionError(request=REQUEST) from inner
+    except openai.APIConnectionError as outer:
+        error = vlm_service_error(outer, 7)
+    assert error is not None and (error.status, error.code) == (502, "vlm_auth")
+    assert "VL_IAM" not in error.message and error.headers == {"Retry-After": "60"}  # the details are in /health
 
 
 def test_transient_errors_are_retried_at_start_and_4xx_are_not() -> None:
