@@ -10,7 +10,7 @@ The baseline is the mean latency measured at light load: when fewer than half of
 were in flight, or during a *probe* (every ``probe_every_s`` while the limit holds requests back, it is
 halved for the requests that start then, like the probes of TCP BBR). So it follows the workload (bigger
 pages are slower whatever the load) without creeping up with the queue the limit itself builds. Between
-probes it only falls. The limit grows only while it is what holds requests back (not to twice the demand,
+probes it only falls (gradually). The limit grows only while it is what holds requests back (not to twice the demand,
 as Gradient2 allows): requests beyond it wait in the service's fair queue, where a small request is not
 stuck behind a large document, rather than in the server's. Until the first sign of queueing the limit
 grows by half per window (slow start), so it reaches a large server's capacity within a few rounds.
@@ -147,12 +147,13 @@ class GradientLimit:
             return
         allowed = max(self.minimum, int(self._limit))  # what the requests saw (the limit is an integer)
         binding = peak >= min(allowed, max(allowed - 1, 0.9 * allowed))
-        self.baseline_s = min(self.baseline_s, short)
+        if short < self.baseline_s:  # less loaded than the baseline says: lower it (gradually: windows are noisy)
+            self.baseline_s += (short - self.baseline_s) * self.smoothing
         gradient = max(0.5, min(1.0, self.tolerance * self.baseline_s / short))
         if gradient < 1.0:  # queueing in the server: shrink in proportion
             self.slow_start = False
             target = self._limit * (1 - self.smoothing + self.smoothing * gradient)
-        elif binding:  # latency holds: grow (by half a window in slow start, else by a queue's worth)
+        elif binding:  # latency holds: grow (by half per window in slow start, else by a queue's worth)
             target = self._limit + (samples if self.slow_start else self.smoothing * math.sqrt(self._limit))
         else:
             target = self._limit
