@@ -399,12 +399,7 @@ def render_adaptive(args: argparse.Namespace, table: dict[int, dict[int, dict[st
                 f"{r['p50']:.2f} / {r['p95']:.2f} | {r['errors']:.0f} | {r['limit']:.0f} | "
                 f"{r['cpu_per_page']:.3f} / {r['own_cpu_per_page']:.3f} | {r['cores_busy']:.2f} | {r['load']:.1f} |"
             )
-    kinds: Counter[str] = Counter()
-    for rows in table.values():
-        for r in rows.values():
-            kinds.update(r["error_kinds"])
-    if kinds:
-        lines += ["", "Errors: " + "; ".join(f"{count} x {kind}" for kind, count in kinds.most_common())]
+    lines += ["", *verdicts(args, table)]
     lines += [
         "",
         "`bench` is this process: the clients and the stand-in (decoding every page it receives). `cores busy`: the "
@@ -414,6 +409,49 @@ def render_adaptive(args: argparse.Namespace, table: dict[int, dict[int, dict[st
         "`.venv/bin/python scripts/bench_vs_paddlex.py --write BENCHMARKS.md`)",
     ]
     return "\n".join(lines)
+
+
+def verdicts(args: argparse.Namespace, table: dict[int, dict[int, dict[str, Any]]]) -> list[str]:
+    """The targets, read from the table: share of the ceiling once clients >= capacity, errors, the single
+    client's latency over the stand-in's, and for a level short of its ceiling whether the CPU explains it."""
+    found = []
+    for capacity, rows in table.items():
+        loaded = {
+            clients: r["pages_s"] / (capacity / args.latency) for clients, r in rows.items() if clients >= capacity
+        }
+        if loaded:
+            shares = ", ".join(f"{share:.0%} at {clients} clients" for clients, share in loaded.items())
+            found.append(f"- Capacity {capacity}, clients >= capacity: {shares} of the ceiling (target 85 %).")
+        for clients, r in rows.items():
+            ceiling = min(capacity, clients) / args.latency
+            needed = ceiling * (r["cpu_per_page"] + r["own_cpu_per_page"])
+            if r["pages_s"] >= 0.85 * ceiling:
+                continue
+            service, own = r["cpu_per_page"], r["own_cpu_per_page"]
+            spent = f"{service:.3f} CPU s/page in the service + {own:.3f} in clients and stand-in"
+            busy = f"the 2 cores were {r['cores_busy']:.2f} busy, load average {r['load']:.1f}"
+            if needed >= 1.6:
+                reason = f"CPU-bound: the ceiling needs {needed:.1f} CPU s per second ({spent}); {busy}"
+            else:
+                reason = (
+                    f"short while the machine was busy with other work: the ceiling needs {needed:.1f} CPU s per "
+                    f"second ({spent}); {busy}"
+                )
+            found.append(f"  - {clients} clients, {r['pages_s'] / ceiling:.0%} of {ceiling:g} pages/s: {reason}.")
+    singles = [rows[1]["p50"] for rows in table.values() if 1 in rows]
+    if singles:
+        extra = max(singles) / args.latency - 1
+        found.append(
+            f"- A single client: p50 {min(singles):.2f}–{max(singles):.2f} s against the stand-in's {args.latency:g} s "
+            f"(at most {extra:+.0%}; target +10 %)."
+        )
+    kinds: Counter[str] = Counter()
+    for rows in table.values():
+        for r in rows.values():
+            kinds.update(r["error_kinds"])
+    errors = "; ".join(f"{count} x {kind}" for kind, count in kinds.most_common())
+    found.append(f"- Errors: {errors or 'none'}.")
+    return found
 
 
 def _ints(value: str) -> list[int]:
