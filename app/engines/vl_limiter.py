@@ -7,7 +7,7 @@ past ``tolerance`` times that baseline, requests are queueing inside the server 
 proportion. A 429, a 503 or a timeout cuts the limit at once (``backoff``).
 
 The baseline is the mean latency measured at light load: when fewer than half of the allowed requests
-were in flight, or during a *probe* (every ``probe_every_s`` while the limit holds requests back, it is
+were in flight, or during a *probe* (after ``probe_every_s`` of the limit holding requests back, it is
 halved for the requests that start then, like the probes of TCP BBR). So it follows the workload (bigger
 pages are slower whatever the load) without creeping up with the queue the limit itself builds. Between
 probes it only falls (gradually). The limit grows only while it is what holds requests back (not to twice the demand,
@@ -158,8 +158,10 @@ class GradientLimit:
         else:
             target = self._limit
         self._limit = max(float(self.minimum), min(float(self.maximum), target))
-        if binding and now - self._measured_at >= self._probe_interval():
-            self._probe_from, self._probe = now, []
+        if not binding and short <= self.baseline_s * (1 + self.tolerance) / 2:
+            self._measured_at = now  # nothing held back, latency near the baseline: nothing to re-measure
+        elif binding and now - self._measured_at >= self._probe_interval():
+            self._probe_from, self._probe = now, []  # held back for a while: re-measure the baseline
 
 
 Limit = FixedLimit | GradientLimit

@@ -40,10 +40,12 @@ def simulate(
     service_s: float | Callable[[int], float] = 2.0,
     duration: float = 120.0,
     noise: float = 0.0,
+    more_clients: tuple[float, int] | None = None,
 ) -> Run:
     """Discrete-event simulation: ``clients`` closed-loop clients (the next request as soon as the last one is
     answered) -> the limit (FIFO when full) -> a server that works on ``capacity`` requests at once, each for
-    ``service_s`` (or ``service_s(busy)``), the rest waiting in its own FIFO queue: the VLM stand-in's model."""
+    ``service_s`` (or ``service_s(busy)``), the rest waiting in its own FIFO queue: the VLM stand-in's model.
+    ``more_clients`` = (at, n): n more clients join at that time."""
     now = 0.0
     limit = make(lambda: now)
     rng = random.Random(7)
@@ -81,10 +83,16 @@ def simulate(
 
     for _ in range(clients):
         send()
+    if more_clients is not None:
+        heapq.heappush(events, (more_clients[0], next(order), -1))
     while events:
         now, _, rid = heapq.heappop(events)
         if now > duration:
             break
+        if rid == -1:
+            for _ in range(more_clients[1] if more_clients else 0):
+                send()
+            continue
         busy -= 1
         if server_queue:
             busy += 1
@@ -150,6 +158,16 @@ def test_the_limit_stays_near_the_demand(clients: int) -> None:
     queue behind a whole document)."""
     run = simulate(auto, capacity=64, clients=clients, duration=120)
     assert run.limit_range(60)[1] <= max(8, 1.25 * clients)
+
+
+def test_a_burst_after_a_quiet_time_is_served_at_once() -> None:
+    """4 clients for a minute, then 16 on a server for 16: the limit follows within a few rounds and does not
+    pick that moment to probe (halving) just because nothing was re-measured while it held nothing back."""
+    run = simulate(auto, capacity=16, clients=4, duration=120, more_clients=(60.0, 12))
+    before = [limit for t, limit in run.limits if 50 < t <= 60]
+    after = [limit for t, limit in run.limits if 60 < t <= 75]
+    assert min(after) >= max(before) == 8
+    assert run.pages_per_s(60, 120) >= 0.9 * 16 / 2.0
 
 
 def test_overload_cuts_the_limit_once_per_round() -> None:
