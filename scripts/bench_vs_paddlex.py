@@ -339,11 +339,13 @@ def baseline(
                     loaded.append(time.perf_counter() - began)
                 progress = http.get(status_url).json()
                 http.delete(status_url)
-            return {
+            fairness = {
                 "unloaded": statistics.median(unloaded),
                 "loaded": max(loaded),
                 "job_done": progress["pages_done"],
             }
+            print("fairness", fairness, flush=True)
+            return fairness
 
 
 def render(
