@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.compat import PADDLEX_PATHS
-from app.engines.errors import EngineError, PageTimeout, VlmFailed, VlmTimeout, VlmUnavailable
+from app.engines.errors import EngineError, PageTimeout, VlmAuthFailed, VlmFailed, VlmTimeout, VlmUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ ENGINE_ERRORS: dict[type[EngineError], tuple[int, str, str | None]] = {
     VlmTimeout: (504, "vlm_timeout", "30"),
     VlmUnavailable: (502, "vlm_unavailable", "10"),
     VlmFailed: (502, "vlm_error", None),
+    VlmAuthFailed: (502, "vlm_auth", "60"),
     EngineError: (500, "ocr_failed", None),
 }
 

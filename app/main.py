@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
         # S3: loads the outbox; the client, the bucket check and the leases run in the background.
         await anyio.to_thread.run_sync(store.start)
         service = OcrService(settings, engines, store, metrics=metrics, disk=disk)
-        metrics.watch(service.snapshot)
+        metrics.watch(service.snapshot, vlm=engines.vlm_statuses)
         app.state.settings = settings
         app.state.service = service
         app.state.metrics = metrics

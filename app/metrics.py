@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from app.engines.vl_status import LATENCY_BUCKETS as VLM_BUCKETS
+from app.engines.vl_status import VlmStatus
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -48,6 +52,53 @@ class _LiveState(Collector):
             )
 
 
+class _VlmState(Collector):
+    """The VLM server of each engine that calls one: request limit, in flight, latency, tokens."""
+
+    def __init__(self, read: Callable[[], dict[str, VlmStatus | None]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterable[Metric]:
+        statuses = {name: status for name, status in self.read().items() if status is not None}
+        if not statuses:
+            return
+        gauges = {
+            "limit": GaugeMetricFamily(
+                "vlm_concurrency_limit", "VLM requests allowed in flight now", labels=["engine"]
+            ),
+            "in_flight": GaugeMetricFamily("vlm_requests_in_flight", "VLM requests in flight", labels=["engine"]),
+            "waiting": GaugeMetricFamily("vlm_requests_waiting", "VLM requests waiting for a slot", labels=["engine"]),
+        }
+        baseline = GaugeMetricFamily(
+            "vlm_latency_baseline_seconds", "The VLM server's latency at light load (auto limit)", labels=["engine"]
+        )
+        requests = CounterMetricFamily("vlm_requests", "VLM requests by outcome", labels=["engine", "outcome"])
+        latency = HistogramMetricFamily(
+            "vlm_request_duration_seconds", "Latency of successful VLM requests", labels=["engine"]
+        )
+        renewals = CounterMetricFamily(
+            "vlm_token_renewals", "IAM tokens obtained for the VLM server", labels=["engine"]
+        )
+        expiry = GaugeMetricFamily(
+            "vlm_token_expiry_timestamp_seconds", "When the current IAM token expires (Unix time)", labels=["engine"]
+        )
+        for name, status in statuses.items():
+            c = status.concurrency
+            for key, family in gauges.items():
+                family.add_metric([name], getattr(c, key))
+            if c.baseline_s is not None:
+                baseline.add_metric([name], c.baseline_s)
+            for outcome, count in c.requests.items():
+                requests.add_metric([name, outcome], count)
+            buckets = [(f"{bound:g}", count) for bound, count in zip(VLM_BUCKETS, c.latency_buckets, strict=True)]
+            latency.add_metric([name], [*buckets, ("+Inf", c.requests.get("ok", 0))], c.latency_sum_s)
+            if status.auth.mode == "iam":
+                renewals.add_metric([name], status.auth.renewals)
+                if status.auth.valid_until:
+                    expiry.add_metric([name], datetime.fromisoformat(status.auth.valid_until).timestamp())
+        yield from (*gauges.values(), baseline, requests, latency, renewals, expiry)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -62,9 +113,14 @@ class Metrics:
         )
         self.jobs_finished = Counter("ocr_jobs_finished", "Jobs that ended, by status", ["status"], registry=r)
 
-    def watch(self, read: Callable[[], dict[str, Any]]) -> None:
-        """Expose live gauges computed by ``read`` at each scrape."""
+    def watch(
+        self, read: Callable[[], dict[str, Any]], vlm: Callable[[], dict[str, VlmStatus | None]] | None = None
+    ) -> None:
+        """Expose live gauges computed by ``read`` at each scrape, and with ``vlm`` (engine name -> status)
+        the VLM server of each engine that calls one."""
         self.registry.register(_LiveState(read))
+        if vlm is not None:
+            self.registry.register(_VlmState(vlm))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -99,6 +99,35 @@ class DocumentResult(BaseModel):
     storage: ResultStorage | None = Field(None, description="where the result is stored (responses only)")
 
 
+class VlmAuthHealth(BaseModel):
+    mode: Literal["none", "api_key", "iam"] = Field(description="VL_API_KEY, IAM tokens (VL_IAM_KEY_ID), or none")
+    valid_until: str | None = Field(None, description="IAM: when the current token expires (UTC)")
+    renewed_at: str | None = Field(None, description="IAM: when it was obtained")
+    renewals: int = Field(0, description="IAM: tokens obtained since start")
+    last_error: str | None = Field(None, description="IAM: the last failed renewal, kept after later successes")
+    last_error_at: str | None = None
+
+
+class VlmConcurrencyHealth(BaseModel):
+    mode: Literal["auto", "fixed"] = Field(description="VL_MAX_CONCURRENCY: auto (adaptive) or a fixed number")
+    limit: int = Field(description="VLM requests allowed in flight now")
+    maximum: int
+    in_flight: int
+    waiting: int = Field(description="requests waiting for a slot")
+    latency_s: float | None = Field(None, description="mean latency of the last requests to the server")
+    baseline_s: float | None = Field(None, description="auto: the server's latency at light load (estimated)")
+
+
+class VlmHealth(BaseModel):
+    """The VLM server of ``paddleocr-vl`` with a server backend."""
+
+    server: str = Field(description="VL_SERVER_URL without credentials")
+    model: str | None = Field(None, description="the model name requests carry (found at start)")
+    models_offered: list[str] | None = Field(None, description="what the server lists at GET /models")
+    auth: VlmAuthHealth
+    concurrency: VlmConcurrencyHealth
+
+
 class EngineHealth(BaseModel):
     name: str
     device: str
@@ -108,6 +137,7 @@ class EngineHealth(BaseModel):
     selection: str | None = Field(None, description="why this engine serves requests (OCR_ENGINE and what was found)")
     detail: str | None = Field(None, description="what the engine is doing or waiting for")
     languages: list[str] | None = Field(None, description="languages it reads (ISO 639-1); null: every language")
+    vlm: VlmHealth | None = Field(None, description="paddleocr-vl with a VLM server: the server, token and limit")
 
 
 class S3Error(BaseModel):

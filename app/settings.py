@@ -10,11 +10,12 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.client.iam import DEFAULT_IAM_URL
 from app.engines.languages import parse_languages
 
 #: The engines that run on the CPU, in the order ``auto`` prefers them for a request.
@@ -69,8 +70,12 @@ class Settings(BaseSettings):
     vl_backend: Literal["native", "vllm-server", "sglang-server", "fastdeploy-server"] = "native"
     vl_server_url: str = ""
     vl_api_key: SecretStr = SecretStr("")
-    vl_model_name: str = ""  # "" = the pipeline's model name (PaddleOCR-VL-0.9B for v1)
-    vl_max_concurrency: int = Field(8, ge=1, le=256)
+    vl_iam_key_id: str = ""  # with VL_IAM_SECRET: Cloud.ru IAM access tokens for the VLM server, renewed
+    vl_iam_secret: SecretStr = SecretStr("")
+    vl_iam_url: str = DEFAULT_IAM_URL
+    vl_model_name: str = ""  # "" = the one model the server lists at GET /models
+    vl_max_concurrency: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = "auto"  # VLM requests at once
+    vl_auto_concurrency_max: int = Field(128, ge=1, le=256)  # the upper bound of "auto"
     vl_batch_pages: int = Field(4, ge=1, le=64)
     vl_request_timeout_s: float = Field(180, gt=0, le=3600)
     vl_use_layout_detection: bool = True
@@ -147,7 +152,17 @@ class Settings(BaseSettings):
     def _strip(cls, value: str) -> str:
         return value.strip()
 
-    @field_validator("cloudru_s3_access_key", "cloudru_s3_secret_key")
+    @field_validator("vl_iam_key_id", "vl_iam_url", "vl_model_name")
+    @classmethod
+    def _strip_vl(cls, value: str) -> str:
+        return value.strip()
+
+    @field_validator("vl_max_concurrency", mode="before")
+    @classmethod
+    def _auto_or_number(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("cloudru_s3_access_key", "cloudru_s3_secret_key", "vl_iam_secret")
     @classmethod
     def _strip_secret(cls, value: SecretStr) -> SecretStr:
         return SecretStr(value.get_secret_value().strip())

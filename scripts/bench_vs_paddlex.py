@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
-"""This service vs official PaddleX serving, same PaddleOCR-VL pipeline, same VLM stand-in, one run.
+"""This service vs official PaddleX serving, same PaddleOCR-VL pipeline, same VLM stand-in; then this service's
+adaptive VLM concurrency against stand-ins of several capacities. One run.
 
-Usage: .venv/bin/python scripts/bench_vs_paddlex.py [--latency 2] [--capacity 16] [--write BENCHMARKS.md]
-(needs `paddlex[serving]`: `make bench-vs-paddlex` installs it and runs this).
+Usage: .venv/bin/python scripts/bench_vs_paddlex.py [--latency 2] [--capacity 16] [--capacities 4,16,64]
+       [--seconds 40] [--write BENCHMARKS.md]   (needs `paddlex[serving]`: `make bench-vs-paddlex` installs it)
 
 Both servers run the real PaddleOCR-VL pipeline (paddleocr 3.3 / paddlex 3.3, `vllm-server` backend, layout
 detection off) against one OpenAI-compatible stand-in that answers each request after --latency seconds and
 serves up to --capacity requests at once (a batching VLM server's slots). PaddleX gets its fastest settings
-(`use_queues: False`). Each client sends one A4 page per request, one request after another:
-PaddleX through `POST /layout-parsing` (`visualize: false`), this service through `POST /ocr`.
-Reported: pages/s, p50/p95 latency, the ratio, and the CPU seconds per page each server process spent
-(on this 2-core machine, 2 / CPU-per-page bounds the pages/s a server can reach whatever the VLM does).
-Then the fairness check: a 1-page request while a 100-page job runs, against its unloaded latency.
+(`use_queues: False`); this service its defaults (`VL_MAX_CONCURRENCY=auto`). Each client sends one A4 page
+per request, one request after another: PaddleX through `POST /layout-parsing` (`visualize: false`), this
+service through `POST /ocr`. Reported: pages/s, p50/p95 latency, the ratio, and the CPU seconds per page each
+server process spent (on this 2-core machine, 2 / CPU-per-page bounds the pages/s a server can reach whatever
+the VLM does). Then the fairness check: a 1-page request while a 100-page job runs, against its unloaded latency.
+
+Adaptive concurrency (--capacities): for each capacity a fresh stand-in and a fresh service with default
+settings; 1, 4, 16 and 64 clients in turn, each for --seconds (adaptation included: the limit starts where the
+previous level left it). The ceiling is min(capacity, clients) / latency; also shown: errors, the limit at the
+end of the level (`vlm_concurrency_limit` on /metrics), CPU seconds per page of the service and of this process
+(clients and stand-in), and how busy the machine's cores were.
 """
 
 from __future__ import annotations
@@ -20,20 +27,24 @@ import argparse
 import base64
 import concurrent.futures
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.client.api import describe  # noqa: E402
 from scripts.bench import cpu_seconds, percentile, write_section  # noqa: E402
 from tests.support.documents import ENGLISH_LINES, image_bytes, render_page, text_pdf  # noqa: E402
 from tests.support.server import ServiceProcess, free_port, wait_for  # noqa: E402
@@ -137,6 +148,105 @@ def run_clients(
     }
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def run_for(send: Callable[[httpx.Client], None], url: str, clients: int, seconds: float, pid: int) -> dict[str, Any]:
+    """``clients`` closed-loop clients sending for ``seconds`` (each finishes its last request): pages/s of all
+    answers over the whole time, latencies, errors (anything but a 200 page), CPU per page of the server ``pid``
+    and of this process, cores busy."""
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=600) as http:
+            while time.perf_counter() < deadline:
+                began = time.perf_counter()
+                try:
+                    send(http)
+                except httpx.HTTPStatusError as exc:
+                    with lock:
+                        errors[describe(exc.response)[:120]] += 1
+                    continue
+                except (httpx.HTTPError, AssertionError, ValueError) as exc:
+                    with lock:
+                        errors[f"{type(exc).__name__}: {exc}"[:120]] += 1
+                    continue
+                with lock:
+                    latencies.append(time.perf_counter() - began)
+
+    cpu0, own0, machine0, began = cpu_seconds(pid), cpu_seconds(os.getpid()), machine_busy(), time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(client) for _ in range(clients)]:
+            future.result()
+    wall = time.perf_counter() - began
+    busy, total = (b - a for a, b in zip(machine0, machine_busy(), strict=True))
+    pages = max(1, len(latencies))
+    return {
+        "pages_s": len(latencies) / wall,
+        "p50": percentile(latencies, 50) if latencies else float("nan"),
+        "p95": percentile(latencies, 95) if latencies else float("nan"),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "cpu_per_page": (cpu_seconds(pid) - cpu0) / pages,
+        "own_cpu_per_page": (cpu_seconds(os.getpid()) - own0) / pages,
+        "cores_busy": busy / max(1, total) * (os.cpu_count() or 1),
+        "wall": wall,
+    }
+
+
+def vlm_limit(url: str) -> float:
+    """The service's current VLM request limit, from /metrics."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    match = re.search(r'^vlm_concurrency_limit\{engine="paddleocr-vl"\} (\S+)$', text, re.MULTILINE)
+    return float(match.group(1)) if match else float("nan")
+
+
+def ours_env(vlm_url: str, tmp: Path) -> dict[str, str]:
+    """This service with its defaults for the VLM (VL_MAX_CONCURRENCY=auto, VL_MODEL_NAME from the server)."""
+    return {
+        "OCR_ENGINE": "paddleocr-vl",
+        "VL_BACKEND": "vllm-server",
+        "VL_SERVER_URL": vlm_url,
+        "VL_USE_LAYOUT_DETECTION": "false",
+        "PADDLE_PDX_CACHE_HOME": str(tmp / "pdx-ours"),
+        **PADDLEX_ENV,
+    }
+
+
+def adaptive(args: argparse.Namespace, page: bytes, tmp: Path) -> dict[int, dict[int, dict[str, Any]]]:
+    """For each capacity: a fresh stand-in and service, the client levels in turn (see the module docstring)."""
+
+    def send(http: httpx.Client) -> None:
+        response = http.post("/ocr", files={"file": ("page.png", page)})
+        response.raise_for_status()
+
+    table: dict[int, dict[int, dict[str, Any]]] = {}
+    for capacity in args.capacities:
+        table[capacity] = {}
+        folder = tmp / f"adaptive-{capacity}"
+        folder.mkdir()
+        with VlmStandin(reply="stand-in text", capacity=capacity) as vlm:
+            vlm.delay_s = args.latency
+            with ServiceProcess(folder, env=ours_env(vlm.url, folder)) as ours:
+                ours.wait_ready(timeout=600)
+                assert ours.process is not None
+                send(httpx.Client(base_url=ours.url, timeout=600))  # warm up
+                for clients in args.adaptive_clients:
+                    row = run_for(send, ours.url, clients, args.seconds, ours.process.pid)
+                    row["limit"] = vlm_limit(ours.url)
+                    row["load"] = os.getloadavg()[0]
+                    table[capacity][clients] = row
+                    print("adaptive", capacity, clients, row, flush=True)
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", type=float, default=2.0, help="stand-in seconds per request")
@@ -144,6 +254,10 @@ def main() -> None:
     parser.add_argument("--clients", default="1,4,16")
     parser.add_argument("--per-client", type=int, default=2, help="requests per client at each level")
     parser.add_argument("--job-pages", type=int, default=100)
+    parser.add_argument("--capacities", type=_ints, default=[4, 16, 64], help="stand-in capacities, adaptive part")
+    parser.add_argument("--adaptive-clients", type=_ints, default=[1, 4, 16, 64])
+    parser.add_argument("--seconds", type=float, default=40.0, help="seconds per client level, adaptive part")
+    parser.add_argument("--skip-paddlex", action="store_true", help="only the adaptive part")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     levels = [int(c) for c in args.clients.split(",")]
@@ -161,8 +275,29 @@ def main() -> None:
 
     rows: dict[str, dict[int, dict[str, float]]] = {"paddlex": {}, "ours": {}}
     fairness: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp_name, VlmStandin(reply="stand-in text", capacity=args.capacity) as vlm:
+    with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        if not args.skip_paddlex:
+            fairness = baseline(args, levels, rows, paddlex_send, ours_send, tmp)
+        table = adaptive(args, page, tmp)
+
+    report = render(args, levels, rows, fairness) if not args.skip_paddlex else ""
+    report = (report + "\n\n" if report else "") + render_adaptive(args, table)
+    print(report)
+    if args.write:
+        write_section(args.write, "vs-paddlex", report)
+
+
+def baseline(
+    args: argparse.Namespace,
+    levels: list[int],
+    rows: dict[str, dict[int, dict[str, float]]],
+    paddlex_send: Callable[[httpx.Client], None],
+    ours_send: Callable[[httpx.Client], None],
+    tmp: Path,
+) -> dict[str, float]:
+    """PaddleX serving and this service on one stand-in of --capacity; then the fairness check."""
+    with VlmStandin(reply="stand-in text", capacity=args.capacity) as vlm:
         vlm.delay_s = args.latency
 
         paddlex = PaddlexServe(tmp, vlm.url)
@@ -177,17 +312,8 @@ def main() -> None:
         finally:
             paddlex.stop()
 
-        env = {
-            "OCR_ENGINE": "paddleocr-vl",
-            "VL_BACKEND": "vllm-server",
-            "VL_SERVER_URL": vlm.url,
-            "VL_USE_LAYOUT_DETECTION": "false",
-            "VL_MAX_CONCURRENCY": str(args.capacity),
-            "PADDLE_PDX_CACHE_HOME": str(tmp / "pdx-ours"),
-            **PADDLEX_ENV,
-        }
         (tmp / "ours").mkdir()
-        with ServiceProcess(tmp / "ours", env=env) as ours:
+        with ServiceProcess(tmp / "ours", env=ours_env(vlm.url, tmp)) as ours:
             ours.wait_ready(timeout=300)
             assert ours.process is not None
             pid = ours.process.pid
@@ -218,11 +344,8 @@ def main() -> None:
                 "loaded": max(loaded),
                 "job_done": progress["pages_done"],
             }
-
-    report = render(args, levels, rows, fairness)
-    print(report)
-    if args.write:
-        write_section(args.write, "vs-paddlex", report)
+            print("fairness", fairness, flush=True)
+            return fairness
 
 
 def render(
@@ -233,7 +356,8 @@ def render(
 ) -> str:
     lines = [
         f"Stand-in VLM: {args.latency:g} s per request, {args.capacity} at once. Both servers: PaddleOCR-VL pipeline "
-        "(paddlex 3.3.13, `vllm-server`, layout detection off), one A4 PNG page per request.",
+        "(paddlex 3.3.13, `vllm-server`, layout detection off), one A4 PNG page per request; this service with its "
+        "defaults (`VL_MAX_CONCURRENCY=auto`, starting at 4 requests at once: these short runs include the ramp-up).",
         "",
         "| Clients | PaddleX pages/s | ours pages/s | ratio | PaddleX p50 / p95 s | ours p50 / p95 s | "
         "CPU s/page PaddleX / ours |",
@@ -255,11 +379,95 @@ def render(
         f"Fairness: a 1-page request took {fairness['unloaded']:.2f} s unloaded and at most {fairness['loaded']:.2f} s "
         f"while a {args.job_pages}-page job was running ({fairness['loaded'] / fairness['unloaded']:.1f}x; "
         f"the job had {fairness['job_done']:.0f} pages done when the check ended).",
+    ]
+    return "\n".join(lines)
+
+
+def render_adaptive(args: argparse.Namespace, table: dict[int, dict[int, dict[str, Any]]]) -> str:
+    lines = [
+        f"Adaptive VLM concurrency (`VL_MAX_CONCURRENCY=auto`, the default; no other VL setting but the server): "
+        f"stand-ins answering after {args.latency:g} s with 4, 16 or 64 requests at once; each client level runs "
+        f"{args.seconds:g} s on the same service, adaptation included. Ceiling = min(capacity, clients) / "
+        f"{args.latency:g} s.",
+        "",
+        "| Capacity | Clients | pages/s | of ceiling | p50 / p95 s | errors | limit after | CPU s/page service / "
+        "bench | cores busy | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for capacity, rows in table.items():
+        for clients, r in rows.items():
+            ceiling = min(capacity, clients) / args.latency
+            lines.append(
+                f"| {capacity} | {clients} | {r['pages_s']:.2f} | {r['pages_s'] / ceiling:.0%} | "
+                f"{r['p50']:.2f} / {r['p95']:.2f} | {r['errors']:.0f} | {r['limit']:.0f} | "
+                f"{r['cpu_per_page']:.3f} / {r['own_cpu_per_page']:.3f} | {r['cores_busy']:.2f} | {r['load']:.1f} |"
+            )
+    lines += ["", *verdicts(args, table)]
+    lines += [
+        "",
+        "`bench` is this process: the clients and the stand-in (decoding every page it receives). `cores busy`: the "
+        "whole machine, 2 cores; `load avg`: 1-minute load average at the end of the level.",
         "",
         "Command: `make bench-vs-paddlex` (installs `paddlex[serving]==3.3.13`, then runs "
         "`.venv/bin/python scripts/bench_vs_paddlex.py --write BENCHMARKS.md`)",
     ]
     return "\n".join(lines)
+
+
+def verdicts(args: argparse.Namespace, table: dict[int, dict[int, dict[str, Any]]]) -> list[str]:
+    """The targets, read from the table: share of the ceiling once clients >= capacity, errors, the single
+    client's latency over the stand-in's, and for a level short of its ceiling whether the CPU explains it."""
+    found = []
+    for capacity, rows in table.items():
+        loaded = {
+            clients: r["pages_s"] / (capacity / args.latency) for clients, r in rows.items() if clients >= capacity
+        }
+        if loaded:
+            shares = ", ".join(f"{share:.1%} at {clients} clients" for clients, share in loaded.items())
+            found.append(f"- Capacity {capacity}, clients >= capacity: {shares} of the ceiling (target 85 %).")
+        for clients, r in rows.items():
+            ceiling = min(capacity, clients) / args.latency
+            needed = ceiling * (r["cpu_per_page"] + r["own_cpu_per_page"])
+            if r["pages_s"] >= 0.85 * ceiling:
+                continue
+            service, own = r["cpu_per_page"], r["own_cpu_per_page"]
+            spent = f"{service:.3f} CPU s/page in the service + {own:.3f} in clients and stand-in"
+            busy = f"the 2 cores were {r['cores_busy']:.2f} busy, load average {r['load']:.1f}"
+            if needed >= 1.6:
+                reason = (
+                    f"CPU-bound: the ceiling needs {needed:.1f} CPU s per second ({spent}); {busy}; the service, "
+                    f"one Python process, used {r['pages_s'] * service:.2f} CPU s per second"
+                )
+            elif r["cores_busy"] >= 1.9:
+                reason = (
+                    f"short while the machine was busy with other work: the ceiling needs {needed:.1f} CPU s per "
+                    f"second ({spent}); {busy}"
+                )
+            else:
+                reason = (
+                    f"not the CPU ({busy}): each client also waits for the service's own work (p50 {r['p50']:.2f} s "
+                    f"against the stand-in's {args.latency:g} s), and the limit grows from the previous level's in "
+                    "the first rounds"
+                )
+            found.append(f"  - {clients} clients, {r['pages_s'] / ceiling:.1%} of {ceiling:g} pages/s: {reason}.")
+    singles = [rows[1]["p50"] for rows in table.values() if 1 in rows]
+    if singles:
+        extra = max(singles) / args.latency - 1
+        found.append(
+            f"- A single client: p50 {min(singles):.2f}–{max(singles):.2f} s against the stand-in's {args.latency:g} s "
+            f"(at most {extra:+.0%}; target +10 %)."
+        )
+    kinds: Counter[str] = Counter()
+    for rows in table.values():
+        for r in rows.values():
+            kinds.update(r["error_kinds"])
+    errors = "; ".join(f"{count} x {kind}" for kind, count in kinds.most_common())
+    found.append(f"- Errors: {errors or 'none'}.")
+    return found
+
+
+def _ints(value: str) -> list[int]:
+    return [int(part) for part in value.split(",")]
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 """Check a deployment (Cloud.ru Model RUN or any URL) end to end, print a summary and write a JSON report.
 
 Usage: .venv/bin/python scripts/check_deployment.py [--url URL] [--env-file .env] [--report report.json]
+       .venv/bin/python scripts/check_deployment.py --vlm-url URL [--vlm-model NAME]   (the VLM server alone)
 
 Reads (environment first, then .env): CLOUD_RU_INFERENCE_URL; CLOUD_RU_IAM_KEY_ID + CLOUD_RU_IAM_SECRET
 (exchanged at CLOUD_RU_IAM_URL for an IAM token) or a ready CLOUD_RU_TOKEN; SERVICE_API_KEY when the
@@ -10,11 +11,17 @@ service's own API_KEY is on (sent as X-API-Key, beside the platform's Authorizat
 Steps: config, reachability (and which auth layer answers 401 without credentials), token, authenticated
 request (/version), /health, /ready, OCR of a bundled sample page (text checked by character error rate),
 a job round trip (POST /jobs, poll, result), /health latency. Exit code 0 only when no step failed.
+
+With --vlm-url it checks the OpenAI-compatible VLM server that the service's VL_SERVER_URL points at (e.g. a vLLM
+Model RUN serving PaddlePaddle/PaddleOCR-VL), with the same credentials: config, token, models (GET /models: the
+model to name, VL_MODEL_NAME), one completion of the sample page (``OCR:``, text checked by CER), and the latency
+of a few more (--vlm-samples).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import statistics
 import sys
@@ -24,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -31,7 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.client.api import DeploymentClient, DeploymentError, Interrupted, RetryPolicy, describe  # noqa: E402
-from app.client.auth import AuthError, IamTokenSource, TokenSource, service_auth, token_source  # noqa: E402
+from app.client.auth import (  # noqa: E402
+    AuthError,
+    IamTokenSource,
+    ServiceAuth,
+    TokenSource,
+    service_auth,
+    token_source,
+)
 from app.client.settings import ClientSettings, load_settings, mask  # noqa: E402
 
 SAMPLE_PAGE = ROOT / "scripts" / "assets" / "sample_page.png"
@@ -74,16 +89,63 @@ class Step:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class DeploymentCheck:
-    """Runs the steps in order; a failed step that later ones depend on skips them."""
+class Checks:
+    """Runs steps in order; a failed step that later ones depend on skips them."""
 
     def __init__(self, settings: ClientSettings, args: argparse.Namespace) -> None:
         self.settings = settings
         self.args = args
-        self.url = settings.cloud_ru_inference_url.rstrip("/")
         self.steps: list[Step] = []
         self.blocked_by: str | None = None
         self.tokens: TokenSource = TokenSource()
+
+    def step(self, name: str, check: Callable[[Step], str], blocking: bool = False) -> None:
+        step = Step(name)
+        self.steps.append(step)
+        if self.blocked_by is not None:
+            step.message = f"skipped: step '{self.blocked_by}' failed"
+            return
+        started = time.perf_counter()
+        try:
+            step.message = check(step)
+            step.status = "pass"
+        except StepSkipped as exc:
+            step.status, step.message = "skip", str(exc)
+        except (StepFailed, AuthError, DeploymentError) as exc:
+            step.status, step.message = "fail", str(exc)
+        except (httpx.HTTPError, Interrupted) as exc:
+            step.status, step.message = "fail", f"{type(exc).__name__}: {exc}"
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            step.status, step.message = "fail", f"unexpected answer: {type(exc).__name__}: {exc}"
+        step.ms = step.ms if step.ms is not None else round((time.perf_counter() - started) * 1000, 1)
+        if step.status == "fail" and blocking:
+            self.blocked_by = name
+
+    def config_details(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "CLOUD_RU_IAM_URL": s.cloud_ru_iam_url,
+            "CLOUD_RU_IAM_KEY_ID": mask(s.cloud_ru_iam_key_id, keep=4),
+            "CLOUD_RU_IAM_SECRET": mask(s.cloud_ru_iam_secret),
+            "CLOUD_RU_TOKEN": mask(s.cloud_ru_token),
+            "SERVICE_API_KEY": mask(s.service_api_key),
+            "auth_mode": s.auth_mode,
+        }
+
+    def exchange_token(self, step: Step) -> str:
+        """The IAM exchange (the step after config): its lifetime, or why not."""
+        self.tokens.token()
+        expires_in = self.tokens.expires_in if isinstance(self.tokens, IamTokenSource) else None
+        step.details = {"iam_url": self.settings.cloud_ru_iam_url, "expires_in": expires_in}
+        return f"IAM token issued by {self.settings.cloud_ru_iam_url}, valid {expires_in:.0f} s"
+
+
+class DeploymentCheck(Checks):
+    """The service end to end (see the module docstring)."""
+
+    def __init__(self, settings: ClientSettings, args: argparse.Namespace) -> None:
+        super().__init__(settings, args)
+        self.url = settings.cloud_ru_inference_url.rstrip("/")
         self.client: DeploymentClient | None = None
         self.unauthenticated: dict[str, int] = {}
 
@@ -111,28 +173,6 @@ class DeploymentCheck:
             self.client.close()
         return self.steps
 
-    def step(self, name: str, check: Callable[[Step], str], blocking: bool = False) -> None:
-        step = Step(name)
-        self.steps.append(step)
-        if self.blocked_by is not None:
-            step.message = f"skipped: step '{self.blocked_by}' failed"
-            return
-        started = time.perf_counter()
-        try:
-            step.message = check(step)
-            step.status = "pass"
-        except StepSkipped as exc:
-            step.status, step.message = "skip", str(exc)
-        except (StepFailed, AuthError, DeploymentError) as exc:
-            step.status, step.message = "fail", str(exc)
-        except (httpx.HTTPError, Interrupted) as exc:
-            step.status, step.message = "fail", f"{type(exc).__name__}: {exc}"
-        except (ValueError, KeyError, TypeError) as exc:
-            step.status, step.message = "fail", f"unexpected answer: {type(exc).__name__}: {exc}"
-        step.ms = step.ms if step.ms is not None else round((time.perf_counter() - started) * 1000, 1)
-        if step.status == "fail" and blocking:
-            self.blocked_by = name
-
     @property
     def http(self) -> httpx.Client:
         assert self.client is not None
@@ -141,15 +181,7 @@ class DeploymentCheck:
     # --- steps -----------------------------------------------------------------------------------
     def check_config(self, step: Step) -> str:
         s = self.settings
-        step.details = {
-            "CLOUD_RU_INFERENCE_URL": s.cloud_ru_inference_url or "(not set)",
-            "CLOUD_RU_IAM_URL": s.cloud_ru_iam_url,
-            "CLOUD_RU_IAM_KEY_ID": mask(s.cloud_ru_iam_key_id, keep=4),
-            "CLOUD_RU_IAM_SECRET": mask(s.cloud_ru_iam_secret),
-            "CLOUD_RU_TOKEN": mask(s.cloud_ru_token),
-            "SERVICE_API_KEY": mask(s.service_api_key),
-            "auth_mode": s.auth_mode,
-        }
+        step.details = {"CLOUD_RU_INFERENCE_URL": s.cloud_ru_inference_url or "(not set)", **self.config_details()}
         problems = s.problems()
         if problems:
             raise StepFailed("; ".join(problems))
@@ -193,10 +225,7 @@ class DeploymentCheck:
             raise StepSkipped("no platform credentials configured, and none required")
         if mode == "token":
             return "using CLOUD_RU_TOKEN as is (it is not refreshed: expect 401 once it expires)"
-        self.tokens.token()
-        expires_in = self.tokens.expires_in if isinstance(self.tokens, IamTokenSource) else None
-        step.details = {"iam_url": self.settings.cloud_ru_iam_url, "expires_in": expires_in}
-        return f"IAM token issued by {self.settings.cloud_ru_iam_url}, valid {expires_in:.0f} s"
+        return self.exchange_token(step)
 
     def check_authenticated(self, step: Step) -> str:
         response = self.http.get("/version")
@@ -315,8 +344,125 @@ class DeploymentCheck:
         return f"/health p50 {median:.0f} ms, max {worst:.0f} ms over {len(samples)} requests"
 
 
-def render(url: str, steps: list[Step]) -> str:
-    lines = [f"Deployment check: {url or '(no URL)'}"]
+def vlm_base_url(url: str) -> str:
+    """The OpenAI base URL: ``https://x.ru`` -> ``https://x.ru/v1``; a URL with a path is kept (as the service does)."""
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    return url + "/v1" if parts.scheme and parts.netloc and not parts.path else url
+
+
+class VlmCheck(Checks):
+    """``--vlm-url``: the VLM server on its own, with the credentials the service would use for it."""
+
+    def __init__(self, settings: ClientSettings, args: argparse.Namespace) -> None:
+        super().__init__(settings, args)
+        self.url = vlm_base_url(args.vlm_url)
+        self.model: str | None = None
+        self.http: httpx.Client | None = None
+
+    def run(self) -> list[Step]:
+        self.step("config", self.check_config, blocking=True)
+        self.tokens = token_source(self.settings, timeout=self.args.timeout)
+        timeout = httpx.Timeout(self.args.timeout, connect=min(self.args.timeout, 15.0))
+        self.http = httpx.Client(base_url=self.url, auth=ServiceAuth(self.tokens), timeout=timeout)
+        try:
+            self.step("token", self.check_token, blocking=True)
+            self.step("models", self.check_models, blocking=True)
+            self.step("completion", self.check_completion, blocking=True)
+            self.step("timing", self.check_timing)
+        finally:
+            self.http.close()
+        return self.steps
+
+    def check_config(self, step: Step) -> str:
+        step.details = {"vlm_url": self.url, "vlm_model": self.args.vlm_model or "(from GET /models)"}
+        step.details.update(self.config_details())
+        problems = [p for p in self.settings.problems() if "CLOUD_RU_INFERENCE_URL" not in p]
+        if not self.url.startswith(("http://", "https://")):
+            problems.append(f"--vlm-url must start with http:// or https://, got {self.url[:60]!r}")
+        if problems:
+            raise StepFailed("; ".join(problems))
+        modes = {"iam": "IAM key pair", "token": "ready token or API key (CLOUD_RU_TOKEN)", "none": "no credential"}
+        return f"{self.url}; {modes[self.settings.auth_mode]}"
+
+    def check_token(self, step: Step) -> str:
+        mode = self.settings.auth_mode
+        if mode == "none":
+            raise StepSkipped("no credential configured (a vLLM without --api-key needs none)")
+        if mode == "token":
+            return "using CLOUD_RU_TOKEN as the bearer value (a static API key, or a token that will expire)"
+        return self.exchange_token(step)
+
+    def check_models(self, step: Step) -> str:
+        assert self.http is not None
+        response = self.http.get("/models")
+        if response.status_code in (401, 403):
+            raise StepFailed(
+                f"GET /models: {describe(response)}: the server refused the credential (for a Model RUN: the "
+                "service account needs access to it; for vLLM: its --api-key)"
+            )
+        if response.status_code != 200:
+            raise StepFailed(f"GET {self.url}/models: {describe(response)} (is this the OpenAI base URL, .../v1?)")
+        offered = [str(model["id"]) for model in response.json()["data"]]
+        step.details = {"models": offered}
+        wanted = self.args.vlm_model
+        if wanted and wanted not in offered:
+            raise StepFailed(f"{wanted} is not served; the server offers: {', '.join(offered)} (set VL_MODEL_NAME)")
+        if not wanted and len(offered) != 1:
+            raise StepFailed(f"the server offers {len(offered)} models ({', '.join(offered)}): pass --vlm-model")
+        self.model = wanted or offered[0]
+        step.details["model"] = self.model
+        return f"serves {', '.join(offered)}; requests will name {self.model}"
+
+    def _complete(self) -> tuple[str, float, dict[str, Any]]:
+        """One completion of the sample page: (text, seconds, usage)."""
+        assert self.http is not None
+        image = base64.b64encode(SAMPLE_PAGE.read_bytes()).decode()
+        content = [
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image}"}},
+            {"type": "text", "text": "OCR:"},
+        ]
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": content}],
+            "temperature": 0,
+            "max_completion_tokens": 1024,
+        }
+        started = time.perf_counter()
+        response = self.http.post("/chat/completions", json=body)
+        seconds = time.perf_counter() - started
+        if response.status_code != 200:
+            raise StepFailed(f"POST /chat/completions: {describe(response)}")
+        answer = response.json()
+        return str(answer["choices"][0]["message"]["content"]), seconds, dict(answer.get("usage") or {})
+
+    def check_completion(self, step: Step) -> str:
+        text, seconds, usage = self._complete()
+        step.ms = round(seconds * 1000, 1)
+        error_rate = cer(SAMPLE_TEXT, text)
+        step.details = {"cer": round(error_rate, 4), "usage": usage, "text": text[:500]}
+        if error_rate > self.args.max_cer:
+            raise StepFailed(f"the sample page read badly: CER {error_rate:.3f} > {self.args.max_cer}")
+        return f"sample page read in {seconds:.2f} s, CER {error_rate:.3f}"
+
+    def check_timing(self, step: Step) -> str:
+        times, tokens = [], 0
+        for _ in range(self.args.vlm_samples):
+            _, seconds, usage = self._complete()
+            times.append(seconds)
+            tokens += int(usage.get("completion_tokens") or 0)
+        median = statistics.median(times)
+        rate = tokens / sum(times) if tokens else None
+        step.details = {"seconds_p50": round(median, 3), "seconds_max": round(max(times), 3), "tokens_per_s": rate}
+        speed = f", {rate:.0f} generated tokens/s" if rate else ""
+        return (
+            f"{len(times)} completions one after another: p50 {median:.2f} s, max {max(times):.2f} s{speed} "
+            "(one request at a time: the server batches many, see VL_MAX_CONCURRENCY)"
+        )
+
+
+def render(url: str, steps: list[Step], title: str = "Deployment check") -> str:
+    lines = [f"{title}: {url or '(no URL)'}"]
     for step in steps:
         took = f"  [{step.ms:.0f} ms]" if step.ms is not None and step.status != "skip" else ""
         lines.append(f"  {step.status.upper():4}  {step.name:<14} {step.message}{took}")
@@ -340,15 +486,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-cer", type=float, default=0.1, help="highest character error rate accepted")
     parser.add_argument("--health-samples", type=int, default=10, help="/health requests timed (default 10)")
     parser.add_argument("--max-health-ms", type=float, default=2000.0, help="highest /health median accepted")
+    parser.add_argument("--vlm-url", help="check this VLM server (OpenAI base URL) instead of the service")
+    parser.add_argument("--vlm-model", default="", help="the model to name (default: the only one served)")
+    parser.add_argument("--vlm-samples", type=int, default=3, help="completions timed after the first (default 3)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = load_settings(args.env_file, args.url)
-    check = DeploymentCheck(settings, args)
+    check: DeploymentCheck | VlmCheck = VlmCheck(settings, args) if args.vlm_url else DeploymentCheck(settings, args)
     steps = check.run()
-    print(render(check.url, steps))
+    print(render(check.url, steps, "VLM server check" if args.vlm_url else "Deployment check"))
     report = {
         "url": check.url,
         "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from app import __version__
 from app.api.deps import get_service
 from app.engines.base import EngineRuntime
+from app.engines.vl_status import VlmStatus
 from app.jobs.service import OcrService
-from app.schemas import DiskHealth, EngineHealth, HealthResponse, S3Health
+from app.schemas import (
+    DiskHealth,
+    EngineHealth,
+    HealthResponse,
+    S3Health,
+    VlmAuthHealth,
+    VlmConcurrencyHealth,
+    VlmHealth,
+)
 from app.storage.disk import DiskMonitor
 from app.storage.s3_client import missing_settings
 
@@ -36,6 +47,29 @@ def engine_health(runtime: EngineRuntime) -> EngineHealth:
         selection=runtime.selection,
         detail=engine.detail,
         languages=None if engine.languages is None else sorted(engine.languages),
+        vlm=vlm_health(engine.vlm_status()),
+    )
+
+
+def vlm_health(status: VlmStatus | None) -> VlmHealth | None:
+    """The engine's view of its VLM server, without tokens and without the histogram."""
+    if status is None:
+        return None
+    c = status.concurrency
+    return VlmHealth(
+        server=status.server,
+        model=status.model,
+        models_offered=None if status.models_offered is None else list(status.models_offered),
+        auth=VlmAuthHealth.model_validate(asdict(status.auth)),
+        concurrency=VlmConcurrencyHealth(
+            mode=c.mode,
+            limit=c.limit,
+            maximum=c.maximum,
+            in_flight=c.in_flight,
+            waiting=c.waiting,
+            latency_s=c.latency_s,
+            baseline_s=c.baseline_s,
+        ),
     )
 
 

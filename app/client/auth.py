@@ -1,7 +1,6 @@
 """Authentication to a deployment: Cloud.ru IAM tokens (exchanged and refreshed) and the service's API key.
 
-Cloud.ru IAM contract: ``POST <CLOUD_RU_IAM_URL>`` with JSON ``{"keyId": ..., "secret": ...}`` answers
-``{"access_token": ..., "expires_in": <seconds>, ...}``; a wrong key pair gets 401/403. The platform in front of
+The key pair is exchanged at ``CLOUD_RU_IAM_URL`` (the contract: :mod:`app.client.iam`). The platform in front of
 a Model RUN with authentication on wants ``Authorization: Bearer <access_token>``. The service's own ``API_KEY``
 goes in ``X-API-Key``, so both layers work together.
 """
@@ -11,10 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
 
 import httpx
 
+from app.client.iam import IamError, IssuedToken, exchange, refresh_margin
 from app.client.settings import ClientSettings
 
 Clock = Callable[[], float]
@@ -22,17 +21,6 @@ Clock = Callable[[], float]
 
 class AuthError(Exception):
     """The token could not be had: the key pair was refused or the token service did not answer usably."""
-
-
-@dataclass(frozen=True)
-class IssuedToken:
-    value: str
-    expires_in: float
-
-
-def refresh_margin(expires_in: float) -> float:
-    """Seconds before expiry at which a token is replaced: a tenth of its life, at most five minutes."""
-    return min(300.0, expires_in / 10)
 
 
 class TokenSource:
@@ -87,25 +75,14 @@ class IamTokenSource(TokenSource):
     def fetch(self) -> IssuedToken:
         """One exchange with the IAM service; :class:`AuthError` with the reason when it fails."""
         try:
-            with httpx.Client(timeout=self.timeout, transport=self.transport) as http:
-                response = http.post(self.url, json={"keyId": self.key_id, "secret": self._secret})
-        except httpx.HTTPError as exc:
-            raise AuthError(f"IAM token service {self.url} unreachable: {type(exc).__name__}: {exc}") from exc
-        if response.status_code in (400, 401, 403, 404):
-            raise AuthError(
-                f"IAM refused the key pair (HTTP {response.status_code}): check CLOUD_RU_IAM_KEY_ID and "
-                "CLOUD_RU_IAM_SECRET (a service account access key) and CLOUD_RU_IAM_URL"
-            )
-        if response.status_code != 200:
-            raise AuthError(f"IAM token service answered HTTP {response.status_code}: {response.text[:200]}")
-        try:
-            body = response.json()
-            value, expires_in = body["access_token"], float(body.get("expires_in", 3600))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise AuthError("IAM token service answered without an access_token") from exc
-        if not isinstance(value, str) or not value:
-            raise AuthError("IAM token service answered with an empty access_token")
-        return IssuedToken(value, expires_in)
+            return exchange(self.url, self.key_id, self._secret, timeout=self.timeout, transport=self.transport)
+        except IamError as exc:
+            if exc.refused:
+                raise AuthError(
+                    f"{exc}: check CLOUD_RU_IAM_KEY_ID and CLOUD_RU_IAM_SECRET (a service account access key) "
+                    "and CLOUD_RU_IAM_URL"
+                ) from exc
+            raise AuthError(str(exc)) from exc
 
     def token(self) -> str:
         with self._lock:

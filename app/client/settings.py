@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_IAM_URL = "https://iam.api.cloud.ru/api/v1/auth/token"
+from app.client.iam import DEFAULT_IAM_URL
 
 AuthMode = Literal["iam", "token", "none"]
 

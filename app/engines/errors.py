@@ -33,3 +33,7 @@ class VlmFailed(EngineError):
     def __init__(self, message: str, status_code: int) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class VlmAuthFailed(EngineError):
+    """No credential for the VLM server now (the IAM token could not be obtained; details in ``/health``)."""

@@ -5,49 +5,68 @@ on ``OCR_DEVICE``; the 0.9B vision-language model runs either here (``VL_BACKEND
 OpenAI-compatible server (vLLM, SGLang, FastDeploy) at ``VL_SERVER_URL``.
 
 Concurrency. ``native``: one pipeline call at a time (``max_parallel`` 1), the GPU is the bottleneck.
-Server backends: ``VL_MAX_CONCURRENCY`` pages at once through **one shared pipeline instance**. That is
-safe in paddlex 3.3 (checked in its source, ``inference/pipelines/paddleocr_vl/pipeline.py`` and
-``inference/models/doc_vlm/predictor.py``): with ``use_queues=False`` a ``predict`` call keeps all of its
-state in locals (batch sampler generators, the crops, a per-call lock); the VLM client submits each
-request to paddlex's single asyncio loop thread with ``run_coroutine_threadsafe`` and limits them with
-an ``asyncio.Semaphore`` used only on that loop; the shared ``ThreadPoolExecutor`` that encodes crops is
-thread-safe. What is *not* safe to share is a local Paddle Inference predictor (it owns its input and
-output tensors), i.e. the layout and preprocessing models: those calls are serialised with one lock
-(:class:`SerializedCalls`) while the VLM requests of all pages stay concurrent.
+Server backends: pages run concurrently through **one shared pipeline instance**, and the number of VLM
+requests in flight is ``VL_MAX_CONCURRENCY`` (``auto``: adapted to the server, :mod:`app.engines.vl_limiter`;
+the page workers are sized for its upper bound, and :attr:`page_gate` admits a page only while the server
+has room). Sharing the pipeline is safe in paddlex 3.3 (checked in its source,
+``inference/pipelines/paddleocr_vl/pipeline.py`` and ``inference/models/doc_vlm/predictor.py``): with
+``use_queues=False`` a ``predict`` call keeps all of its state in locals (batch sampler generators, the
+crops, a per-call lock); the VLM client submits each request to paddlex's single asyncio loop thread with
+``run_coroutine_threadsafe``; the shared ``ThreadPoolExecutor`` that encodes crops is thread-safe. What is
+*not* safe to share is a local Paddle Inference predictor (it owns its input and output tensors), i.e. the
+layout and preprocessing models: those calls are serialised with one lock (:class:`SerializedCalls`) while
+the VLM requests of all pages stay concurrent.
 
-Deadline. paddlex passes ``timeout=600`` with every VLM request (and the OpenAI client retries twice),
-so a hung server could hold a page for half an hour. The pipeline gets its own HTTP client instead,
-through ``SubModules.VLRecognition.genai_config.client_kwargs`` of a full paddlex config: ``max_retries=0``
-and an httpx transport (:class:`DeadlineTransport`) that replaces each request's timeouts with
-``VL_REQUEST_TIMEOUT_S``. The request is then really cancelled (its connection closed, its semaphore
-slot freed), which a timer around ``predict`` could not do, and the error reaches us as
-``openai.APITimeoutError`` -> 504. The deadline applies to each VLM request: one per page with layout
-detection off, one per layout block (sent concurrently) with it on.
+HTTP. The pipeline gets its own HTTP client through ``SubModules.VLRecognition.genai_config.client_kwargs``
+of a full paddlex config: ``max_retries=0`` and :class:`~app.engines.vl_client.VlmTransport`, which puts in
+the bearer credential (``VL_API_KEY``, or Cloud.ru IAM tokens renewed before they expire), waits for a slot
+of the request limit and replaces each request's timeouts with ``VL_REQUEST_TIMEOUT_S`` (paddlex asks for
+600 s and the OpenAI client would retry twice). A timed-out request is really cancelled (its connection
+closed, its slot freed) and reaches us as ``openai.APITimeoutError`` -> 504. The deadline applies to each
+VLM request: one per page with layout detection off, one per layout block (sent concurrently) with it on.
+
+Start. Before the pipeline is built, ``GET /models`` on the server says which model to name
+(``VL_MODEL_NAME`` or the only one served) and that the server and the credential work; the engine stays
+``initializing`` (``/ready`` 503) while the server cannot be reached, and fails with the fix on a 4xx.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from app.engines.base import EngineLoadError, EnginePage, OcrEngine
-from app.engines.errors import EngineError, VlmFailed, VlmTimeout, VlmUnavailable
+from app.engines.errors import EngineError, VlmAuthFailed, VlmFailed, VlmTimeout, VlmUnavailable
+from app.engines.vl_auth import VlmAuthError, VlmCredentials, credentials_for
+from app.engines.vl_client import VlmServerNotReady, VlmTransport, choose_model, list_models
+from app.engines.vl_config import (
+    SERVER_BACKENDS,
+    check_settings,
+    missing_models,
+    normalise_server_url,
+    parameters,
+    pipeline_kwargs,
+    request_limit,
+    required_models,
+    resolve_device,
+    resolve_pipeline_version,
+    server_label,
+)
+from app.engines.vl_limiter import PageGate, RequestSlots
 from app.engines.vl_mapping import page_from_vl_result
+from app.engines.vl_pipeline import serialise_local_models, to_bgr, warmup_page
+from app.engines.vl_status import VlmStatus
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SERVER_BACKENDS = ("vllm-server", "sglang-server", "fastdeploy-server")
 #: Seconds between attempts to reach the VLM server at start: 1, 2, 4, 8, 15, 15, ...
 _RETRY_CAP_S = 15.0
 #: paddlex's pipeline config for each ``pipeline_version`` (paddleocr >= 3.4 has more than v1).
@@ -60,7 +79,11 @@ class PaddleOcrVlEngine(OcrEngine):
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._server = settings.vl_backend in SERVER_BACKENDS
-        self._parallel = settings.vl_max_concurrency if self._server else 1
+        self._credentials = credentials_for(settings) if self._server else VlmCredentials()
+        self._slots = RequestSlots(request_limit(settings))
+        self._gate = PageGate(self._slots) if self._server else None
+        self._model: str | None = None  # the name requests carry, found at start
+        self._offered: tuple[str, ...] | None = None
         self._one_call_at_a_time: threading.Lock | None = None  # set when the local models cannot be guarded
         self._pipeline: Any = None
         self._stop = threading.Event()
@@ -69,7 +92,12 @@ class PaddleOcrVlEngine(OcrEngine):
 
     @property
     def max_parallel(self) -> int:
-        return self._parallel
+        """Server backends: pages for the largest request limit (a page sends at least one request)."""
+        return self._slots.policy.maximum if self._server else 1
+
+    @property
+    def page_gate(self) -> PageGate | None:
+        return self._gate
 
     @property
     def batch_size(self) -> int:
@@ -83,6 +111,17 @@ class PaddleOcrVlEngine(OcrEngine):
         s = self._settings
         return (
             not self._server or s.vl_use_layout_detection or s.vl_use_doc_orientation_classify or s.vl_use_doc_unwarping
+        )
+
+    def vlm_status(self) -> VlmStatus | None:
+        if not self._server:
+            return None
+        return VlmStatus(
+            server=self._server_label(),
+            model=self._model,
+            models_offered=self._offered,
+            auth=self._credentials.state(),
+            concurrency=self._slots.state(),
         )
 
     # --- loading -------------------------------------------------------------------------------
@@ -103,6 +142,8 @@ class PaddleOcrVlEngine(OcrEngine):
         self.device = f"{local_device}; VLM: {s.vl_backend}" if self._server else local_device
         if not self._server and local_device == "cpu":
             log.warning("paddleocr-vl: the VLM runs natively on the CPU; expect minutes per page")
+        if self._server:
+            self._model = self._find_model()
 
         from paddlex.inference import load_pipeline_config
         from paddlex.utils.cache import CACHE_DIR
@@ -116,13 +157,15 @@ class PaddleOcrVlEngine(OcrEngine):
         if self._server:
             genai = config["SubModules"]["VLRecognition"]["genai_config"]
             genai["client_kwargs"] = {**(genai.get("client_kwargs") or {}), **self._client_kwargs()}
+            genai["max_concurrency"] = 1000  # paddlex's own semaphore (200) must not cap our limit
 
-        kwargs = pipeline_kwargs(s, local_device, supports_version="pipeline_version" in _parameters(PaddleOCRVL))
+        supports_version = "pipeline_version" in parameters(PaddleOCRVL)
+        kwargs = pipeline_kwargs(s, local_device, supports_version=supports_version, model_name=self._model)
         self.detail = f"creating the pipeline (paddleocr {paddleocr.__version__}, {version}) on {local_device}"
         log.info("paddleocr-vl: %s", self.detail)
         try:
             self._pipeline = PaddleOCRVL(paddlex_config=config, **kwargs)
-            if self._server and self.needs_local_models and not self._serialise_local_models():
+            if self._server and self.needs_local_models and not serialise_local_models(self._pipeline):
                 log.warning("paddleocr-vl: cannot guard the local models of this paddlex version; one call at a time")
                 self._one_call_at_a_time = threading.Lock()
             self._warm_up()
@@ -135,31 +178,49 @@ class PaddleOcrVlEngine(OcrEngine):
         finally:
             self.detail = None
 
+    def _find_model(self) -> str:
+        """Ask the server which models it serves (waiting for it); the name requests will carry."""
+        url = normalise_server_url(self._settings.vl_server_url)
+        attempt = 0
+        while True:
+            self.detail = f"checking the VLM server at {self._server_label()} (GET /models)"
+            try:
+                offered = list_models(url, self._credentials, min(self._timeout_s, 30.0))
+                self._offered = tuple(offered)
+                model = choose_model(self._settings.vl_model_name, offered)
+                log.info("paddleocr-vl: the VLM server serves %s; requests name %s", ", ".join(offered), model)
+                return model
+            except VlmAuthError as exc:
+                if exc.refused:
+                    raise EngineLoadError(str(exc)) from exc
+                problem = str(exc)
+            except VlmServerNotReady as exc:
+                problem = str(exc)
+            attempt += 1
+            self._wait_to_retry(attempt, problem)
+
+    def _wait_to_retry(self, attempt: int, problem: str) -> None:
+        """Back off before the next attempt to reach the server (1, 2, 4 ... 15 s), saying so in /health."""
+        wait = min(_RETRY_CAP_S, 2.0 ** (attempt - 1))
+        self.detail = (
+            f"waiting for the VLM server at {self._server_label()}: {problem} (attempt {attempt}, next in {wait:.0f} s)"
+        )
+        log.warning("paddleocr-vl: %s", self.detail)
+        if self._stop.wait(wait):
+            raise EngineLoadError("stopped while waiting for the VLM server")
+
     def _client_kwargs(self) -> dict[str, Any]:
         if not log.isEnabledFor(logging.DEBUG):  # httpx logs every VLM request (one per block) at INFO
             logging.getLogger("httpx").setLevel(logging.WARNING)
-        client = httpx.AsyncClient(transport=DeadlineTransport(self._timeout_s), timeout=self._timeout_s)
-        return {"max_retries": 0, "http_client": client}
-
-    def _serialise_local_models(self) -> bool:
-        """Put one lock around the in-process models (see the module docstring); False when not found."""
-        outer = self._pipeline.paddlex_pipeline
-        inner = vars(outer).get("_pipeline", outer)  # paddlex wraps the pipeline for multi-device use
-        lock = threading.Lock()
-        found = False
-        for attribute in ("layout_det_model", "doc_preprocessor_pipeline"):
-            model = vars(inner).get(attribute)
-            if model is not None:
-                setattr(inner, attribute, SerializedCalls(model, lock))
-                found = True
-        return found
+        transport = VlmTransport(self._timeout_s, self._credentials, self._slots)
+        return {"max_retries": 0, "http_client": httpx.AsyncClient(transport=transport, timeout=self._timeout_s)}
 
     def _warm_up(self) -> None:
         """One inference on a small generated page, so the first request does not pay for compilation.
 
-        With a server backend this is also the check that the server answers. Connection errors, 5xx
-        and timeouts mean "not up yet" (it may still be loading its model): retried with backoff for as
-        long as it takes, ``/health`` showing what we wait for. A 4xx is a configuration error: failed.
+        With a server backend this is also the check that completions work. Connection errors, 5xx and
+        timeouts mean "not up yet": retried with backoff for as long as it takes, ``/health`` showing what
+        we wait for. A 4xx is a configuration error: failed.
         """
         page = [to_bgr(warmup_page())]
         attempt = 0
@@ -175,32 +236,21 @@ class PaddleOcrVlEngine(OcrEngine):
                 if not is_transient_vlm_error(exc):
                     raise EngineLoadError(explain_vlm_rejection(exc, self._server_label())) from exc
                 attempt += 1
-                wait = min(_RETRY_CAP_S, 2.0 ** (attempt - 1))
-                self.detail = (
-                    f"waiting for the VLM server at {self._server_label()}: {short_error(exc)} "
-                    f"(attempt {attempt}, next in {wait:.0f} s)"
-                )
-                log.warning("paddleocr-vl: %s", self.detail)
-                if self._stop.wait(wait):
-                    raise
+                self._wait_to_retry(attempt, short_error(exc))
         if self.needs_local_models:
             self._pipeline.predict(page, use_queues=False)  # the layout / preprocessing models too
         log.info("paddleocr-vl: warm-up done")
 
     def _server_label(self) -> str:
-        """The server URL without credentials or query, for logs and /health."""
-        parts = urlsplit(normalise_server_url(self._settings.vl_server_url))
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
+        return server_label(self._settings.vl_server_url)
 
     # --- recognition ---------------------------------------------------------------------------
     def recognize(self, images: Sequence[Image.Image], languages: Sequence[str]) -> list[EnginePage]:
         """All pages in one pipeline call (it batches them, and their VLM requests run concurrently); the
         VLM reads every language, so ``languages`` is not needed.
 
-        VLM server failures raise :class:`VlmUnavailable`, :class:`VlmFailed` or :class:`VlmTimeout`;
-        other failures propagate.
+        VLM server failures raise :class:`VlmUnavailable`, :class:`VlmFailed`, :class:`VlmTimeout` or
+        :class:`VlmAuthFailed` (no token for the server); other failures propagate.
         """
         if self._pipeline is None:
             raise RuntimeError("the paddleocr-vl engine is not loaded")
@@ -229,107 +279,6 @@ class PaddleOcrVlEngine(OcrEngine):
                 pipeline.close()
             except Exception as exc:  # shutting down: report, do not raise
                 log.warning("paddleocr-vl: close failed: %r", exc)
-
-
-# --- configuration (pure) ---------------------------------------------------------------------------
-def check_settings(settings: Settings) -> None:
-    """Raise :class:`EngineLoadError` with the fix for contradictory settings."""
-    server = settings.vl_backend in SERVER_BACKENDS
-    if server and not settings.vl_server_url.strip():
-        raise EngineLoadError(f"VL_BACKEND={settings.vl_backend} needs VL_SERVER_URL (e.g. http://vlm:8080/v1)")
-    if not server and settings.vl_server_url.strip():
-        raise EngineLoadError(
-            "VL_SERVER_URL is set but VL_BACKEND=native: set VL_BACKEND=vllm-server (or sglang-server, "
-            "fastdeploy-server) to use the server, or unset VL_SERVER_URL to run the VLM in this process"
-        )
-    if "," in settings.ocr_device:
-        raise EngineLoadError(f"OCR_DEVICE={settings.ocr_device}: one device per service instance (e.g. gpu:0)")
-
-
-def normalise_server_url(url: str) -> str:
-    """The OpenAI base URL: ``http://vlm:8080`` -> ``http://vlm:8080/v1``; a URL with a path is kept."""
-    url = url.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme and parts.netloc and not parts.path:
-        return url + "/v1"
-    return url
-
-
-def resolve_pipeline_version(requested: str, pipeline_class: Any, installed: str) -> str:
-    """``VL_PIPELINE_VERSION`` checked against what the installed paddleocr offers (its default when empty)."""
-    parameter = _parameters(pipeline_class).get("pipeline_version")
-    if parameter is None:  # paddleocr 3.3 knows only the first PaddleOCR-VL
-        if requested not in ("", "v1"):
-            raise EngineLoadError(
-                f"VL_PIPELINE_VERSION={requested} needs a newer paddleocr (installed: {installed}, which has v1 only)"
-            )
-        return "v1"
-    return requested or str(parameter.default)
-
-
-def pipeline_kwargs(settings: Settings, device: str, *, supports_version: bool) -> dict[str, Any]:
-    """Keyword arguments for ``PaddleOCRVL(...)`` from the settings (not ``paddlex_config``)."""
-    s = settings
-    kwargs: dict[str, Any] = {
-        "vl_rec_backend": s.vl_backend,
-        "use_layout_detection": s.vl_use_layout_detection,
-        "use_doc_orientation_classify": s.vl_use_doc_orientation_classify,
-        "use_doc_unwarping": s.vl_use_doc_unwarping,
-        "device": device,
-    }
-    if supports_version and s.vl_pipeline_version:
-        kwargs["pipeline_version"] = s.vl_pipeline_version
-    if s.vl_backend in SERVER_BACKENDS:
-        kwargs["vl_rec_server_url"] = normalise_server_url(s.vl_server_url)
-        if s.vl_model_name:
-            kwargs["vl_rec_api_model_name"] = s.vl_model_name
-        if s.vl_api_key.get_secret_value():
-            kwargs["vl_rec_api_key"] = s.vl_api_key.get_secret_value()
-    return kwargs
-
-
-def required_models(config: dict[str, Any], settings: Settings) -> list[str]:
-    """Names of the models this configuration loads in-process (from the paddlex pipeline config)."""
-    s = settings
-    sub = config.get("SubModules", {})
-    pre = config.get("SubPipelines", {}).get("DocPreprocessor", {}).get("SubModules", {})
-    wanted = [
-        (s.vl_use_doc_orientation_classify, pre.get("DocOrientationClassify", {})),
-        (s.vl_use_doc_unwarping, pre.get("DocUnwarping", {})),
-        (s.vl_use_layout_detection, sub.get("LayoutDetection", {})),
-        (s.vl_backend not in SERVER_BACKENDS, sub.get("VLRecognition", {})),
-    ]
-    return [str(part["model_name"]) for use, part in wanted if use and part.get("model_name")]
-
-
-def missing_models(models_dir: Path, names: Sequence[str]) -> list[str]:
-    """The models of ``names`` that have no non-empty folder under ``models_dir``."""
-    return [name for name in names if not (models_dir / name).is_dir() or not any((models_dir / name).iterdir())]
-
-
-def resolve_device(requested: str) -> str:
-    """``OCR_DEVICE`` checked against what paddle sees; empty means ``gpu:0`` when there is one, else ``cpu``."""
-    import paddle
-
-    cuda_build = bool(paddle.device.is_compiled_with_cuda())
-    count = int(paddle.device.cuda.device_count()) if cuda_build else 0
-    if not requested:
-        return "gpu:0" if count else "cpu"
-    kind, _, index = requested.partition(":")
-    if kind == "gpu":
-        if not cuda_build:
-            raise EngineLoadError(
-                f"OCR_DEVICE={requested}, but the installed paddlepaddle is a CPU build: use the GPU image "
-                "(paddlepaddle-gpu), or set OCR_DEVICE=cpu"
-            )
-        if count == 0:
-            raise EngineLoadError(
-                f"OCR_DEVICE={requested}, but no CUDA GPU is visible: give the container a GPU "
-                "(docker --gpus all; check nvidia-smi and the NVIDIA driver), or set OCR_DEVICE=cpu"
-            )
-        if index and (not index.isdigit() or int(index) >= count):
-            raise EngineLoadError(f"OCR_DEVICE={requested}, but paddle sees {count} GPU(s): gpu:0..gpu:{count - 1}")
-    return requested
 
 
 # --- errors (pure) --------------------------------------------------------------------------------
@@ -385,6 +334,8 @@ def vlm_service_error(exc: BaseException, timeout_s: float) -> EngineError | Non
         import openai
     except ImportError:  # pragma: no cover - openai comes with paddlex's VLM client
         return None
+    if any(isinstance(error, VlmAuthError) for error in _exception_chain(exc)):  # no token: details in /health
+        return VlmAuthFailed("no credential for the VLM server; retry later")
     for error in _exception_chain(exc):
         if isinstance(error, openai.APITimeoutError):
             return VlmTimeout(
@@ -427,63 +378,3 @@ def short_error(exc: BaseException) -> str:
     message = " ".join(str(exc).split())
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
-
-
-# --- helpers ----------------------------------------------------------------------------------------
-class SerializedCalls:
-    """A callable model run by one thread at a time; generators are consumed under the lock.
-
-    Attribute access is forwarded, so the pipeline sees the same object otherwise.
-    """
-
-    def __init__(self, inner: Any, lock: threading.Lock) -> None:
-        self._inner = inner
-        self._lock = lock
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            result = self._inner(*args, **kwargs)
-            return list(result) if inspect.isgenerator(result) else result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-class DeadlineTransport(httpx.AsyncBaseTransport):
-    """An httpx transport that gives every request the same timeouts, whatever the caller asked for.
-
-    httpx carries a request's timeouts in its ``timeout`` extension (httpx docs, "Request Extensions"),
-    which the connection pool honours; replacing it here overrides the 600 s that paddlex asks for.
-    """
-
-    def __init__(self, timeout_s: float, connect_s: float = 10.0) -> None:
-        # The connection pool of openai's own client (paddlex may have ~200 requests in flight).
-        self._inner = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100))
-        connect = min(connect_s, timeout_s)
-        self._timeouts = {"connect": connect, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        request.extensions = {**request.extensions, "timeout": self._timeouts}
-        return await self._inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-def _parameters(pipeline_class: Any) -> dict[str, inspect.Parameter]:
-    try:
-        return dict(inspect.signature(pipeline_class.__init__).parameters)
-    except (TypeError, ValueError):
-        return {}
-
-
-def to_bgr(image: Image.Image) -> np.ndarray:
-    """An RGB PIL page as the contiguous BGR ``uint8`` array paddlex reads (like ``cv2.imread``)."""
-    return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
-
-
-def warmup_page() -> Image.Image:
-    """A small page with a line of text."""
-    image = Image.new("RGB", (480, 96), "white")
-    ImageDraw.Draw(image).text((16, 36), "PaddleOCR-VL warm-up 0123456789", fill="black")
-    return image

@@ -8,6 +8,7 @@ from app.engines.base import EngineRuntime, OcrEngine
 from app.engines.measured import Figures, load_figures
 from app.engines.orientation import OrientationDetector
 from app.engines.select import Choice, EnginePlan, choose_for_request
+from app.engines.vl_status import VlmStatus
 
 
 class EngineSet:
@@ -94,6 +95,10 @@ class EngineSet:
             strict=True,  # the stored languages are those the job was given, English added or not
             figures=self.figures,
         )
+
+    def vlm_statuses(self) -> dict[str, VlmStatus | None]:
+        """Each engine's VLM server (``None`` for engines without one), for /metrics."""
+        return {name: runtime.engine.vlm_status() for name, runtime in self.runtimes.items()}
 
     def close(self) -> None:
         for runtime in self.runtimes.values():

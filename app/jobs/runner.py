@@ -178,7 +178,8 @@ class JobRunner:
             while queue and in_flight_pages() < parallel * batch_size and not self.stopping(active):
                 batch = tuple(queue[:batch_size])
                 del queue[:batch_size]
-                future = self.scheduler.submit(record.id, functools.partial(run_batch, batch))
+                # Pages enter while the engine has room (the VLM server's adaptive limit; no gate on the CPU).
+                future = self.scheduler.submit(record.id, functools.partial(run_batch, batch), runtime.engine.page_gate)
                 submitted[batch] = future
                 in_flight[asyncio.wrap_future(future)] = batch
             if not in_flight:

@@ -17,6 +17,7 @@ import pytest
 
 from tests.support.cloud import IAM_PATH, GatewayState, IamState, gateway_app, iam_app
 from tests.support.server import ROOT, ServiceProcess, ThreadServer
+from tests.support.vlm_standin import VlmStandin
 
 pytestmark = pytest.mark.integration
 
@@ -198,3 +199,73 @@ def test_an_unreachable_deployment(tmp_path: Path) -> None:
     assert run.returncode == 1
     assert run.statuses()["reachability"] == "fail"
     assert "ConnectError" in run.step("reachability")["message"]
+
+
+# --- --vlm-url: the VLM server on its own -----------------------------------------------------------------
+
+VLM_MODEL = "PaddlePaddle/PaddleOCR-VL"
+VLM_STEPS = ["config", "token", "models", "completion", "timing"]
+
+
+@dataclass
+class VlmCloud:
+    iam: IamState
+    iam_url: str
+    gateway_url: str  # a Model RUN with authentication on, in front of the VLM stand-in
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "CLOUD_RU_IAM_URL": self.iam_url,
+            "CLOUD_RU_IAM_KEY_ID": KEY_ID,
+            "CLOUD_RU_IAM_SECRET": IAM_SECRET,
+            **extra,
+        }
+
+
+@pytest.fixture(scope="module")
+def vlm_cloud() -> Iterator[VlmCloud]:
+    iam = IamState(KEY_ID, IAM_SECRET, ttl_s=600)
+    with VlmStandin(model_id=VLM_MODEL) as vlm:
+        gateway = GatewayState(iam, vlm.url.removesuffix("/v1"))
+        with ThreadServer(iam_app(iam)) as iam_server, ThreadServer(gateway_app(gateway)) as gateway_server:
+            yield VlmCloud(iam, iam_server.url + IAM_PATH, gateway_server.url)
+
+
+def test_the_vlm_server_alone_behind_the_platform_gateway(vlm_cloud: VlmCloud, tmp_path: Path) -> None:
+    issued = vlm_cloud.iam.issued
+    run = check(tmp_path, vlm_cloud.env(), "--vlm-url", vlm_cloud.gateway_url, "--vlm-samples", "2")
+    assert run.returncode == 0, run.output
+    assert run.statuses() == dict.fromkeys(VLM_STEPS, "pass")
+    assert run.step("config")["details"]["vlm_url"] == vlm_cloud.gateway_url + "/v1"  # the OpenAI base URL
+    assert run.step("models")["details"] == {"models": [VLM_MODEL], "model": VLM_MODEL}
+    completion = run.step("completion")
+    assert completion["details"]["cer"] <= 0.1 and completion["ms"] > 0  # the stand-in read the sample page
+    timing = run.step("timing")["details"]
+    assert 0 < timing["seconds_p50"] <= timing["seconds_max"]
+    assert vlm_cloud.iam.issued == issued + 1
+    assert "VLM server check:" in run.output and "RESULT: PASS" in run.output
+    assert_no_secrets(run, IAM_SECRET)
+
+
+def test_a_model_the_vlm_server_does_not_serve(vlm_cloud: VlmCloud, tmp_path: Path) -> None:
+    args = ("--vlm-url", vlm_cloud.gateway_url + "/v1", "--vlm-model", "PaddleOCR-VL-0.9B")
+    run = check(tmp_path, vlm_cloud.env(), *args)
+    assert run.returncode == 1
+    assert run.statuses() == {
+        "config": "pass",
+        "token": "pass",
+        "models": "fail",
+        "completion": "skip",
+        "timing": "skip",
+    }
+    assert f"PaddleOCR-VL-0.9B is not served; the server offers: {VLM_MODEL}" in run.step("models")["message"]
+
+
+def test_the_vlm_server_with_a_wrong_secret(vlm_cloud: VlmCloud, tmp_path: Path) -> None:
+    wrong = vlm_cloud.env(CLOUD_RU_IAM_SECRET="wrong-secret-1")  # pragma: allowlist secret
+    run = check(tmp_path, wrong, "--vlm-url", vlm_cloud.gateway_url)
+    assert run.returncode == 1 and run.statuses()["token"] == "fail"
+    assert "HTTP 401" in run.step("token")["message"]
+    run = check(tmp_path, {}, "--vlm-url", vlm_cloud.gateway_url)  # no credential: the gateway refuses
+    assert run.statuses()["token"] == "skip" and run.statuses()["models"] == "fail"
+    assert "refused the credential" in run.step("models")["message"]

@@ -64,11 +64,18 @@ def test_several_pages_in_one_pipeline_call(standin: VlmStandin) -> None:
 @pytest.mark.parametrize(
     ("values", "fix"),
     [
-        ({"vl_model_name": "not-served"}, "VL_MODEL_NAME"),
-        ({"vl_api_key": "wrong-key"}, "VL_API_KEY"),  # pragma: allowlist secret
+        (
+            {"vl_model_name": "not-served"},
+            f"VL_MODEL_NAME=not-served is not served by the VLM server, which offers: {MODEL}",
+        ),
+        (
+            {"vl_api_key": "wrong-key"},  # pragma: allowlist secret
+            r"refused our credentials on GET /models \(HTTP 401\): check VL_API_KEY",
+        ),
     ],
 )
 def test_a_server_that_refuses_us_fails_with_the_fix(standin: VlmStandin, values: dict[str, Any], fix: str) -> None:
+    """The start-up check (GET /models) fails before the pipeline is built, saying what to set."""
     standin.reset()
     engine = PaddleOcrVlEngine(settings(standin, **values))
     try:
@@ -76,8 +83,28 @@ def test_a_server_that_refuses_us_fails_with_the_fix(standin: VlmStandin, values
             engine.load()
     finally:
         engine.close()
-    assert "rejected the warm-up request" in str(failure.value)
     assert "wrong-key" not in str(failure.value)
+    assert standin.requests == []  # no completion was tried
+    status = engine.vlm_status()
+    assert status is not None and status.models_offered == ((MODEL,) if "vl_model_name" in values else None)
+
+
+def test_an_empty_model_name_takes_the_one_the_server_serves() -> None:
+    """vLLM serves under the name it was started with (PaddlePaddle/PaddleOCR-VL by default), not the
+    pipeline's PaddleOCR-VL-0.9B: with VL_MODEL_NAME empty the engine asks the server and uses its name."""
+    with VlmStandin(model_id="PaddlePaddle/PaddleOCR-VL", api_key=API_KEY) as server:
+        engine = PaddleOcrVlEngine(settings(server, vl_model_name=""))
+        try:
+            engine.load()
+            page = engine.recognize(render_page(page_lines(1)[:2], size=(900, 200), top=30))
+            status = engine.vlm_status()
+        finally:
+            engine.close()
+    assert {r["model"] for r in server.requests} == {"PaddlePaddle/PaddleOCR-VL"}  # warm-up and the page
+    assert cer("\n".join(page_lines(1)[:2]), page.blocks[0].text) <= 0.05
+    assert status is not None and status.model == "PaddlePaddle/PaddleOCR-VL"
+    assert status.models_offered == ("PaddlePaddle/PaddleOCR-VL",) and status.auth.mode == "api_key"
+    assert status.concurrency.mode == "auto" and status.concurrency.requests["ok"] == 2
 
 
 def test_gpu_requested_on_a_cpu_build_fails_with_the_fix(standin: VlmStandin) -> None:

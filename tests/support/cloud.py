@@ -1,7 +1,9 @@
 """Local stand-ins for the two Cloud.ru pieces in front of a Model RUN, speaking their documented contracts.
 
-- :func:`iam_app`: ``POST /api/v1/auth/token`` with JSON ``{"keyId", "secret"}`` answers
-  ``{"access_token", "id_token", "expires_in", "token_type"}``; a wrong pair gets 401, a malformed body 400.
+- :func:`iam_app`: ``POST /api/v1/auth/token`` with JSON ``{"keyId", "secret"}`` answers what the Cloud.ru docs
+  show ("Аутентификация в API", example response): ``{"access_token", "id_token", "refresh_token": "",
+  "expires_in", "refresh_expires_in": 0, "scopes", "token_type": "Bearer", "not_before": 0}``; a wrong pair
+  gets 401, a malformed body 400.
 - :func:`gateway_app`: the platform's gateway with authentication on: every request needs
   ``Authorization: Bearer <a live token from the IAM stand-in>`` (else 401), and is then forwarded, headers
   included, to the container.
@@ -35,6 +37,8 @@ class IamState:
     ttl_s: float = 3600.0
     tokens: dict[str, float] = field(default_factory=dict)  # token -> expires at (monotonic)
     refused: int = 0
+    requests: int = 0  # token requests received, refused or not
+    exchanges: list[float] = field(default_factory=list)  # when each token was issued (monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def issue(self) -> str:
@@ -60,6 +64,7 @@ def iam_app(state: IamState) -> Starlette:
             key_id, secret = body["keyId"], body["secret"]
         except (ValueError, KeyError, TypeError):
             return JSONResponse({"code": "bad_request", "message": "keyId and secret are required"}, 400)
+        state.requests += 1
         if not (
             isinstance(key_id, str)
             and isinstance(secret, str)
@@ -68,12 +73,17 @@ def iam_app(state: IamState) -> Starlette:
         ):
             state.refused += 1
             return JSONResponse({"code": "unauthenticated", "message": "invalid credentials"}, 401)
+        state.exchanges.append(time.monotonic())
         return JSONResponse(
             {
                 "access_token": state.issue(),
                 "id_token": secrets.token_urlsafe(16),
+                "refresh_token": "",
                 "expires_in": state.ttl_s,
+                "refresh_expires_in": 0,
+                "scopes": ["openid profile email roles"],
                 "token_type": "Bearer",
+                "not_before": 0,
             }
         )
 

@@ -6,6 +6,9 @@ answers with the text it *reads* from it with the CPU engine (PP-OCR), so what c
 the pipeline depends on what was uploaded. Only the GPU model is replaced; everything between the
 service and the server is real.
 
+Auth: ``api_key`` (one static key), or ``authorize`` (a check of the bearer token, e.g. "issued by the IAM
+stand-in and not expired": :meth:`tests.support.cloud.IamState.valid`); 401 otherwise, counted in ``rejected``.
+
 Knobs: ``delay_s`` (answer late), ``fail_status`` (answer every completion with that HTTP error),
 ``stop()`` / ``start()`` (the port refuses connections, then serves again on the same port), and for
 benchmarks ``reply`` (a fixed answer instead of reading the image: no CPU spent on OCR) and
@@ -23,6 +26,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -52,6 +56,12 @@ def read_text(image: Image.Image) -> str:
     return "\n".join(" ".join(block.text for block in band) for band in bands)
 
 
+class _Server(ThreadingHTTPServer):
+    """A listen backlog like a real server's (socketserver's default of 5 refuses bursts of connections)."""
+
+    request_queue_size = 1024
+
+
 class VlmStandin:
     """The stand-in server on ``127.0.0.1:<port>``; ``url`` is the OpenAI base URL (``.../v1``)."""
 
@@ -62,9 +72,12 @@ class VlmStandin:
         *,
         reply: str | None = None,
         capacity: int | None = None,
+        authorize: Callable[[str], bool] | None = None,
     ) -> None:
         self.model_id = model_id
         self.api_key = api_key
+        self.authorize = authorize
+        self.rejected = 0  # requests answered 401
         self.reply = reply
         self._slots = threading.BoundedSemaphore(capacity) if capacity else None
         self.port = free_port()
@@ -84,7 +97,7 @@ class VlmStandin:
         if self.reply is None:
             reader()  # load the CPU engine before the first request arrives
         self._release.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        server = _Server(("127.0.0.1", self.port), self._handler())
         server.daemon_threads = False  # stop() joins the handlers: none is left reading at exit
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -160,8 +173,16 @@ class VlmStandin:
                 self._send(status, {"error": {"message": message, "type": kind, "code": status}})
 
             def _authorised(self) -> bool:
-                if standin.api_key is None or self.headers.get("Authorization") == f"Bearer {standin.api_key}":
+                header = self.headers.get("Authorization") or ""
+                token = header[7:] if header[:7].lower() == "bearer " else ""
+                if standin.authorize is not None:
+                    allowed = standin.authorize(token)
+                else:
+                    allowed = standin.api_key is None or token == standin.api_key
+                if allowed:
                     return True
+                with standin._lock:
+                    standin.rejected += 1
                 self._error(401, "invalid API key", "AuthenticationError")
                 return False
 

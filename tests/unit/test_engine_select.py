@@ -232,7 +232,12 @@ def test_named_engine_must_be_loaded_and_read_the_languages() -> None:
 def test_build_engines_constructs_without_loading(tmp_path: Path) -> None:
     vl, plan = build_engines(Settings(vl_server_url="http://vlm:8080/v1", vl_backend="vllm-server"), NO_GPU)
     assert [type(e) for e in vl] == [PaddleOcrVlEngine] and "VL_SERVER_URL" in plan.reason
-    assert vl[0].max_parallel == 8  # VL_MAX_CONCURRENCY for a server backend
+    assert vl[0].max_parallel == 128  # the upper bound of VL_MAX_CONCURRENCY=auto (VL_AUTO_CONCURRENCY_MAX)
+    assert vl[0].page_gate is not None  # the page scheduler admits its pages while the server has room
+    fixed, _ = build_engines(
+        Settings(vl_server_url="http://vlm:8080/v1", vl_backend="vllm-server", vl_max_concurrency=8)
+    )
+    assert fixed[0].max_parallel == 8
     native, _ = build_engines(Settings(ocr_engine="paddleocr-vl"), NO_GPU)
     assert native[0].max_parallel == 1  # one pipeline call at a time on the GPU
     (tmp_path / "rus.traineddata").touch()

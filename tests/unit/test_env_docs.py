@@ -65,7 +65,10 @@ def doc_type(info: FieldInfo) -> set[str]:
     annotation = info.annotation
     args = typing.get_args(annotation)
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # X | None
-        annotation = next(arg for arg in args if arg is not type(None))
+        options = [arg for arg in args if arg is not type(None)]
+        if len(options) > 1:  # a number or a word (VL_MAX_CONCURRENCY: 8 or auto): text to the user
+            return {"str"}
+        annotation = options[0]
     if annotation is SecretStr:
         return {"secret"}
     if annotation is Path:

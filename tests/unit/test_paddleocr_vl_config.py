@@ -14,22 +14,24 @@ import pytest
 from PIL import Image
 
 from app.engines.base import EngineLoadError
-from app.engines.errors import EngineError, VlmFailed, VlmTimeout, VlmUnavailable
+from app.engines.errors import EngineError, VlmAuthFailed, VlmFailed, VlmTimeout, VlmUnavailable
 from app.engines.paddleocr_vl import (
-    SerializedCalls,
-    check_settings,
     explain_failure,
     explain_vlm_rejection,
     is_transient_vlm_error,
+    short_error,
+    vlm_service_error,
+)
+from app.engines.vl_auth import VlmAuthError
+from app.engines.vl_config import (
+    check_settings,
     missing_models,
     normalise_server_url,
     pipeline_kwargs,
     required_models,
     resolve_pipeline_version,
-    short_error,
-    to_bgr,
-    vlm_service_error,
 )
+from app.engines.vl_pipeline import SerializedCalls, to_bgr
 from app.errors import engine_failure
 from app.settings import Settings
 
@@ -52,7 +54,16 @@ def test_contradictory_settings_are_refused_with_the_fix() -> None:
         check_settings(Settings(vl_server_url="http://vlm:8080/v1"))
     with pytest.raises(EngineLoadError, match="one device"):
         check_settings(Settings(ocr_device="gpu:0,1"))
+    with pytest.raises(EngineLoadError, match="set both VL_IAM_KEY_ID and VL_IAM_SECRET"):
+        check_settings(server_settings(vl_iam_key_id="key-id"))
+    with pytest.raises(EngineLoadError, match="not both"):
+        check_settings(
+            server_settings(vl_iam_key_id="k", vl_iam_secret="s", vl_api_key="a")
+        )  # pragma: allowlist secret
+    with pytest.raises(EngineLoadError, match="are for a VLM server"):
+        check_settings(Settings(vl_iam_key_id="k", vl_iam_secret="s"))  # pragma: allowlist secret
     check_settings(server_settings())
+    check_settings(server_settings(vl_iam_key_id="k", vl_iam_secret="s"))  # pragma: allowlist secret
     check_settings(Settings())
 
 
@@ -93,18 +104,20 @@ def test_pipeline_kwargs_for_a_server() -> None:
         vl_use_layout_detection=False,
         vl_pipeline_version="v1",
     )
-    kwargs = pipeline_kwargs(settings, "cpu", supports_version=False)
-    assert kwargs == {
+    kwargs = pipeline_kwargs(settings, "cpu", supports_version=False, model_name="paddleocr-vl")
+    assert kwargs == {  # the key is not among them: the engine's transport sends it
         "vl_rec_backend": "vllm-server",
         "vl_rec_server_url": "http://vlm:8080/v1",
         "vl_rec_api_model_name": "paddleocr-vl",
-        "vl_rec_api_key": "sk-secret",  # pragma: allowlist secret
         "use_layout_detection": False,
         "use_doc_orientation_classify": False,
         "use_doc_unwarping": False,
         "device": "cpu",
     }
     assert pipeline_kwargs(settings, "cpu", supports_version=True)["pipeline_version"] == "v1"
+    # The name found on the server wins over an empty VL_MODEL_NAME.
+    served = pipeline_kwargs(server_settings(), "cpu", supports_version=False, model_name="PaddlePaddle/PaddleOCR-VL")
+    assert served["vl_rec_api_model_name"] == "PaddlePaddle/PaddleOCR-VL"
 
 
 def test_pipeline_kwargs_native_leaves_server_options_out() -> None:
@@ -165,6 +178,19 @@ def test_vlm_error_found_in_the_cause_chain() -> None:
         wrapped = outer
     error = vlm_service_error(wrapped, 7)
     assert isinstance(error, VlmUnavailable)
+
+
+def test_no_token_for_the_vlm_server_is_its_own_502() -> None:
+    """The transport's VlmAuthError reaches us wrapped by openai as a connection error: not 'unreachable'."""
+    try:
+        try:
+            raise VlmAuthError("IAM refused the key pair (HTTP 401): check VL_IAM_KEY_ID", refused=True)
+        except VlmAuthError as inner:
+            raise openai.APIConnectionError(request=REQUEST) from inner
+    except openai.APIConnectionError as outer:
+        error = vlm_service_error(outer, 7)
+    assert isinstance(error, VlmAuthFailed) and http(error) == (502, "vlm_auth", "60")
+    assert "VL_IAM" not in error.message  # the details are in /health
 
 
 def test_transient_errors_are_retried_at_start_and_4xx_are_not() -> None:

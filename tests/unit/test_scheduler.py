@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -64,3 +66,80 @@ def test_shutdown_cancels_queued_work() -> None:
     assert running.result(5) is True
     with pytest.raises(RuntimeError):
         scheduler.submit("a", lambda: None)
+
+
+class CountingGate:
+    """A gate with room for ``room`` tasks; ``widen`` adds room and says so, like the VLM page gate."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.inside = 0
+        self.most = 0
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    def try_enter(self) -> bool:
+        with self._lock:
+            if self.inside >= self.room:
+                return False
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.inside -= 1
+        self._notify()
+
+    def on_room(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def widen(self, room: int) -> None:
+        with self._lock:
+            self.room = room
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+
+def test_a_gate_bounds_its_tasks_and_the_rest_wait_in_the_queue() -> None:
+    scheduler = PageScheduler(workers=8)
+    gate = CountingGate(room=2)
+    ran: list[int] = []
+    futures = [scheduler.submit("doc", lambda i=i: (ran.append(i), time.sleep(0.02)), gate) for i in range(12)]
+    for future in futures:
+        future.result(10)
+    assert gate.most == 2 and gate.inside == 0
+    assert sorted(ran) == list(range(12))
+    scheduler.shutdown()
+
+
+def test_a_gated_queue_stays_fair_between_owners() -> None:
+    scheduler = PageScheduler(workers=8)
+    gate = CountingGate(room=1)
+    release = threading.Event()
+    order: list[str] = []
+    first = scheduler.submit("big", release.wait, gate)
+    big = [scheduler.submit("big", lambda i=i: order.append(f"big{i}"), gate) for i in range(6)]
+    small = scheduler.submit("small", lambda: order.append("small"), gate)
+    time.sleep(0.05)
+    assert order == [] and scheduler.queued == 7  # waiting in the fair queue, not on the workers
+    release.set()
+    for future in [first, *big, small]:
+        future.result(10)
+    assert order.index("small") <= 1, order
+
+
+def test_more_room_wakes_the_workers() -> None:
+    scheduler = PageScheduler(workers=4)
+    gate = CountingGate(room=0)
+    futures = [scheduler.submit(f"o{i}", lambda i=i: i, gate) for i in range(3)]
+    time.sleep(0.05)
+    assert not any(f.done() for f in futures)
+    gate.widen(3)
+    assert [f.result(5) for f in futures] == [0, 1, 2]
+    ungated = scheduler.submit("other", lambda: "free")  # tasks without a gate never wait for one
+    assert ungated.result(5) == "free"
+    scheduler.shutdown()

@@ -1,0 +1,194 @@
+"""The bearer credential for the VLM server: none, a static key (``VL_API_KEY``), or Cloud.ru IAM access
+tokens (``VL_IAM_KEY_ID`` + ``VL_IAM_SECRET``, exchanged at ``VL_IAM_URL``; see :mod:`app.client.iam`).
+
+IAM tokens live an hour. :class:`IamTokens` caches one, replaces it shortly before it expires and, after the
+server answers 401, once more (only if that token is not brand new: a fresh token refused means the service
+account has no access, and another exchange would not help). A failed exchange is not retried before a
+backoff (1, 2, 4 ... 60 s): requests meanwhile fail at once with :class:`VlmAuthError`, so a wrong secret
+costs one IAM call a minute, not one per page. Tokens and the secret never reach logs or ``/health``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import httpx
+
+from app.client.iam import IamError, exchange, refresh_margin
+from app.engines.vl_status import TokenState
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+#: Seconds between failed exchanges: 1, 2, 4, ... up to this.
+RETRY_CAP_S = 60.0
+
+
+class VlmAuthError(RuntimeError):
+    """No token for the VLM server; the message says why and what to fix. ``refused``: IAM rejected the key."""
+
+    def __init__(self, message: str, *, refused: bool) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+class VlmCredentials:
+    """No credential: requests go without ``Authorization`` (openai's placeholder is left as it is)."""
+
+    mode = "none"
+    refreshable = False
+
+    def cached(self) -> str | None:
+        """The bearer value to send now without any I/O; ``None``: none (or, when refreshable, call :meth:`token`)."""
+        return None
+
+    def token(self) -> str | None:
+        """The bearer value, exchanging for a new one if due (blocking). Raises :class:`VlmAuthError`."""
+        return self.cached()
+
+    def renew_after_rejection(self, rejected: str | None) -> str | None:
+        """After a 401 to ``rejected``: a token worth one more try, or ``None`` (answer the 401 as it is)."""
+        return None
+
+    def state(self) -> TokenState:
+        return TokenState(mode="none")
+
+
+class StaticKey(VlmCredentials):
+    """``VL_API_KEY``: a key that does not expire (vLLM's ``--api-key``, a Cloud.ru API key)."""
+
+    mode = "api_key"
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def cached(self) -> str:
+        return self._key
+
+    def state(self) -> TokenState:
+        return TokenState(mode="api_key")
+
+
+class IamTokens(VlmCredentials):
+    """Cloud.ru IAM access tokens, cached and renewed (see the module docstring). Thread-safe."""
+
+    mode = "iam"
+    refreshable = True
+
+    def __init__(
+        self,
+        key_id: str,
+        secret: str,
+        url: str,
+        *,
+        timeout_s: float = 10.0,
+        clock: Clock = time.monotonic,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.key_id = key_id
+        self._secret = secret
+        self.url = url
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self.transport = transport
+        self._lock = threading.Lock()
+        self._value: str | None = None
+        self._issued_at = 0.0
+        self._refresh_at = 0.0
+        self._expires_at = 0.0
+        self._failures = 0
+        self._retry_at = 0.0
+        self._error: VlmAuthError | None = None
+        self.renewals = 0
+        self._valid_until: str | None = None
+        self._renewed_at: str | None = None
+        self._last_error: str | None = None
+        self._last_error_at: str | None = None
+
+    def cached(self) -> str | None:
+        value = self._value
+        return value if value is not None and self.clock() < self._refresh_at else None
+
+    def token(self) -> str:
+        with self._lock:
+            if self._value is not None and self.clock() < self._refresh_at:
+                return self._value
+            return self._renew()
+
+    def renew_after_rejection(self, rejected: str | None) -> str | None:
+        with self._lock:
+            now = self.clock()
+            if self._value is not None and self._value != rejected and now < self._refresh_at:
+                return self._value  # another request has renewed it already
+            if self._value == rejected and now - self._issued_at < min(5.0, (self._expires_at - self._issued_at) / 10):
+                return None  # refused while brand new: not an expiry
+            self._value = None
+            return self._renew()
+
+    def _renew(self) -> str:
+        """Exchange the key for a token (lock held). Within the backoff after a failure, no IAM call."""
+        now = self.clock()
+        if self._error is not None and now < self._retry_at:
+            if self._value is not None and now < self._expires_at:
+                return self._value  # the old token still works for a while
+            raise self._error
+        try:
+            issued = exchange(self.url, self.key_id, self._secret, timeout=self.timeout_s, transport=self.transport)
+        except IamError as exc:
+            self._failures += 1
+            wait = min(RETRY_CAP_S, 2.0 ** (self._failures - 1))
+            self._retry_at = self.clock() + wait
+            self._error = VlmAuthError(self._explain(exc), refused=exc.refused)
+            self._last_error, self._last_error_at = str(self._error), _utc(time.time())
+            log.warning("paddleocr-vl: no IAM token for the VLM server: %s (next try in %.0f s)", self._error, wait)
+            if self._value is not None and now < self._expires_at:
+                return self._value
+            raise self._error from exc
+        now = self.clock()
+        self._value, self._issued_at = issued.value, now
+        self._refresh_at = now + issued.expires_in - refresh_margin(issued.expires_in)
+        self._expires_at = now + issued.expires_in
+        self._failures, self._error = 0, None
+        self.renewals += 1
+        self._renewed_at, self._valid_until = _utc(time.time()), _utc(time.time() + issued.expires_in)
+        log.info("paddleocr-vl: IAM token for the VLM server obtained, valid %.0f s", issued.expires_in)
+        return issued.value
+
+    @staticmethod
+    def _explain(exc: IamError) -> str:
+        if exc.refused:
+            return (
+                f"{exc}: check VL_IAM_KEY_ID and VL_IAM_SECRET (the Key ID and Key Secret of a service account's "
+                "access key, still valid) and VL_IAM_URL"
+            )
+        return str(exc)
+
+    def state(self) -> TokenState:
+        with self._lock:
+            return TokenState(
+                mode="iam",
+                valid_until=self._valid_until,
+                renewed_at=self._renewed_at,
+                renewals=self.renewals,
+                last_error=self._last_error,
+                last_error_at=self._last_error_at,
+            )
+
+
+def credentials_for(settings: Settings) -> VlmCredentials:
+    """The credential the settings ask for (:func:`~app.engines.vl_config.check_settings` allows one at most)."""
+    s = settings
+    if s.vl_iam_key_id and s.vl_iam_secret.get_secret_value():
+        return IamTokens(s.vl_iam_key_id, s.vl_iam_secret.get_secret_value(), s.vl_iam_url)
+    if s.vl_api_key.get_secret_value():
+        return StaticKey(s.vl_api_key.get_secret_value())
+    return VlmCredentials()
+
+
+def _utc(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,57 @@
+"""What the paddleocr-vl engine does with paddlex's pipeline object: guard its in-process models, feed it
+pages, warm it up."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+
+def serialise_local_models(pipeline: Any) -> bool:
+    """Put one lock around the pipeline's in-process models (layout detection, preprocessing), so pages can
+    share the pipeline while their VLM requests stay concurrent; False when this paddlex has none of them."""
+    outer = pipeline.paddlex_pipeline
+    inner = vars(outer).get("_pipeline", outer)  # paddlex wraps the pipeline for multi-device use
+    lock = threading.Lock()
+    found = False
+    for attribute in ("layout_det_model", "doc_preprocessor_pipeline"):
+        model = vars(inner).get(attribute)
+        if model is not None:
+            setattr(inner, attribute, SerializedCalls(model, lock))
+            found = True
+    return found
+
+
+class SerializedCalls:
+    """A callable model run by one thread at a time; generators are consumed under the lock.
+
+    Attribute access is forwarded, so the pipeline sees the same object otherwise.
+    """
+
+    def __init__(self, inner: Any, lock: threading.Lock) -> None:
+        self._inner = inner
+        self._lock = lock
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            result = self._inner(*args, **kwargs)
+            return list(result) if inspect.isgenerator(result) else result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def to_bgr(image: Image.Image) -> np.ndarray:
+    """An RGB PIL page as the contiguous BGR ``uint8`` array paddlex reads (like ``cv2.imread``)."""
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+
+
+def warmup_page() -> Image.Image:
+    """A small page with a line of text."""
+    image = Image.new("RGB", (480, 96), "white")
+    ImageDraw.Draw(image).text((16, 36), "PaddleOCR-VL warm-up 0123456789", fill="black")
+    return image
