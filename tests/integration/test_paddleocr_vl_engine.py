@@ -96,7 +96,7 @@ def test_an_empty_model_name_takes_the_one_the_server_serves() -> None:
         engine = PaddleOcrVlEngine(settings(server, vl_model_name=""))
         try:
             engine.load()
-            page = engine.recognize(render_page(page_lines(1)[:2], size=(900, 200), top=30))
+            page = engine.recognize([render_page(page_lines(1)[:2], size=(900, 200), top=30)], ("en",))[0]
             status = engine.vlm_status()
         finally:
             engine.close()
