@@ -151,7 +151,7 @@ class OcrService:
                 engine=choice.engine,
                 languages=list(choice.languages),
                 engine_reason=choice.reason,
-                owner=getattr(self.store, "replica", None),
+                owner=self.store.replica,
                 keep_input=self.settings.keep_job_inputs,
                 export_name=options.export_name,
             )

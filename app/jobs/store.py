@@ -48,6 +48,8 @@ class JobStore(ABC):
     root: Path
     #: Whether other replicas see these jobs and may continue them (then ownership matters).
     shared: bool = False
+    #: This replica's name in the shared store (a job's ``owner``); None on a local disk.
+    replica: str | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:  # noqa: B027 - optional hook
