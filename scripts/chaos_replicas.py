@@ -13,7 +13,8 @@ Everything runs on this machine, on loopback only: SeaweedFS over TLS (tests/sup
   timeout, 503 or 429, as a client behind a load balancer would.
 - After ``--calm`` seconds (jobs that meet no kill: the baseline), every ``--kill-interval`` seconds (±50 %) a random
   ready replica gets SIGTERM or SIGKILL (``--kill-share`` of SIGKILL: half by default), as long as another one is
-  ready; it is then started again with an EMPTY output dir (a replaced container).
+  ready; it is then started again with an EMPTY output dir (a replaced container). ``--busy-victims`` kills only
+  replicas that hold an unfinished job (so that even a short run has takeovers to check).
 - After ``--duration`` seconds of that (or ``--max-kills`` kills) nothing is killed or sent any more; the run
   waits (at most ``--finish-timeout`` s) for every accepted job to finish, then checks each one: succeeded,
   exactly one "succeeded" line across all replicas' logs, every page in order and read (CER <= 2 %).
@@ -230,6 +231,23 @@ class Client:
         body: dict[str, Any] = answer.json()
         return body
 
+    def owners(self) -> set[str]:
+        """The replicas that hold an unfinished job now (asked afresh, on a connection of its own)."""
+        found: set[str] = set()
+        unfinished = [j.id for j in list(self.jobs.values()) if j.status.get("status") not in FINAL]
+        ready = self.fleet.ready()
+        if not unfinished or not ready:
+            return found
+        with httpx.Client(timeout=httpx.Timeout(5, connect=2)) as http:
+            for job_id in unfinished:
+                try:
+                    answer = http.get(f"{self.rng.choice(ready).process.url}/jobs/{job_id}")
+                except httpx.HTTPError:
+                    continue
+                if answer.status_code == 200 and answer.json().get("status") not in FINAL:
+                    found.add(answer.json().get("owner") or "")
+        return found
+
     def poll(self, ids: list[str] | None = None) -> None:
         for job_id in ids if ids is not None else list(self.jobs):
             job = self.jobs[job_id]
@@ -240,7 +258,21 @@ class Client:
                 job.status = found
 
 
-def chaos(fleet: Fleet, rng: random.Random, args: argparse.Namespace) -> None:
+def victims(fleet: Fleet, client: Client, args: argparse.Namespace, end: float) -> list[Replica]:
+    """The ready replicas a kill may hit now; with ``--busy-victims`` only those holding an unfinished job (waiting
+    for one until ``end``). Empty while fewer than two are ready: one replica keeps working."""
+    while True:
+        ready = fleet.ready()
+        if len(ready) < 2 or not args.busy_victims:
+            return ready if len(ready) >= 2 else []
+        owners = client.owners()
+        busy = [r for r in ready if r.name in owners]
+        if busy or time.monotonic() + 0.5 > end:
+            return busy
+        time.sleep(0.5)
+
+
+def chaos(fleet: Fleet, client: Client, rng: random.Random, args: argparse.Namespace) -> None:
     """Kill a random ready replica every ``kill_interval`` s (±50 %) until ``duration`` or ``max_kills``."""
     end = time.monotonic() + args.duration
     coin = random.Random(args.seed)  # the n-th kill's signal depends on the seed only
@@ -251,8 +283,8 @@ def chaos(fleet: Fleet, rng: random.Random, args: argparse.Namespace) -> None:
             time.sleep(max(0.0, end - time.monotonic()))
             return
         time.sleep(pause)
-        ready = fleet.ready()
-        if len(ready) < 2:  # keep one replica working: kill only while another one is ready
+        ready = victims(fleet, client, args, end)
+        if not ready:
             continue
         victim = rng.choice(ready)
         sig = signal.SIGKILL if coin.random() < args.kill_share else signal.SIGTERM
@@ -354,6 +386,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--kill-share", type=float, default=0.5, help="share of SIGKILL among the kills (default 0.5)")
     parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument(
+        "--busy-victims", action="store_true", help="kill only replicas that hold an unfinished job (short runs)"
+    )
     parser.add_argument("--in-flight", type=int, default=6, help="unfinished jobs the client keeps (default 6)")
     parser.add_argument("--min-pages", type=int, default=4)
     parser.add_argument("--max-pages", type=int, default=12)
@@ -394,7 +429,7 @@ def main() -> int:
             client.thread.start()
             sending = time.monotonic()
             time.sleep(args.calm)
-            chaos(fleet, rng, args)
+            chaos(fleet, client, rng, args)
             client.stop.set()
             sending = time.monotonic() - sending
             client.thread.join(args.submit_timeout + 60)

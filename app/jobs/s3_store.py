@@ -365,8 +365,13 @@ class S3JobStore(LocalJobStore):
 
     # --- retention -------------------------------------------------------------------------------
     def delete_older_than(self, cutoff: datetime, keep: Collection[str]) -> int:
-        """Local copies only: objects in the bucket are removed by the bucket's lifecycle rule (see the guide)."""
-        return super().delete_older_than(cutoff, set(keep) | set(self.leases.held))
+        """Local copies only: objects in the bucket are removed by the bucket's lifecycle rule (see the guide). Jobs
+        whose lease this replica holds are kept, except finished ones whose uploads are through (their leases go
+        first, as the renewal would drop them a little later)."""
+        self.leases.drop_finished()
+        with self.leases.lock:
+            held = set(self.leases.held)
+        return super().delete_older_than(cutoff, set(keep) | held)
 
     def free_space(self, needed: int, keep: Collection[str]) -> tuple[int, int]:
         """Kept documents first (they are in the bucket too), then the local copies of finished jobs whose every
