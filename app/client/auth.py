@@ -7,16 +7,12 @@ goes in ``X-API-Key``, so both layers work together.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 
 import httpx
 
-from app.client.iam import IamError, IssuedToken, exchange, refresh_margin
+from app.client.iam import IamError, IamTokenCache, IssuedToken
 from app.client.settings import ClientSettings
-
-Clock = Callable[[], float]
 
 
 class AuthError(Exception):
@@ -45,37 +41,15 @@ class StaticToken(TokenSource):
         return self.value
 
 
-class IamTokenSource(TokenSource):
+class IamTokenSource(IamTokenCache, TokenSource):
     """Exchanges a key pair for an IAM token and replaces it shortly before it expires. Thread-safe."""
 
     refreshable = True
 
-    def __init__(
-        self,
-        key_id: str,
-        secret: str,
-        url: str,
-        *,
-        timeout: float = 30.0,
-        clock: Clock = time.monotonic,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.key_id = key_id
-        self._secret = secret
-        self.url = url
-        self.timeout = timeout
-        self.clock = clock
-        self.transport = transport
-        self._lock = threading.Lock()
-        self._value: str | None = None
-        self._refresh_at = 0.0
-        self.issued = 0  # tokens obtained so far
-        self.expires_in: float | None = None  # lifetime of the current token, as the IAM service gave it
-
     def fetch(self) -> IssuedToken:
         """One exchange with the IAM service; :class:`AuthError` with the reason when it fails."""
         try:
-            return exchange(self.url, self.key_id, self._secret, timeout=self.timeout, transport=self.transport)
+            return self._exchange()
         except IamError as exc:
             if exc.refused:
                 raise AuthError(
@@ -86,12 +60,7 @@ class IamTokenSource(TokenSource):
 
     def token(self) -> str:
         with self._lock:
-            if self._value is None or self.clock() >= self._refresh_at:
-                issued = self.fetch()
-                self._value, self.expires_in = issued.value, issued.expires_in
-                self._refresh_at = self.clock() + issued.expires_in - refresh_margin(issued.expires_in)
-                self.issued += 1
-            return self._value
+            return self._fresh() or self._keep(self.fetch())
 
     def invalidate(self) -> None:
         with self._lock:

@@ -11,6 +11,9 @@ the client stays installable on its own.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -63,3 +66,57 @@ def exchange(
     if expires_in <= 0:
         raise IamError(f"IAM token service answered expires_in={expires_in:g}", refused=False)
     return IssuedToken(value, expires_in)
+
+
+class IamTokenCache:
+    """A key pair and the one token last had for it, replaced :func:`refresh_margin` before it expires.
+
+    The clients (:class:`app.client.auth.IamTokenSource`) and the VLM engine (:class:`app.engines.vl_auth.IamTokens`)
+    build on it and decide what a failed exchange means for them. Subclasses hold ``_lock`` around ``_renew``-like
+    code; the secret is kept out of ``repr`` and never logged.
+    """
+
+    #: Seconds one exchange may take when the caller gives no ``timeout``.
+    default_timeout = 30.0
+
+    def __init__(
+        self,
+        key_id: str,
+        secret: str,
+        url: str,
+        *,
+        timeout: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.key_id = key_id
+        self._secret = secret
+        self.url = url
+        self.timeout = self.default_timeout if timeout is None else timeout
+        self.clock = clock
+        self.transport = transport
+        self._lock = threading.Lock()
+        self._value: str | None = None
+        self._issued_at = 0.0
+        self._refresh_at = 0.0
+        self._expires_at = 0.0
+        self.expires_in: float | None = None  # lifetime of the current token, as the IAM service gave it
+        self.issued = 0  # tokens obtained so far
+
+    def _exchange(self) -> IssuedToken:
+        """One exchange for this key pair (:class:`IamError` when it fails)."""
+        return exchange(self.url, self.key_id, self._secret, timeout=self.timeout, transport=self.transport)
+
+    def _fresh(self) -> str | None:
+        """The current token while it is not due for replacement, else ``None``."""
+        value = self._value
+        return value if value is not None and self.clock() < self._refresh_at else None
+
+    def _keep(self, issued: IssuedToken) -> str:
+        """Make ``issued`` the current token; returns its value."""
+        now = self.clock()
+        self._value, self._issued_at, self.expires_in = issued.value, now, issued.expires_in
+        self._refresh_at = now + issued.expires_in - refresh_margin(issued.expires_in)
+        self._expires_at = now + issued.expires_in
+        self.issued += 1
+        return issued.value

@@ -11,20 +11,15 @@ costs one IAM call a minute, not one per page. Tokens and the secret never reach
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 
-import httpx
-
-from app.client.iam import IamError, exchange, refresh_margin
+from app.client.iam import IamError, IamTokenCache
 from app.engines.vl_status import TokenState
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
 #: Seconds between failed exchanges: 1, 2, 4, ... up to this.
 RETRY_CAP_S = 60.0
 
@@ -74,51 +69,33 @@ class StaticKey(VlmCredentials):
         return TokenState(mode="api_key")
 
 
-class IamTokens(VlmCredentials):
+class IamTokens(IamTokenCache, VlmCredentials):
     """Cloud.ru IAM access tokens, cached and renewed (see the module docstring). Thread-safe."""
 
     mode = "iam"
     refreshable = True
 
-    def __init__(
-        self,
-        key_id: str,
-        secret: str,
-        url: str,
-        *,
-        timeout_s: float = 10.0,
-        clock: Clock = time.monotonic,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.key_id = key_id
-        self._secret = secret
-        self.url = url
-        self.timeout_s = timeout_s
-        self.clock = clock
-        self.transport = transport
-        self._lock = threading.Lock()
-        self._value: str | None = None
-        self._issued_at = 0.0
-        self._refresh_at = 0.0
-        self._expires_at = 0.0
-        self._failures = 0
-        self._retry_at = 0.0
-        self._error: VlmAuthError | None = None
-        self.renewals = 0
-        self._valid_until: str | None = None
-        self._renewed_at: str | None = None
-        self._last_error: str | None = None
-        self._last_error_at: str | None = None
+    default_timeout = 10.0
+    # What the renewals went through (each instance sets its own as they happen).
+    _failures = 0
+    _retry_at = 0.0
+    _error: VlmAuthError | None = None
+    _valid_until: str | None = None
+    _renewed_at: str | None = None
+    _last_error: str | None = None
+    _last_error_at: str | None = None
+
+    @property
+    def renewals(self) -> int:
+        """Tokens obtained so far."""
+        return self.issued
 
     def cached(self) -> str | None:
-        value = self._value
-        return value if value is not None and self.clock() < self._refresh_at else None
+        return self._fresh()
 
     def token(self) -> str:
         with self._lock:
-            if self._value is not None and self.clock() < self._refresh_at:
-                return self._value
-            return self._renew()
+            return self._fresh() or self._renew()
 
     def renew_after_rejection(self, rejected: str | None) -> str | None:
         with self._lock:
@@ -138,7 +115,7 @@ class IamTokens(VlmCredentials):
                 return self._value  # the old token still works for a while
             raise self._error
         try:
-            issued = exchange(self.url, self.key_id, self._secret, timeout=self.timeout_s, transport=self.transport)
+            issued = self._exchange()
         except IamError as exc:
             self._failures += 1
             wait = min(RETRY_CAP_S, 2.0 ** (self._failures - 1))
@@ -149,15 +126,10 @@ class IamTokens(VlmCredentials):
             if self._value is not None and now < self._expires_at:
                 return self._value
             raise self._error from exc
-        now = self.clock()
-        self._value, self._issued_at = issued.value, now
-        self._refresh_at = now + issued.expires_in - refresh_margin(issued.expires_in)
-        self._expires_at = now + issued.expires_in
         self._failures, self._error = 0, None
-        self.renewals += 1
         self._renewed_at, self._valid_until = _utc(time.time()), _utc(time.time() + issued.expires_in)
         log.info("paddleocr-vl: IAM token for the VLM server obtained, valid %.0f s", issued.expires_in)
-        return issued.value
+        return self._keep(issued)
 
     @staticmethod
     def _explain(exc: IamError) -> str:

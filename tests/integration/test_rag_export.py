@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,24 +43,12 @@ class Exporting(NamedTuple):
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with S3Server(tmp_path_factory.mktemp("s3")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def exporting(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporting]:
-    bucket = new_bucket(s3)
+    bucket = s3.new_bucket("kb")
     env = s3.service_env(bucket, CLOUDRU_S3_PREFIX=RESULTS, RAG_EXPORT_PREFIX=f"/{EXPORTS}/", S3_RETRY_MAX_S="1")
     with ServiceProcess(tmp_path_factory.mktemp("exporting"), env=env) as server:
         server.wait_ready()
         yield Exporting(server, bucket)
-
-
-def new_bucket(s3: S3Server) -> str:
-    name = f"kb-{uuid.uuid4().hex[:12]}"
-    s3.client().create_bucket(Bucket=name)
-    return name
 
 
 def exports(s3: S3Server, bucket: str, prefix: str = EXPORTS) -> dict[str, dict[str, Any]]:
@@ -252,7 +239,7 @@ def test_an_s3_outage_neither_fails_nor_holds_up_the_answer(s3: S3Server, export
 
 def test_guarded_writes_and_deletes_on_the_bucket(s3: S3Server) -> None:
     """The outbox step itself: an older version never replaces a newer one; a delete needs the owner."""
-    bucket, client, key = new_bucket(s3), s3.client(), "kb/contract.md"
+    bucket, client, key = s3.new_bucket("kb"), s3.client(), "kb/contract.md"
 
     def step(body: bytes | None, **fields: Any) -> bool:
         return apply_step(client, bucket, Path("/nonexistent"), Item("", key, "text/markdown", **fields), body)
@@ -270,7 +257,7 @@ def test_guarded_writes_and_deletes_on_the_bucket(s3: S3Server) -> None:
 def test_retention_deletes_exports_that_are_still_the_jobs_own(s3: S3Server, tmp_path: Path) -> None:
     """In-process service, plain-text exports: the clean-up removes a job's export unless a later job with the same
     name owns the file by then; a broken export folder fails no job."""
-    bucket = new_bucket(s3)
+    bucket = s3.new_bucket("kb")
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         output_dir=tmp_path,

@@ -21,7 +21,6 @@ from app.jobs.models import JobRecord
 from app.jobs.s3_store import S3JobStore
 from app.settings import Settings
 from app.storage.local import new_id
-from tests.integration.test_s3 import new_bucket
 from tests.support.documents import cer, page_lines, text_pdf
 from tests.support.s3server import S3Server
 from tests.support.server import ServiceProcess, wait_for
@@ -32,19 +31,13 @@ PREFIX = "replicas"
 LEASE_S = 8
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with S3Server(tmp_path_factory.mktemp("s3")) as server:
-        yield server
-
-
 class Fleet:
     """Replicas of one deployment: same bucket and settings, each started with an empty OUTPUT_DIR."""
 
     def __init__(self, s3: S3Server, tmp: Path, **env: str) -> None:
         self.s3 = s3
         self.tmp = tmp
-        self.bucket = new_bucket(s3)
+        self.bucket = s3.new_bucket()
         self.env = s3.service_env(
             self.bucket,
             CLOUDRU_S3_PREFIX=PREFIX,
@@ -240,7 +233,7 @@ def test_a_poison_document_fails_after_a_bounded_number_of_takeovers(s3: S3Serve
 
 def lease_config(s3: S3Server) -> tuple[Settings, str]:
     """Settings of in-process job stores on a new bucket, with 3 s leases."""
-    bucket = new_bucket(s3)
+    bucket = s3.new_bucket()
     env = s3.service_env(bucket, CLOUDRU_S3_PREFIX=PREFIX, JOB_LEASE_S="3")
     return Settings(_env_file=None, **{k.lower(): v for k, v in env.items()}), bucket  # type: ignore[call-arg]
 

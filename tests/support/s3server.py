@@ -415,6 +415,12 @@ class S3Server:
             config=config,
         )
 
+    def new_bucket(self, prefix: str = "ocr") -> str:
+        """Create a bucket of its own for a test (``<prefix>-<12 hex>``); its name."""
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
     def service_env(self, bucket: str, **overrides: str) -> dict[str, str]:
         """The service's environment variables for this server and ``bucket``."""
         return {

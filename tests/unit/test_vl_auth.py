@@ -93,7 +93,7 @@ def test_a_refused_key_fails_clearly_and_is_not_retried_at_once(iam: Iam) -> Non
 
 
 def test_an_unreachable_iam_is_not_a_refusal() -> None:
-    tokens = IamTokens(KEY_ID, SECRET, "http://127.0.0.1:9/api/v1/auth/token", timeout_s=2)
+    tokens = IamTokens(KEY_ID, SECRET, "http://127.0.0.1:9/api/v1/auth/token", timeout=2)
     with pytest.raises(VlmAuthError, match="unreachable") as failure:
         tokens.token()
     assert not failure.value.refused
