@@ -327,7 +327,6 @@ def test_a_hanging_s3_delays_answers_of_accepted_jobs_at_most_s3_upload_wait_s(t
 
             def send() -> None:
                 with httpx.Client(base_url=server.url, timeout=120) as client:
-                    # pp-ocr: slow enough that the jobs end one after the other (after_job_ms pairs the log lines)
                     bodies.append(ocr(client, pages=3, engine="pp-ocr").json())
 
             with concurrent.futures.ThreadPoolExecutor(3) as pool:

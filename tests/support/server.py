@@ -36,23 +36,24 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
 
 
 _LOG_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
+_SUCCEEDED = re.compile(r"app\.jobs\.runner: job (\w+) succeeded: ")
+_ANSWERED = re.compile(r"POST /ocr status=200 .* job=(\w+)")
 
 
 def after_job_ms(log: str) -> list[float]:
-    """For requests sent one at a time: ms from the log line "job <id> succeeded" to the access-log line of
-    its ``POST /ocr``, i.e. what the service spends after OCR (reading the result, the S3 wait, answering)."""
+    """For each ``POST /ocr`` answered 200: ms from the log line "job <id> succeeded" to the request's access-log
+    line (``job=<id>``), i.e. what the service spends after OCR (reading the result, the S3 wait, answering)."""
     gaps: list[float] = []
-    finished: float | None = None
+    finished: dict[str, float] = {}
     for line in log.splitlines():
         stamp = _LOG_STAMP.match(line)
         if not stamp:
             continue
         at = time.mktime(time.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S")) + int(stamp.group(2)) / 1000
-        if "app.jobs.runner: job " in line and " succeeded: " in line:
-            finished = at
-        elif "POST /ocr status=200" in line and finished is not None:
-            gaps.append((at - finished) * 1000)
-            finished = None
+        if succeeded := _SUCCEEDED.search(line):
+            finished[succeeded.group(1)] = at
+        elif (answered := _ANSWERED.search(line)) and answered.group(1) in finished:
+            gaps.append((at - finished.pop(answered.group(1))) * 1000)
     return gaps
 
 
