@@ -11,7 +11,6 @@ import pytest
 from pydantic import SecretStr
 
 from app.client.api import RetryPolicy, parse_retry_after
-from app.client.auth import refresh_margin
 from app.client.batch import Outcome, Summary, export_report
 from app.client.files import (
     Document,
@@ -23,6 +22,7 @@ from app.client.files import (
     recorded_export,
     sha256_of,
 )
+from app.client.iam import refresh_margin
 from app.client.settings import ClientSettings, load_settings, mask
 
 CLIENT_VARIABLES = (
