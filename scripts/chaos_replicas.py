@@ -232,21 +232,10 @@ class Client:
         return body
 
     def owners(self) -> set[str]:
-        """The replicas that hold an unfinished job now (asked afresh, on a connection of its own)."""
-        found: set[str] = set()
+        """The replicas that hold an unfinished job now (asked afresh)."""
         unfinished = [j.id for j in list(self.jobs.values()) if j.status.get("status") not in FINAL]
-        ready = self.fleet.ready()
-        if not unfinished or not ready:
-            return found
-        with httpx.Client(timeout=httpx.Timeout(5, connect=2)) as http:
-            for job_id in unfinished:
-                try:
-                    answer = http.get(f"{self.rng.choice(ready).process.url}/jobs/{job_id}")
-                except httpx.HTTPError:
-                    continue
-                if answer.status_code == 200 and answer.json().get("status") not in FINAL:
-                    found.add(answer.json().get("owner") or "")
-        return found
+        found = (self.status(job_id) for job_id in unfinished)
+        return {body.get("owner") or "" for body in found if body is not None and body.get("status") not in FINAL}
 
     def poll(self, ids: list[str] | None = None) -> None:
         for job_id in ids if ids is not None else list(self.jobs):
@@ -263,8 +252,10 @@ def victims(fleet: Fleet, client: Client, args: argparse.Namespace, end: float) 
     for one until ``end``). Empty while fewer than two are ready: one replica keeps working."""
     while True:
         ready = fleet.ready()
-        if len(ready) < 2 or not args.busy_victims:
-            return ready if len(ready) >= 2 else []
+        if len(ready) < 2:
+            return []
+        if not args.busy_victims:
+            return ready
         owners = client.owners()
         busy = [r for r in ready if r.name in owners]
         if busy or time.monotonic() + 0.5 > end:

@@ -6,8 +6,9 @@
 - **Progress** (pages, records, results) is written locally, then uploaded in the background through the durable
   outbox (:mod:`app.storage.s3`). A page lost with a container is simply recognised again by the next owner: its
   key is fixed by its number.
-- **Ownership** lives in leases (:mod:`app.jobs.leases`): a keeper thread renews this replica's leases, notes
-  cancel requests made through other replicas, and drops the leases of jobs whose last upload is through.
+- **Ownership** lives in leases (:mod:`app.jobs.leases`): a keeper thread (:mod:`app.jobs.lease_keeper`) renews
+  this replica's leases, notes cancel requests made through other replicas, and drops the leases of jobs whose
+  last upload is through.
   ``job.json`` is uploaded only while this replica holds the job, so a replica that lost a job never overwrites
   the new owner's progress.
 """
@@ -16,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import shutil
-import threading
 import time
 from collections.abc import Collection
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from app.jobs.lease_keeper import LeaseKeeper
 from app.jobs.leases import Lease, LeaseBook, LeaseLost
 from app.jobs.local_store import LocalJobStore
 from app.jobs.models import JobError, JobRecord, PageOutcome
@@ -36,7 +37,6 @@ from app.storage.s3_client import S3Unavailable
 
 log = logging.getLogger(__name__)
 
-_CANCEL_CHECK_S = 2.0
 _FAIL_FAST_S = 3.0  # after a failed direct call, refuse new jobs at once for this long
 
 
@@ -60,43 +60,19 @@ class S3JobStore(LocalJobStore):
         self.objects = self.mirror.objects
         self.taken: set[str] = set()  # jobs claimed here: their pages may be in the bucket only
         self.rag_export = RagExport(settings, self.mirror, root)
-        self._stopping = threading.Event()
-        self._keeper: threading.Thread | None = None
+        self.keeper = LeaseKeeper(self.leases, settings.job_lease_s)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         self.mirror.start()
-        self._keeper = threading.Thread(target=self._keep, name="job-leases", daemon=True)
-        self._keeper.start()
-
-    def _keep(self) -> None:
-        """Check the bucket's conditional writes once, then renew leases and look for cancel requests."""
-        while not self._stopping.is_set():
-            try:
-                self.leases.detect_conditional_writes()
-                break
-            except S3Unavailable:
-                self._stopping.wait(1.0)
-        renew_every = self.settings.job_lease_s / 3
-        renewed = time.monotonic()
-        while not self._stopping.wait(min(_CANCEL_CHECK_S, renew_every)):
-            try:
-                if time.monotonic() - renewed >= renew_every:
-                    renewed = time.monotonic()
-                    self.leases.renew()
-                self.leases.check_cancels()
-                self.leases.drop_finished()
-            except S3Unavailable as exc:
-                log.warning("job leases: %s (retried)", exc)
-            except Exception:  # the keeper must not die: ownership would silently lapse
-                log.exception("job leases: unexpected error (retried)")
+        self.keeper.start()
 
     def close(self, timeout: float) -> None:
         """Upload what is pending (at most ``timeout`` s, minus a moment to hand jobs back), then hand every job
         still held back to the other replicas and stop."""
         deadline = time.monotonic() + timeout
         flushed = self.mirror.flush(max(0.0, timeout - 2.0))
-        self._stopping.set()
+        self.keeper.stop()
         self.leases.drop_finished()
         handed = [job_id for job_id in list(self.leases.held) if self.leases.release(job_id)]
         if handed:
