@@ -251,7 +251,8 @@ class JobRunner:
         if active.lost:
             return
         await self._write(active, f"page {outcome.number}", self.store.save_page, record, outcome)
-        record.pages_done += 1
+        record.pages_done += 1  # /jobs/{id} shows it from here on: the log says so first (no await in between)
+        log.info("job %s page %d done (%d/%d)", record.id, outcome.number, record.pages_done, len(record.pages))
         engine = record.engine
         if outcome.error is not None:
             record.failed_pages.append(outcome.number)
@@ -260,7 +261,6 @@ class JobRunner:
             self.metrics.pages.labels(engine, "ok").inc()
             self.metrics.page_seconds.labels(engine).observe(outcome.ocr_ms / 1000)
         await self._save(active)
-        log.info("job %s page %d done (%d/%d)", record.id, outcome.number, record.pages_done, len(record.pages))
 
     async def _save(self, active: ActiveJob) -> None:
         if not active.lost:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.support.documents import cer, page_lines, text_pdf
-from tests.support.server import ServiceProcess, wait_for
+from tests.support.server import ServiceProcess, page_log_counts, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -123,13 +123,6 @@ def test_queue_full_and_cancel(small_queue: ServiceProcess) -> None:
         assert poll_until_finished(client, second["id"])[-1]["status"] == "succeeded"
         # Capacity is back.
         assert client.post("/jobs", files={"file": ("doc.pdf", text_pdf(1))}, data=FAST).status_code == 202
-
-
-def page_log_counts(logs: str, job_id: str) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for number in re.findall(rf"job {job_id} page (\d+) done", logs):
-        counts[int(number)] = counts.get(int(number), 0) + 1
-    return counts
 
 
 def start_job_and_stop(tmp_path: Path, env: dict[str, str], sig: int) -> tuple[ServiceProcess, dict[str, Any]]:

@@ -23,7 +23,7 @@ from app.settings import Settings
 from app.storage.local import new_id
 from tests.support.documents import cer, page_lines, text_pdf
 from tests.support.s3server import S3Server
-from tests.support.server import ServiceProcess, wait_for
+from tests.support.server import ServiceProcess, page_log_counts, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -101,13 +101,6 @@ def finished(replica: ServiceProcess, job_id: str, timeout: float = 180) -> dict
     return result
 
 
-def page_counts(logs: str, job_id: str) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for number in re.findall(rf"job {job_id} page (\d+) done", logs):
-        counts[int(number)] = counts.get(int(number), 0) + 1
-    return counts
-
-
 def assert_complete(fleet: Fleet, replica: ServiceProcess, job_id: str, pages: int) -> dict[str, Any]:
     """The job succeeded exactly once and its result has every page, in order, read."""
     assert finished(replica, job_id)["status"] == "succeeded"
@@ -116,7 +109,7 @@ def assert_complete(fleet: Fleet, replica: ServiceProcess, job_id: str, pages: i
     assert [p["index"] for p in result["pages"]] == list(range(1, pages + 1))
     for page in result["pages"]:
         assert cer("\n".join(page_lines(page["index"])), page["text"]) <= 0.02, page["text"]
-    assert set(page_counts(fleet.logs(), job_id)) == set(range(1, pages + 1))
+    assert set(page_log_counts(fleet.logs(), job_id)) == set(range(1, pages + 1))
     return result
 
 
@@ -134,7 +127,7 @@ def test_scale_down_sigterm_hands_the_job_over_at_once(fleet: Fleet) -> None:
     final = finished(b, job["id"])
     assert final["owner"] == b.health()["s3"]["replica"] and final["takeovers"] == 1  # type: ignore[index]
     assert_complete(fleet, b, job["id"], 12)
-    assert page_counts(fleet.logs(), job["id"]) == dict.fromkeys(range(1, 13), 1)  # no page read twice
+    assert page_log_counts(fleet.logs(), job["id"]) == dict.fromkeys(range(1, 13), 1)  # no page read twice
     handed_over = re.search(rf"job {job['id']} taken over from (\S+) ", b.log())
     assert handed_over and handed_over.group(1) == a_name
 
@@ -147,7 +140,7 @@ def test_crash_sigkill_mid_job_is_taken_over_when_the_lease_expires(fleet: Fleet
     final = finished(b, job["id"])
     assert final["takeovers"] == 1
     assert_complete(fleet, b, job["id"], 12)
-    counts = page_counts(fleet.logs(), job["id"])
+    counts = page_log_counts(fleet.logs(), job["id"])
     assert sum(counts.values()) - 12 <= 2, counts  # at most the pages whose upload the kill cut short
 
 

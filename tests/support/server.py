@@ -57,6 +57,14 @@ def after_job_ms(log: str) -> list[float]:
     return gaps
 
 
+def page_log_counts(logs: str, job_id: str) -> dict[int, int]:
+    """How many times each page of ``job_id`` was logged as done ("job <id> page <n> done")."""
+    counts: dict[int, int] = {}
+    for number in re.findall(rf"job {job_id} page (\d+) done", logs):
+        counts[int(number)] = counts.get(int(number), 0) + 1
+    return counts
+
+
 class ServiceProcess:
     """``python -m app`` (or another command) on a free port, with its output in a log file.
 
