@@ -391,7 +391,13 @@ def test_s3_killed_in_the_middle_of_a_batch_loses_nothing_accepted(tmp_path: Pat
 
             with concurrent.futures.ThreadPoolExecutor(4) as pool:
                 futures = [pool.submit(send) for _ in range(20)]
-                wait_for(lambda: len(bodies) >= 5, 120, "5 results")
+
+                def in_flight() -> int:  # accepted (logged) but not answered yet
+                    with lock:
+                        answered = len(bodies)
+                    return server.log().count(" accepted: ") - answered
+
+                wait_for(lambda: len(bodies) >= 5 and in_flight() >= 2, 120, "5 results and 2 jobs in flight")
                 s3.kill()
 
                 def answered_while_down() -> bool:  # refusals, and a job accepted before the kill answered since
