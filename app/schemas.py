@@ -9,14 +9,53 @@ from pydantic import BaseModel, Field
 OutputFormat = Literal["json", "markdown", "text"]
 
 
+class Word(BaseModel):
+    """One recognised word with its box, where the engine gives words (Tesseract; RapidOCR)."""
+
+    text: str
+    bbox: list[float] = Field(description="[x0, y0, x1, y1] in page pixels")
+    score: float | None = Field(None, description="confidence 0..1 when the engine reports one")
+
+
+class TextLine(BaseModel):
+    """One line of text inside a block (line-level engines group their lines into blocks)."""
+
+    text: str
+    bbox: list[float] = Field(description="[x0, y0, x1, y1] in page pixels")
+    score: float | None = Field(None, description="confidence 0..1 when the engine reports one")
+
+
+class TableCell(BaseModel):
+    """One cell of a table; merged cells span several rows or columns."""
+
+    row: int = Field(description="first row of the cell, from 0")
+    col: int = Field(description="first column of the cell, from 0")
+    row_span: int = Field(1, ge=1)
+    col_span: int = Field(1, ge=1)
+    text: str = ""
+    bbox: list[float] | None = Field(None, description="[x0, y0, x1, y1] in page pixels, when known")
+
+
+class Table(BaseModel):
+    """A table as rows and cells: the VL engine's HTML tables and the tables found on CPU take this shape."""
+
+    rows: int = Field(ge=0)
+    cols: int = Field(ge=0)
+    cells: list[TableCell] = Field(default_factory=list, description="row by row, left to right")
+
+
 class Block(BaseModel):
-    """One recognised region of a page: a text line for the CPU engines, a layout block for the VLM."""
+    """One recognised region of a page: a text line or a group of lines for the CPU engines, a layout block for
+    the VLM. ``lines``, ``words`` and ``table`` are null where the engine does not give them."""
 
     bbox: list[float] = Field(description="[x0, y0, x1, y1] in page pixels")
     text: str
     score: float | None = Field(None, description="confidence 0..1 when the engine reports one")
     label: str = "text"
     order: int = Field(0, description="reading order within the page, from 0")
+    lines: list[TextLine] | None = Field(None, description="the block's lines, in reading order (line engines)")
+    words: list[Word] | None = Field(None, description="the block's words, in reading order, with boxes")
+    table: Table | None = Field(None, description="label 'table': the table as rows and cells")
 
 
 class PageResult(BaseModel):
