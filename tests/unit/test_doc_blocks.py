@@ -75,11 +75,12 @@ BLOCKS = [block for doc in DOCS for block in variable_blocks(doc)]
 
 
 def test_the_blocks_to_paste_are_found() -> None:
-    """The blocks this test exists for: the guide's Docker RUN, S3, VLM and knowledge-base variables, the client's
+    """The blocks this test exists for: the guide's Docker RUN, S3, VLM and knowledge-base variables and the client's
     .env, the reference's usual set and the README's GPU settings."""
     names = {str(block): set(parse(block.text)) for block in BLOCKS}
     wanted = [
-        ("CLOUDRU_DEPLOYMENT_GUIDE.md", {"OCR_ENGINE", "OCR_DEVICE", "CLOUDRU_S3_SECRET_KEY", "VL_BATCH_PAGES"}),
+        ("CLOUDRU_DEPLOYMENT_GUIDE.md", {"OCR_ENGINE", "OCR_DEVICE", "API_KEY", "VL_BATCH_PAGES"}),
+        ("CLOUDRU_DEPLOYMENT_GUIDE.md", {"CLOUDRU_S3_ENDPOINT", "CLOUDRU_S3_ACCESS_KEY", "CLOUDRU_S3_SECRET_KEY"}),
         ("CLOUDRU_DEPLOYMENT_GUIDE.md", {"VL_BACKEND", "VL_SERVER_URL", "VL_IAM_KEY_ID", "VL_IAM_SECRET"}),
         ("CLOUDRU_DEPLOYMENT_GUIDE.md", {"RAG_EXPORT_PREFIX", "RAG_EXPORT_FORMAT"}),
         ("CLOUDRU_DEPLOYMENT_GUIDE.md", {"CLOUD_RU_INFERENCE_URL", "CLOUD_RU_IAM_KEY_ID", "SERVICE_API_KEY"}),
