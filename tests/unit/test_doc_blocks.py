@@ -111,7 +111,9 @@ def test_no_variable_line_of_a_shell_block_ends_in_a_comment() -> None:
 
 def test_a_comment_at_the_end_of_a_variable_line_is_caught() -> None:
     """The extraction and the checker together fail a block like the ones this test guards against."""
-    markdown = "text\n\n   ```bash\n   OCR_ENGINE=paddleocr-vl\n   API_KEY=<random_string>   # the service's own key\n   ```\n"
+    markdown = (
+        "text\n\n   ```bash\n   OCR_ENGINE=paddleocr-vl\n   API_KEY=<random_string>   # the service's own key\n   ```\n"
+    )
     [block] = variable_blocks("example.md", markdown)
     lines, valid = check(parse(block.text))
     assert not valid and any(line.startswith("COMMENT  API_KEY") for line in lines)
@@ -140,4 +142,3 @@ def test_the_guide_links_are_many() -> None:
     """The table of contents and the short path link into the sections (so the check above is not empty)."""
     guide = (ROOT / "CLOUDRU_DEPLOYMENT_GUIDE.md").read_text(encoding="utf-8")
     assert len(LINK.findall(guide)) >= 30
-
