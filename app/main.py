@@ -32,7 +32,7 @@ from app.jobs.takeover import keep_jobs_moving
 from app.logging_setup import configure_logging
 from app.metrics import Metrics
 from app.middleware import AdmissionMiddleware, ApiKeyMiddleware, BodyLimitMiddleware, RequestLogMiddleware
-from app.settings import Settings, get_settings
+from app.settings import Settings, get_settings, warn_about_comments
 from app.shutdown import GracefulStop, InFlight
 from app.storage.disk import DiskMonitor
 from app.storage.local import resolve_output_dir, sweep_incoming
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
     """Build the app. ``engine`` replaces the configured engines: it serves every request (embedding, tests)."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    warn_about_comments(settings, log)
     metrics = Metrics()
     in_flight = InFlight()
 

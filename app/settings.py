@@ -6,6 +6,7 @@ Every field maps to an upper-case environment variable of the same name (``ocr_e
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from functools import lru_cache
@@ -26,6 +27,14 @@ _DAY = re.compile(r"^\d{4}-\d\d-\d\d$")
 TESSERACT_PSMS = (3, 6, 11)
 #: Settings where an empty value is a value of its own (no key prefix); for every other one, empty = default.
 EMPTY_IS_A_VALUE = frozenset({"cloudru_s3_prefix"})
+#: A comment left at the end of a line (``OCR_ENGINE=auto  # note``): a console form or ``docker --env-file`` keeps
+#: it as part of the value. No setting's value holds a blank followed by '#', nor starts with '# '.
+_TRAILING_COMMENT = re.compile(r"\s#|^#(?:\s|$)")
+
+
+def carries_comment(value: str) -> bool:
+    """Whether ``value`` goes on with what looks like a ``#`` comment copied along with it."""
+    return bool(_TRAILING_COMMENT.search(value))
 
 
 def _cpu_count() -> int:
@@ -246,6 +255,23 @@ class Settings(BaseSettings):
         if self.engine_threads:
             return self.engine_threads
         return max(1, _cpu_count() // self.ocr_concurrency)
+
+
+def warn_about_comments(settings: Settings, log: logging.Logger) -> None:
+    """Log one warning per setting whose value carries a ``#`` comment, naming the variable, never the value.
+
+    Only values that passed validation get here (a comment in a number or a choice stops the start), so these are
+    free text: a key, a URL, a name, a path, that the service would otherwise use with the comment inside.
+    """
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str | Path) and carries_comment(str(text)):
+            log.warning(
+                "%s: the value goes on with ' #…', a comment copied along with the line that is now part of the"
+                " value; put comments on a line of their own",
+                name.upper(),
+            )
 
 
 @lru_cache(maxsize=1)

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Check a deployment (Cloud.ru Model RUN or any URL) end to end, print a summary and write a JSON report.
+"""Check a deployment (a Cloud.ru Docker RUN or any URL) end to end, print a summary and write a JSON report.
 
-Usage: .venv/bin/python scripts/check_deployment.py [--url URL] [--env-file .env] [--report report.json]
-       .venv/bin/python scripts/check_deployment.py --vlm-url URL [--vlm-model NAME]   (the VLM server alone)
+Usage: .venv-client/bin/python scripts/check_deployment.py [--url URL] [--env-file .env] [--report report.json]
+       .venv-client/bin/python scripts/check_deployment.py --vlm-url URL [--vlm-model NAME]   (the VLM server alone)
 
-Reads (environment first, then .env): CLOUD_RU_INFERENCE_URL; CLOUD_RU_IAM_KEY_ID + CLOUD_RU_IAM_SECRET
+Reads (environment first, then .env): CLOUD_RU_INFERENCE_URL (the Docker RUN's address,
+https://<docker_run_id>.modelrun.inference.cloud.ru); CLOUD_RU_IAM_KEY_ID + CLOUD_RU_IAM_SECRET
 (exchanged at CLOUD_RU_IAM_URL for an IAM token) or a ready CLOUD_RU_TOKEN; SERVICE_API_KEY when the
 service's own API_KEY is on (sent as X-API-Key, beside the platform's Authorization: Bearer).
 
@@ -250,7 +251,7 @@ class DeploymentCheck(Checks):
             return "the service's own API_KEY check answered: set SERVICE_API_KEY to the service's API_KEY"
         return (
             "the platform refused the token: check CLOUD_RU_IAM_KEY_ID/CLOUD_RU_IAM_SECRET (or CLOUD_RU_TOKEN, "
-            "maybe expired) and that the service account may call this Model RUN"
+            "maybe expired) and that the service account may call this Docker RUN"
         )
 
     def check_health(self, step: Step) -> str:

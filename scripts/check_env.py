@@ -5,9 +5,12 @@ each value would let the service start.
 
 Usage: python scripts/check_env.py VARIABLES_FILE   (NAME=VALUE lines, as in the console; '-' = stdin)
 
+A value that goes on with a '#' comment (``API_KEY=<key>  # note``) is named as such: a console form keeps the
+comment as part of the value, which then either stops the service or, for free text such as a key, is used as is.
+
 Needs only pydantic-settings (requirements-client.txt is enough), run from the repository. Values are
 never printed. Exit code 0 when every value is valid, 1 when one would stop the service from
-starting, 2 for a file that cannot be read.
+starting or carries a comment, 2 for a file that cannot be read.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.settings import EMPTY_IS_A_VALUE, Settings  # noqa: E402
+from app.settings import EMPTY_IS_A_VALUE, Settings, carries_comment  # noqa: E402
 
 #: Set by start.sh when not given (ML_INFERENCE_ENV_VARS.md, "Внутренние переменные").
 INTERNAL = {
@@ -77,8 +80,14 @@ def parse(text: str) -> dict[str, str]:
     return variables
 
 
+COMMENTED = (
+    "the value goes on with ' #…': a comment at the end of the line, which the console keeps as part of the value;"
+    " put the comment on a line of its own"
+)
+
+
 def check(variables: dict[str, str]) -> tuple[list[str], bool]:
-    """Report lines and whether every value is valid."""
+    """Report lines and whether every value is valid (a value carrying a comment is not)."""
     fields = {name.upper(): name for name in Settings.model_fields}
     lines: list[str] = []
     read = {name: value for name, value in variables.items() if name.upper() in fields}
@@ -89,8 +98,21 @@ def check(variables: dict[str, str]) -> tuple[list[str], bool]:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             problems[field.upper()] = str(error["msg"])
+    commented = {name for name, value in variables.items() if carries_comment(value)}
     for name in sorted(variables):
-        if name.upper() in problems:
+        if name in commented:
+            if name.upper() in problems:
+                effect = "the service would not start"
+            elif name.upper() in fields:
+                effect = "the service would start and use the value with the comment inside"
+            elif name in INTERNAL:
+                effect = "start.sh would pass it on with the comment inside"
+            elif name in CLIENT:
+                effect = "a client program's variable"
+            else:
+                effect = "this service does not read it"
+            lines.append(f"COMMENT  {name}: {COMMENTED} ({effect})")
+        elif name.upper() in problems:
             lines.append(f"INVALID  {name}: {problems[name.upper()]} (the service would not start)")
         elif name.upper() in fields:
             empty = not variables[name].strip() and fields[name.upper()] not in EMPTY_IS_A_VALUE
@@ -101,7 +123,7 @@ def check(variables: dict[str, str]) -> tuple[list[str], bool]:
             lines.append(f"ignored  {name}: a client program's variable, not the service's")
         else:
             lines.append(f"ignored  {name}: this service does not read it (see ML_INFERENCE_ENV_VARS.md)")
-    return lines, not problems
+    return lines, not problems and not commented
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     lines, valid = check(variables)
     print("\n".join(lines))
     ignored = sum(line.startswith("ignored") for line in lines)
-    print(f"{len(variables)} variable(s): {ignored} ignored; " + ("all values valid" if valid else "INVALID values"))
+    commented = sum(line.startswith("COMMENT") for line in lines)
+    summary = "all values valid" if valid else "INVALID values"
+    if commented:
+        summary += f"; {commented} carry a comment"
+    print(f"{len(variables)} variable(s): {ignored} ignored; {summary}")
     return 0 if valid else 1
 
 

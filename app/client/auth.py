@@ -1,8 +1,8 @@
 """Authentication to a deployment: Cloud.ru IAM tokens (exchanged and refreshed) and the service's API key.
 
 The key pair is exchanged at ``CLOUD_RU_IAM_URL`` (the contract: :mod:`app.client.iam`). The platform in front of
-a Model RUN with authentication on wants ``Authorization: Bearer <access_token>``. The service's own ``API_KEY``
-goes in ``X-API-Key``, so both layers work together.
+a Docker RUN (or a Model RUN) with authentication on wants ``Authorization: Bearer <access_token>``. The service's
+own ``API_KEY`` goes in ``X-API-Key``, so both layers work together.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ AuthMode = Literal["iam", "token", "none"]
 class ClientSettings(BaseSettings):
     """Where the deployment is and how to authenticate to it.
 
-    Two layers of auth can be on at once: the platform's (Model RUN with authentication on wants
+    Two layers of auth can be on at once: the platform's (a Docker RUN with authentication on wants
     ``Authorization: Bearer <IAM token>``: a key pair to exchange, or a ready token) and the service's own
     ``API_KEY`` (sent as ``X-API-Key`` so that it never competes with the platform's header).
     """
@@ -58,7 +58,7 @@ class ClientSettings(BaseSettings):
         found = []
         url = self.cloud_ru_inference_url
         if not url:
-            found.append("CLOUD_RU_INFERENCE_URL is not set (e.g. https://<model_run_id>.modelrun.inference.cloud.ru)")
+            found.append("CLOUD_RU_INFERENCE_URL is not set (e.g. https://<docker_run_id>.modelrun.inference.cloud.ru)")
         elif not url.startswith(("http://", "https://")):
             found.append(f"CLOUD_RU_INFERENCE_URL must start with http:// or https://, got {url[:60]!r}")
         if bool(self.cloud_ru_iam_key_id) != (self.cloud_ru_iam_secret is not None):

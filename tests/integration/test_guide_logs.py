@@ -4,8 +4,8 @@ appears in the log of a real start of the service, so that users find what the g
 The starts, all through ``start.sh`` as in the container, at the same time: the CPU engines with one request
 and a SIGTERM; ``paddleocr-vl`` asked for a GPU this machine does not have (paddle is imported, the engine
 fails) and a SIGTERM; ``paddleocr-vl`` on the stand-in VLM server; a bad ``LOG_LEVEL``; the server bound to
-127.0.0.1 with S3 half configured. Logs are read as the container would write them: port 8081,
-``OUTPUT_DIR=/app/output``, colour codes removed.
+127.0.0.1 with S3 half configured and a key pasted with its comment. Logs are read as the container would write
+them: port 8081, ``OUTPUT_DIR=/app/output``, colour codes removed.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ LOG_BLOCK = re.compile(r"^( *)```log\n(.*?)^ *```", re.MULTILINE | re.DOTALL)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STANDIN_MODEL = "paddleocr-vl-standin"
 STANDIN_KEY = "sk-guide-logs-4e1b"  # pragma: allowlist secret
+COMMENTED_KEY = "guide-logs-key-77d0"  # pragma: allowlist secret
+#: A key pasted with the comment at the end of its line: the service starts, names API_KEY, never shows the key.
+COMMENTED = {"API_KEY": f"{COMMENTED_KEY}  # the service's own key"}
 
 
 def quoted_lines() -> list[str]:
@@ -145,7 +148,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logs]:
             "paddle": Start("paddle", {"OCR_ENGINE": "paddleocr-vl", "OCR_DEVICE": "gpu:0"}, tmp),
             "vlm": Start("vlm", vlm, tmp),
             "bad-level": Start("bad-level", {"LOG_LEVEL": "info"}, tmp),
-            "loopback": Start("loopback", {"HOST": "127.0.0.1", "CLOUDRU_S3_BUCKET": "ocr-results"}, tmp),
+            "loopback": Start("loopback", {"HOST": "127.0.0.1", "CLOUDRU_S3_BUCKET": "ocr-results", **COMMENTED}, tmp),
         }
         for start in starts.values():
             start.start()
@@ -193,3 +196,9 @@ def test_paddle_does_not_take_the_logs_or_sigterm(logs: Logs) -> None:
     assert "INFO app.jobs.service: draining: 0 job(s) active" in log
     assert "Finished server process" in log
     assert "FatalError" not in log and "Termination signal" not in log
+
+
+def test_a_commented_value_is_named_but_never_shown(logs: Logs) -> None:
+    log = logs.by_start["loopback"]
+    assert "WARNING app: API_KEY: the value goes on with ' #…'" in log
+    assert COMMENTED_KEY not in "\n".join(logs.by_start.values())

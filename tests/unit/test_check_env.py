@@ -73,3 +73,30 @@ def test_the_internal_variables_are_those_of_the_reference() -> None:
     from scripts.check_env import INTERNAL  # the script, imported as a module
 
     assert INTERNAL - {"PYTHON"} == DOCUMENTED_INTERNAL
+
+
+def test_a_comment_at_the_end_of_a_line_is_named_without_the_value() -> None:
+    """A console form keeps ``  # …`` as part of the value: a choice then stops the service, a key passes with it."""
+    text = "\n".join(
+        [
+            "OCR_ENGINE=paddleocr-vl          # explicit",
+            f"API_KEY={SECRET}  # the service's own key",
+            "VL_IAM_KEY_ID=<key_id>\t# the service account's key",
+            "CLOUD_RU_TOKEN=abc # the caller's",
+            "LOG_FORMAT=   # text or json",
+            "VL_IAM_SECRET=#starts-with-a-hash",  # a '#' inside a value is not a comment
+            "CORS_ORIGINS=https://a.example#x",
+        ]
+    )
+    result = run(text)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    commented = {line.split()[1].rstrip(":"): line for line in lines if line.startswith("COMMENT  ")}
+    assert set(commented) == {"OCR_ENGINE", "API_KEY", "VL_IAM_KEY_ID", "CLOUD_RU_TOKEN", "LOG_FORMAT"}
+    assert commented["OCR_ENGINE"].endswith("(the service would not start)")
+    assert commented["LOG_FORMAT"].endswith("(the service would not start)")
+    assert commented["API_KEY"].endswith("(the service would start and use the value with the comment inside)")
+    assert commented["VL_IAM_KEY_ID"].endswith("(the service would start and use the value with the comment inside)")
+    assert "ok       VL_IAM_SECRET" in lines and "ok       CORS_ORIGINS" in lines
+    assert lines[-1] == "7 variable(s): 0 ignored; INVALID values; 5 carry a comment"
+    assert SECRET not in result.stdout + result.stderr
