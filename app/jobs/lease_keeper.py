@@ -9,7 +9,7 @@ import threading
 import time
 
 from app.jobs.leases import LeaseBook
-from app.storage.s3_client import S3Unavailable
+from app.storage.s3.errors import S3Unavailable
 
 log = logging.getLogger(__name__)
 

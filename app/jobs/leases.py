@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from app.storage.local import is_valid_id
-from app.storage.s3 import S3Mirror
-from app.storage.s3_client import S3Unavailable, error_code, is_not_found, is_precondition_failed
+from app.storage.s3.errors import S3Unavailable, error_code, is_not_found, is_precondition_failed
+from app.storage.s3.mirror import S3Mirror
 
 log = logging.getLogger(__name__)
 

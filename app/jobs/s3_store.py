@@ -4,7 +4,7 @@
   are in the bucket; when S3 cannot be reached it keeps nothing and raises :class:`StorageUnavailable` (the API
   answers 503 with ``Retry-After``): a job that only this container's disk knows would be lost with it.
 - **Progress** (pages, records, results) is written locally, then uploaded in the background through the durable
-  outbox (:mod:`app.storage.s3`). A page lost with a container is simply recognised again by the next owner: its
+  outbox (:mod:`app.storage.s3.mirror`). A page lost with a container is simply recognised again by the next owner: its
   key is fixed by its number.
 - **Ownership** lives in leases (:mod:`app.jobs.leases`): a keeper thread (:mod:`app.jobs.lease_keeper`) renews
   this replica's leases, notes cancel requests made through other replicas, and drops the leases of jobs whose
@@ -32,8 +32,8 @@ from app.schemas import DocumentResult, LocalStorage, ResultStorage, S3Storage
 from app.settings import Settings
 from app.storage.local import atomic_write, result_files
 from app.storage.rag_export import RagExport
-from app.storage.s3 import S3Mirror
-from app.storage.s3_client import S3Unavailable
+from app.storage.s3.errors import S3Unavailable
+from app.storage.s3.mirror import S3Mirror
 
 log = logging.getLogger(__name__)
 

@@ -174,7 +174,7 @@ def build_job_store(settings: Settings, root: Path) -> JobStore:
     """The store for this deployment, chosen once: S3 when all four ``CLOUDRU_S3_*`` are set, else the local disk."""
     from app.jobs.local_store import LocalJobStore
     from app.jobs.s3_store import S3JobStore
-    from app.storage.s3_client import s3_enabled
+    from app.storage.s3.client import s3_enabled
 
     if s3_enabled(settings):
         return S3JobStore(settings, root, replica_name(settings))

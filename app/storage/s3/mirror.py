@@ -1,6 +1,6 @@
 """The S3 mirror (Cloud.ru Object Storage): job files and results copied from local disk, in the background.
 
-The service writes a file locally, then records it in the durable outbox (:mod:`app.storage.outbox`) before the
+The service writes a file locally, then records it in the durable outbox (:mod:`app.storage.s3.outbox`) before the
 request returns. ``S3_UPLOAD_CONCURRENCY`` uploader threads drain the outbox, one job entry per thread at a time,
 in order (``result.json`` last, ``job.json`` after everything). A failure pauses all uploads with exponential
 backoff (0.5 s doubling, capped at ``S3_RETRY_MAX_S``); the first success resets it. S3 never fails an OCR
@@ -9,7 +9,7 @@ failing, then reports ``pending``.
 
 ``job.json`` is the one object whose content changes; a ``state_guard`` decides, when its turn comes, whether this
 replica may still write it (it may not once another replica has taken the job over: see :mod:`app.jobs.leases`).
-Direct calls (reads, leases, accepting a job) go through :attr:`S3Mirror.objects` (:mod:`app.storage.s3_objects`).
+Direct calls (reads, leases, accepting a job) go through :attr:`S3Mirror.objects` (:mod:`app.storage.s3.objects`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from typing import Any, Literal
 
 from app.settings import Settings
 from app.storage.local import result_files
-from app.storage.outbox import Entry, Item, Outbox, Step
-from app.storage.s3_client import KeyLayout, apply_step, content_type, describe_error, make_client
-from app.storage.s3_objects import S3Objects
-from app.storage.waiters import ResultWaiters
+from app.storage.s3.client import apply_step, content_type, make_client
+from app.storage.s3.errors import describe_error
+from app.storage.s3.keys import KeyLayout
+from app.storage.s3.objects import S3Objects
+from app.storage.s3.outbox import Entry, Item, Outbox, Step
+from app.storage.s3.waiters import ResultWaiters
 
 log = logging.getLogger(__name__)
 
@@ -283,7 +285,7 @@ class S3Mirror:
                 self._waiters.resolve(entry.job_id, True)
 
     def _put(self, step: Step) -> bool:
-        """Carry out one step (:func:`~app.storage.s3_client.apply_step`); True when an object was uploaded."""
+        """Carry out one step (:func:`~app.storage.s3.client.apply_step`); True when an object was uploaded."""
         thread = threading.get_ident()
         self._in_flight[thread] = time.monotonic()
         try:

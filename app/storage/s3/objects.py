@@ -1,9 +1,9 @@
 """Direct, blocking calls on the bucket: reads, listings, deletes and the writes that must happen now.
 
-The job store uses them where waiting for the background uploads (:mod:`app.storage.s3`) will not do: accepting a
+The job store uses them where waiting for the background uploads (:mod:`app.storage.s3.mirror`) will not do: accepting a
 job (its document, record and lease must be in the bucket before the answer), leases, reading another replica's
 job. They use their own client with a short read timeout and two tries, so that a hanging S3 delays a request by
-seconds, not minutes; a failure is an :class:`~app.storage.s3_client.S3Unavailable` with a safe message.
+seconds, not minutes; a failure is an :class:`~app.storage.s3.client.S3Unavailable` with a safe message.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from app.settings import Settings
-from app.storage.s3_client import KeyLayout, S3Unavailable, describe_error, is_not_found, make_client
+from app.storage.s3.client import make_client
+from app.storage.s3.errors import S3Unavailable, describe_error, is_not_found
+from app.storage.s3.keys import KeyLayout
 
 DIRECT_READ_TIMEOUT_S = 10.0
 
