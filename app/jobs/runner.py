@@ -140,6 +140,7 @@ class JobRunner:
         await self._save(active)
         if not record.keep_input:
             await self._write(active, "the document's removal", self.store.discard_input, record)
+        log.info("job %s recognised here (%s); storing its end", record.id, record.status)
         await anyio.to_thread.run_sync(self.store.finish, record)
         self.metrics.jobs_finished.labels(record.status).inc()
 

@@ -216,24 +216,27 @@ class LeaseBook:
     # --- the record, fenced -----------------------------------------------------------------------
     def write_record(self, job_id: str, body: bytes) -> Fenced | None:
         """Write the job's record over the version this owner wrote last. None when written; :class:`Fenced` when a
-        newer owner holds the job (then it is lost here). :class:`S3Unavailable` (retried by the caller)."""
+        newer owner holds the job (then it is lost here). :class:`S3Unavailable` (retried by the caller).
+
+        A refused write is followed by a read: when the record there is still this owner's (same owner and epoch:
+        an earlier write of ours landed after its answer was lost), it is written over that version instead."""
         key = self.layout.job(job_id)
         with self.record_lock:
             etag = self.records.get(job_id)
-            if etag is None:
-                return Fenced(None)
-            try:
-                self.records[job_id] = self.bucket.put_if_match(key, body, etag)
-                return None
-            except Conflict:
-                current = self.bucket.get(key)
-            if current is not None and _same_owner(current.body, body):
-                self.records[job_id] = current.etag  # an earlier write of ours landed after its answer was lost
+            current = None
+            for _ in range(5):
+                if etag is None:
+                    return Fenced(None)
                 try:
-                    self.records[job_id] = self.bucket.put_if_match(key, body, current.etag)
+                    self.records[job_id] = self.bucket.put_if_match(key, body, etag)
                     return None
                 except Conflict:
                     current = self.bucket.get(key)
+                if current is None or not _same_owner(current.body, body):
+                    break
+                etag = self.records[job_id] = current.etag
+            else:
+                raise S3Unavailable(f"job {job_id}: its record kept changing while being written")
         log.warning("job %s: a newer owner holds it; this replica's record is not written and it stops", job_id)
         self._lose(job_id)
         return Fenced(None if current is None else current.body)
