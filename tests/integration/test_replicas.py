@@ -241,6 +241,13 @@ def accepted_by_a(config: Settings, tmp_path: Path) -> str:
     return job_id
 
 
+def observe_and_claim(store: S3JobStore, job_id: str) -> JobRecord | None:
+    """What a store's keeper and scan do (stores in these tests are not started): observe the leases, then claim
+    (possible only once this store has seen A's lease unchanged for the whole lease period)."""
+    store.leases.observe()
+    return store.claim(job_id)
+
+
 def test_a_claim_names_the_new_owner_in_the_bucket_before_its_first_page(s3: S3Server, tmp_path: Path) -> None:
     """In process: replica A accepted a job and died before renewing its lease; B claims it once the lease has
     expired. The bucket's record (what every other replica answers GET /jobs with, and what the next takeover names
@@ -266,12 +273,12 @@ def test_a_crash_counts_against_a_job_only_while_its_pages_were_being_recognised
     config, bucket = lease_config(s3)
     job_id = accepted_by_a(config, tmp_path)
     b = S3JobStore(config, tmp_path / "b", "b")
-    claimed = wait_for(lambda: b.claim(job_id), 20, "A's lease to expire", interval=0.5)
+    claimed = wait_for(lambda: observe_and_claim(b, job_id), 20, "A's lease to expire", interval=0.5)
     assert b.leases.held[job_id].crashes == 0
     b.page_starting(claimed)
     assert lease_of(s3, bucket, job_id)["running"] is True  # type: ignore[index]  # at once, not at the next renewal
     c = S3JobStore(config, tmp_path / "c", "c")
-    wait_for(lambda: c.claim(job_id), 20, "B's lease to expire", interval=0.5)
+    wait_for(lambda: observe_and_claim(c, job_id), 20, "B's lease to expire", interval=0.5)
     assert c.leases.held[job_id].crashes == 1
     stored = lease_of(s3, bucket, job_id)
     assert stored is not None and (stored["owner"], stored["running"], stored["crashes"]) == ("c", False, 1)

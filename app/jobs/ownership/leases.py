@@ -121,10 +121,16 @@ class LeaseBook:
                 etag = self.bucket.put_if_match(key, lease.to_json(), previous.etag or "")
         except Conflict:
             current = self.read(lease.job_id)
-            if current is not None and current.same_write(lease):
-                log.info("job %s: an earlier write of the lease had landed after all", lease.job_id)
+            if current is None or current.nonce != lease.nonce or current.epoch != lease.epoch:
+                raise LeaseLost(lease.job_id) from None
+            # Written by this claim (only it writes its nonce): an earlier write whose answer was lost landed.
+            log.info("job %s: an earlier write of the lease had landed after all", lease.job_id)
+            if current.same_write(lease):
                 return current
-            raise LeaseLost(lease.job_id) from None
+            try:
+                etag = self.bucket.put_if_match(key, lease.to_json(), current.etag or "")
+            except Conflict:
+                raise LeaseLost(lease.job_id) from None
         return replace(lease, etag=etag)
 
     # --- accepting and claiming --------------------------------------------------------------------
