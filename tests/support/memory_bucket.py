@@ -16,6 +16,7 @@ can check the fencing invariants.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable
@@ -106,10 +107,8 @@ class MemoryBucket:
         """Let the held writes land now, in order (each checks its condition now; a refused one is dropped)."""
         held, self.held = self.held, []
         for land in held:
-            try:
+            with contextlib.suppress(Conflict):
                 land()
-            except Conflict:
-                pass
 
     def _check_up(self) -> None:
         if self.down:

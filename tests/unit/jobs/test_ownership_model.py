@@ -12,6 +12,7 @@ replica that runs it, no lease is held by a replica that does not run its job, a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 
@@ -65,10 +66,8 @@ class Replica:
             book.observe,
             lambda: book.end_finished(lambda _: False),
         ):
-            try:
+            with contextlib.suppress(S3Unavailable):
                 call()
-            except S3Unavailable:
-                pass
 
     def run_pages(self) -> None:
         lost, _ = self.book.ownership(self.running)
@@ -180,10 +179,8 @@ class FleetModel(RuleBasedStateMachine):
         if len(live) > 1:
             replica = live[which % len(live)]
             for job_id in list(replica.book.held):
-                try:
+                with contextlib.suppress(S3Unavailable):
                     replica.book.release(job_id)
-                except S3Unavailable:
-                    pass
             replica.alive = False
 
     @precondition(lambda self: any(r.running for r in self.live()))
@@ -253,6 +250,9 @@ class FleetModel(RuleBasedStateMachine):
 
 
 FleetModel.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example]
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example],
 )
 test_fleet_model = FleetModel.TestCase
