@@ -59,10 +59,11 @@ bench-vs-paddlex: system-deps $(STAMP)
 	$(PY) -m pip install --quiet "paddlex[serving]==3.3.13"
 	$(PY) scripts/bench_vs_paddlex.py --write BENCHMARKS.md
 
-# Three replicas on one SeaweedFS bucket, a random one killed (SIGTERM or SIGKILL) every ~10 s for 3 minutes
-# while jobs keep coming; fails when a job is lost or finished twice (~5 minutes).
+# Three replicas on one SeaweedFS bucket (one with its wall clock 40 s ahead), a fault every ~10 s for 3 minutes
+# while jobs keep coming: a replica killed (SIGTERM or SIGKILL) or frozen (SIGSTOP), or S3 down; fails when a job
+# is lost, stuck, finished twice or its status goes back (~6 minutes).
 chaos: system-deps $(STAMP)
-	$(PY) scripts/chaos_replicas.py --write BENCHMARKS.md
+	$(PY) scripts/chaos_replicas.py --faults kill,freeze,s3 --skew 40 --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache output .cache

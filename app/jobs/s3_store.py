@@ -30,6 +30,7 @@ from app.jobs.ownership.keeper import LeaseKeeper
 from app.jobs.ownership.lease import Lease, crashes_with_progress
 from app.jobs.ownership.leases import LeaseBook, LeaseLost
 from app.jobs.store import Ownership, StorageUnavailable
+from app.jobs.takeover_policy import document_lost, poison
 from app.schemas import DocumentResult, LocalStorage, ResultStorage, S3Storage
 from app.settings import Settings
 from app.storage.local import atomic_write, result_files
@@ -269,10 +270,10 @@ class S3JobStore(LocalJobStore):
         self.leases.adjust(job_id, crashes=crashes, progress=record.pages_done)
         (self.folder(job_id) / "pages").mkdir(parents=True, exist_ok=True)
         LocalJobStore.save(self, record)  # the bucket names the new owner already
-        if crashes > self.settings.max_job_takeovers:
-            self._give_up(record, crashes)
-            return None
-        if not self._can_go_on(record):
+        error = poison(crashes, self.settings.max_job_takeovers)
+        if error is not None or not self._can_go_on(record):
+            if error is not None:
+                self._fail(record, error)
             return None
         log.info(
             "job %s taken over from %s (takeover %d, epoch %d, %d/%d pages done, %d crash(es) in a row without "
@@ -330,23 +331,15 @@ class S3JobStore(LocalJobStore):
             self.taken.discard(record.id)
             self.leases.release(record.id)
             return False
-        if has_input or complete:
-            return True
-        record.fail(JobError(410, "document_lost", "the job's document is no longer stored; send it again"))
-        log.error("job %s failed: its document is gone from the bucket with pages still to do", record.id)
-        self.save(record)
-        self.finish(record)
-        return False
+        error = document_lost(has_input, complete)
+        if error is not None:
+            self._fail(record, error)
+        return error is None
 
-    def _give_up(self, record: JobRecord, crashes: int) -> None:
-        message = (
-            f"the replicas running this document stopped {crashes} times in a row without finishing a page "
-            f"(MAX_JOB_TAKEOVERS={self.settings.max_job_takeovers}); it is not retried: the document may crash the "
-            "OCR engine or need more memory than a replica has"
-        )
-        record.fail(JobError(422, "document_crashes_service", message))
-        log.error("job %s failed: %s", record.id, message)
-        (self.folder(record.id) / "pages").mkdir(parents=True, exist_ok=True)
+    def _fail(self, record: JobRecord, error: JobError) -> None:
+        """A taken-over job that cannot run (see :mod:`app.jobs.takeover_policy`) fails once, here."""
+        record.fail(error)
+        log.error("job %s failed: %s", record.id, error.message)
         self.save(record)
         self.finish(record)
 

@@ -70,6 +70,9 @@ class StatusWatch:
         self._stop.set()
         self._thread.join(10)
 
+    def saw_final(self) -> bool:
+        return any(s in FINAL for _, s in self.answers)
+
     def assert_no_regression(self) -> None:
         statuses = [s for _, s in self.answers]
         first_final = next((i for i, s in enumerate(statuses) if s in FINAL), None)
@@ -112,6 +115,7 @@ def test_an_owner_that_finishes_after_losing_its_job_writes_nothing_over_the_new
     with StatusWatch([b], job["id"]) as watch:
         wait_for(lambda: fleet.record(job["id"])["owner"] == b_name, 4 * LEASE_S, "B to take the job over")
         final = finished(b, job["id"])
+        wait_for(watch.saw_final, 10, "the watch to see the end")
         thaw(a)
         wait_for(lambda: "a newer owner holds it" in a.log() or "lease lost" in a.log(), 30, "A to learn it")
         time.sleep(2)
@@ -143,6 +147,8 @@ def test_an_s3_outage_longer_than_the_lease_takes_no_job_from_its_live_owner(s3:
             wait_for(lambda: fleet.record(job["id"])["pages_done"] >= before, 30, "A's progress in the bucket")
             caught_up = time.monotonic() - back
             final = finished(b, job["id"], timeout=240)
+            wait_for(watch.saw_final, 10, "the watch to see the end")
+            time.sleep(2)
         assert final["status"] == "succeeded"
         assert caught_up < 10, caught_up
         logs = fleet.logs()

@@ -12,16 +12,15 @@ The protocol (every write of ownership state is conditional; see :mod:`app.stora
   ``If-Match`` on the version read, with ``epoch`` raised; of several claimants exactly one wins. Then the record is
   taken (:meth:`LeaseBook.take_record`): read, and written back with the new epoch and owner, ``If-Match`` on what was
   read.
-- **Fence** (:meth:`LeaseBook.write_record`): every later write of ``job.json`` is ``If-Match`` on the version this
-  owner wrote last. Once a newer owner has written the record, an older owner's write (late, or from a replica that
-  was frozen) is refused by the bucket, and that owner learns it has lost the job.
+- **Fence** (:mod:`app.jobs.ownership.records`): every later write of ``job.json`` is ``If-Match`` on the version
+  this owner wrote last; a newer owner's write ends an older owner's (it learns that it lost the job).
 - **End** (:meth:`LeaseBook.end`): the lease is replaced by an ``ended`` version (``If-Match``), then deleted
   (``If-Match`` on that version); a replica that lost the job cannot delete the new owner's lease.
 - **Hand back** (:meth:`LeaseBook.release`): ``owner`` set to null (``If-Match``) and a handover marker written, so
   another replica takes the job at its next scan.
 
-A write whose answer was lost (a timeout) may still land: after a refused write the lease or record is read back,
-and a version this replica wrote itself (same body, or same epoch and owner for a record) is adopted.
+A write whose answer was lost (a timeout) may still land: after a refused write the lease is read back, and a
+version of this replica's claim (its nonce and epoch) is adopted.
 
 Buckets that ignore the conditions (:meth:`Bucket.detect_conditions`): the conditions are checked with a read just
 before each write, and a claim holds only if, after ``settle_s``, the lease read back is still this replica's.
@@ -33,17 +32,17 @@ pages were being recognised (:func:`~app.jobs.ownership.lease.crashes_after_clai
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from app.jobs.ownership.bucket import Bucket
 from app.jobs.ownership.lease import Lease, crashes_after_claim
 from app.jobs.ownership.observer import ExpiryObserver
+from app.jobs.ownership.records import Fenced, RecordFence
 from app.storage.local import is_valid_id
 from app.storage.s3.errors import Conflict, S3Unavailable
 
@@ -53,14 +52,7 @@ UNRUN_GRACE_S = 5.0  # a lease held this long for a job that runs nowhere here i
 
 
 class LeaseLost(Exception):
-    """The lease or record changed since this replica wrote it: another replica holds the job."""
-
-
-@dataclass(frozen=True)
-class Fenced:
-    """A record write refused because a newer owner holds the job: ``current`` is the bucket's record."""
-
-    current: bytes | None
+    """The lease changed since this replica wrote it: another replica holds the job."""
 
 
 class LeaseBook:
@@ -85,7 +77,7 @@ class LeaseBook:
         self.observer = ExpiryObserver(ttl)
         self.handed: set[str] = set()  # handover markers seen at the last observation
         self.held: dict[str, Lease] = {}
-        self.records: dict[str, str] = {}  # job id -> ETag of the record version this owner wrote last
+        self.fence = RecordFence(bucket, self._lose)
         self.claimed_at: dict[str, float] = {}
         self.finishing: set[str] = set()  # finished here; the lease ends once the job's uploads are through
         self.lost: set[str] = set()  # taken by another replica since this replica claimed them
@@ -94,11 +86,6 @@ class LeaseBook:
         self.claimed = 0  # jobs taken over by this replica since start
         self.lock = threading.RLock()  # memory state
         self.writing = threading.Lock()  # one lease write at a time (each needs the previous one's ETag)
-        self.record_lock = threading.Lock()  # one record write at a time (same reason)
-
-    @property
-    def conditional(self) -> str:
-        return str(getattr(self.bucket, "conditions", "enforced" if self.bucket.enforced else "not_enforced"))
 
     # --- reading ------------------------------------------------------------------------------------
     def read(self, job_id: str) -> Lease | None:
@@ -144,7 +131,7 @@ class LeaseBook:
         written = self._put_lease(lease, None)
         with self.lock:
             self.held[job_id] = written
-            self.records[job_id] = record_etag
+            self.fence.start(job_id, record_etag)
             self.claimed_at[job_id] = self.clock()
             self.lost.discard(job_id)
 
@@ -199,57 +186,16 @@ class LeaseBook:
         return written
 
     def take_record(self, job_id: str, update: Callable[[bytes], bytes | None]) -> bytes | None:
-        """After a claim: read the job's record and write ``update(record)`` over it (``If-Match``), so that from now
-        on only this owner's writes land. Returns what was written; None when there is no record or ``update`` says
-        there is nothing to run (the caller then ends or hands back the lease). :class:`S3Unavailable`."""
-        key = self.layout.job(job_id)
-        for _ in range(5):
-            stored = self.bucket.get(key)
-            if stored is None:
-                return None
-            body = update(stored.body)
-            if body is None:
-                return None
-            try:
-                etag = self.bucket.put_if_match(key, body, stored.etag)
-            except Conflict:
-                continue  # the previous owner wrote meanwhile: read again, write over that
-            with self.lock:
-                self.records[job_id] = etag
-            return body
-        raise S3Unavailable(f"job {job_id}: its record kept changing while being taken over")
+        """See :meth:`RecordFence.take`."""
+        return self.fence.take(job_id, update)
 
-    # --- the record, fenced -----------------------------------------------------------------------
     def write_record(self, job_id: str, body: bytes) -> Fenced | None:
-        """Write the job's record over the version this owner wrote last. None when written; :class:`Fenced` when a
-        newer owner holds the job (then it is lost here). :class:`S3Unavailable` (retried by the caller).
-
-        A refused write is followed by a read: when the record there is still this owner's (same owner and epoch:
-        an earlier write of ours landed after its answer was lost), it is written over that version instead."""
-        key = self.layout.job(job_id)
-        with self.record_lock:
-            etag = self.records.get(job_id)
-            current = None
-            for _ in range(5):
-                if etag is None:
-                    return Fenced(None)
-                try:
-                    self.records[job_id] = self.bucket.put_if_match(key, body, etag)
-                    return None
-                except Conflict:
-                    current = self.bucket.get(key)
-                if current is None or not _same_owner(current.body, body):
-                    break
-                etag = self.records[job_id] = current.etag
-            else:
-                raise S3Unavailable(f"job {job_id}: its record kept changing while being written")
-        log.warning("job %s: a newer owner holds it; this replica's record is not written and it stops", job_id)
-        self._lose(job_id)
-        return Fenced(None if current is None else current.body)
+        """See :meth:`RecordFence.write`."""
+        return self.fence.write(job_id, body)
 
     def may_write_record(self, job_id: str) -> bool:
         """Whether this replica holds a record version of the job (memory only; the write itself is conditional)."""
-        return job_id in self.records
+        return self.fence.holds(job_id)
 
     # --- keeping leases -----------------------------------------------------------------------------
     def renew(self, running: Collection[str]) -> bool:
@@ -320,9 +266,9 @@ class LeaseBook:
 
     def _lose(self, job_id: str) -> None:
         with self.lock:
-            if self.held.pop(job_id, None) is not None or job_id in self.records:
+            if self.held.pop(job_id, None) is not None or self.fence.holds(job_id):
                 self.lost.add(job_id)
-            self.records.pop(job_id, None)
+            self.fence.forget(job_id)
             self.finishing.discard(job_id)
             self.claimed_at.pop(job_id, None)
 
@@ -359,7 +305,7 @@ class LeaseBook:
                     return
         with self.lock:
             self.held.pop(job_id, None)
-            self.records.pop(job_id, None)
+            self.fence.forget(job_id)
             self.finishing.discard(job_id)
             self.cancel.discard(job_id)
             self.claimed_at.pop(job_id, None)
@@ -384,7 +330,7 @@ class LeaseBook:
         with self.writing:
             with self.lock:
                 lease = self.held.pop(job_id, None)
-                self.records.pop(job_id, None)
+                self.fence.forget(job_id)
                 self.finishing.discard(job_id)
                 self.claimed_at.pop(job_id, None)
             if lease is None:
@@ -422,10 +368,6 @@ class LeaseBook:
             found = sorted(self.handed) + self.observer.expired(self.clock())
             return [job_id for job_id in dict.fromkeys(found) if job_id not in self.held]
 
-    def next_expiry(self) -> float | None:
-        with self.lock:
-            return self.observer.next_expiry()
-
     def check_cancels(self) -> None:
         """Note which held jobs another replica was asked to cancel (one listing for all of them)."""
         if not self.held:
@@ -456,14 +398,3 @@ class LeaseBook:
 def _job_id(key: str) -> str:
     name = key.rsplit("/", 1)[-1].removesuffix(".json")
     return name if is_valid_id(name) else ""
-
-
-def _same_owner(current: bytes, mine: bytes) -> bool:
-    """Whether the record ``current`` was written by the owner (and epoch) that writes ``mine``."""
-    try:
-        a, b = json.loads(current), json.loads(mine)
-    except ValueError:
-        return False
-    if not isinstance(a, dict) or not isinstance(b, dict):
-        return False
-    return a.get("owner") == b.get("owner") and a.get("epoch", 0) == b.get("epoch", 0)
