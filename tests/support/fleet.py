@@ -63,10 +63,12 @@ class Fleet:
         return record
 
     def lease(self, job_id: str) -> dict[str, Any] | None:
-        listing = self.s3.client().list_objects_v2(Bucket=self.bucket, Prefix=f"{PREFIX}/leases/{job_id}")
-        if not listing.get("Contents"):
+        """The job's lease; None once it has ended."""
+        client = self.s3.client()
+        try:
+            body = client.get_object(Bucket=self.bucket, Key=f"{PREFIX}/leases/{job_id}.json")["Body"].read()
+        except client.exceptions.NoSuchKey:
             return None
-        body = self.s3.client().get_object(Bucket=self.bucket, Key=f"{PREFIX}/leases/{job_id}.json")["Body"].read()
         lease: dict[str, Any] = json.loads(body)
         return lease
 
