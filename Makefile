@@ -7,8 +7,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages: fonts for the generated test documents; chromium for the web page tests (Playwright
 # drives it); Tesseract's English and Russian models and its orientation model (osd: pages turned upright)
-# (the engine is libtesseract inside the tesserocr wheel).
-APT_PACKAGES := fonts-dejavu-core chromium tesseract-ocr-eng tesseract-ocr-rus tesseract-ocr-osd
+# (the engine is libtesseract inside the tesserocr wheel); faketime for a replica whose clock runs ahead
+# (tests/integration/test_ownership.py).
+APT_PACKAGES := fonts-dejavu-core chromium tesseract-ocr-eng tesseract-ocr-rus tesseract-ocr-osd faketime
 
 .PHONY: run test unit lint typecheck compat image-check system-deps bench bench-vs-paddlex chaos clean
 
@@ -58,10 +59,11 @@ bench-vs-paddlex: system-deps $(STAMP)
 	$(PY) -m pip install --quiet "paddlex[serving]==3.3.13"
 	$(PY) scripts/bench_vs_paddlex.py --write BENCHMARKS.md
 
-# Three replicas on one SeaweedFS bucket, a random one killed (SIGTERM or SIGKILL) every ~10 s for 3 minutes
-# while jobs keep coming; fails when a job is lost or finished twice (~5 minutes).
+# Three replicas on one SeaweedFS bucket (one with its wall clock 40 s ahead), a fault every ~10 s for 3 minutes
+# while jobs keep coming: a replica killed (SIGTERM or SIGKILL) or frozen (SIGSTOP), or S3 down; fails when a job
+# is lost, stuck, finished twice or its status goes back (~6 minutes).
 chaos: system-deps $(STAMP)
-	$(PY) scripts/chaos_replicas.py --write BENCHMARKS.md
+	$(PY) scripts/chaos_replicas.py --faults kill,freeze,s3 --skew 40 --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache output .cache

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Chaos run: replicas on one bucket are killed at random while a client keeps sending multi-page jobs.
+"""Chaos run: replicas on one bucket are killed, frozen and cut off from S3 at random while a client keeps sending
+multi-page jobs.
 
 Usage: .venv/bin/python scripts/chaos_replicas.py [--calm 30] [--duration 180] [--kill-interval 10]
-       [--max-kills 20] [--seed 13] [--write BENCHMARKS.md]
+       [--max-kills 20] [--faults kill,freeze,s3] [--skew 40] [--seed 13] [--write BENCHMARKS.md]
 
 Everything runs on this machine, on loopback only: SeaweedFS over TLS (tests/support/s3server.py) and
 ``--replicas`` service processes (``python -m app``) sharing one bucket, with short leases (``JOB_LEASE_S=8``,
@@ -14,13 +15,20 @@ Everything runs on this machine, on loopback only: SeaweedFS over TLS (tests/sup
 - After ``--calm`` seconds (jobs that meet no kill: the baseline), every ``--kill-interval`` seconds (±50 %) a random
   ready replica gets SIGTERM or SIGKILL (``--kill-share`` of SIGKILL: half by default), as long as another one is
   ready; it is then started again with an EMPTY output dir (a replaced container). ``--busy-victims`` kills only
-  replicas that hold an unfinished job (so that even a short run has takeovers to check).
+  replicas that hold an unfinished job (so that even a short run has takeovers to check). With ``--faults``
+  naming ``freeze`` and ``s3``, each fault is instead, at random, a kill, a freeze (SIGSTOP for 1.2–2.5 lease
+  periods, then SIGCONT: a stalled VM; the replica is not replaced) or an S3 outage (SeaweedFS stopped for
+  0.5–2 lease periods). ``--skew S`` runs the first slot's replicas with their wall clock S seconds ahead
+  (Debian's faketime).
 - After ``--duration`` seconds of that (or ``--max-kills`` kills) nothing is killed or sent any more; the run
   waits (at most ``--finish-timeout`` s) for every accepted job to finish, then checks each one: succeeded,
-  exactly one "succeeded" line across all replicas' logs, every page in order and read (CER <= 2 %).
+  exactly one "succeeded" line across all replicas' logs, every page in order and read (CER <= 2 %). Throughout,
+  the client also asks again about jobs it has seen finished: an answer that goes back from a final status is a
+  *status regression*.
 
 Accepted jobs are those answered 202 plus those a replica logged as accepted (an answer lost when its replica was
-killed). Exit status 1 when a job was lost (not succeeded), finished twice, or has a wrong result.
+killed). Exit status 1 when a job was lost (not succeeded; *stuck* when still unfinished at the end), finished
+twice, has a wrong result, or its status went back.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from tests.support.server import ServiceProcess  # noqa: E402
 
 PREFIX = "chaos"
 FINAL = ("succeeded", "failed", "cancelled")
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ", re.MULTILINE)
 
 
@@ -72,6 +81,7 @@ class Replica:
     ready: bool = False
     signal: str = ""  # "TERM" or "KILL" once killed
     killed_at: float = 0.0  # time.time()
+    frozen: bool = False
 
     @property
     def running(self) -> bool:
@@ -81,9 +91,10 @@ class Replica:
 class Fleet:
     """``count`` slots, each always holding one replica; a killed replica is replaced by a fresh one."""
 
-    def __init__(self, root: Path, env: dict[str, str], count: int) -> None:
+    def __init__(self, root: Path, env: dict[str, str], count: int, skew: float = 0.0) -> None:
         self.root = root
         self.env = env
+        self.skew = skew
         self.lock = threading.Lock()
         self.all: list[Replica] = []
         self.slots: list[Replica] = []
@@ -97,7 +108,10 @@ class Fleet:
         name = f"r{slot}g{generation}"
         folder = self.root / name
         folder.mkdir()  # empty: a replaced container starts with nothing on its disk
-        process = ServiceProcess(folder, env={**self.env, "REPLICA_ID": name}).start()
+        env = {**self.env, "REPLICA_ID": name}
+        if slot == 0 and self.skew:  # its wall clock runs ahead; its monotonic clock is left alone
+            env.update(LD_PRELOAD=LIBFAKETIME, FAKETIME=f"{self.skew:+g}s", FAKETIME_DONT_FAKE_MONOTONIC="1")
+        process = ServiceProcess(folder, env=env).start()
         replica = Replica(slot, name, process)
         with self.lock:
             self.all.append(replica)
@@ -112,8 +126,9 @@ class Fleet:
             print(f"replica {replica.name} did not become ready: {exc}", file=sys.stderr)
 
     def running(self) -> list[Replica]:
-        """What a load balancer may still send to (a killed replica's address is gone from it)."""
-        return [r for r in self.slots if r.running]
+        """What a load balancer may still send to (a killed replica's address is gone from it; a frozen one fails
+        its probes)."""
+        return [r for r in self.slots if r.running and not r.frozen]
 
     def ready(self) -> list[Replica]:
         return [r for r in self.slots if r.ready and r.running]
@@ -130,6 +145,23 @@ class Fleet:
             self.slots[replica.slot] = self.launch(replica.slot)
 
         thread = threading.Thread(target=replace, daemon=True)
+        self.restarts.append(thread)
+        thread.start()
+
+    def freeze(self, replica: Replica, seconds: float) -> None:
+        """SIGSTOP ``replica`` now and SIGCONT it after ``seconds`` (in a thread): a stalled VM, a long pause."""
+        process = replica.process.process
+        assert process is not None
+        replica.ready, replica.frozen = False, True
+        os.kill(process.pid, signal.SIGSTOP)
+
+        def thaw() -> None:
+            time.sleep(seconds)
+            os.kill(process.pid, signal.SIGCONT)
+            replica.frozen = False
+            replica.ready = replica.running
+
+        thread = threading.Thread(target=thaw, daemon=True)
         self.restarts.append(thread)
         thread.start()
 
@@ -155,6 +187,7 @@ class Job:
     pages: int
     submitted: float  # time.time() of the first attempt
     status: dict[str, Any] = field(default_factory=dict)
+    regressions: list[str] = field(default_factory=list)  # non-final answers after a final one
 
 
 class Client:
@@ -238,13 +271,22 @@ class Client:
         return {body.get("owner") or "" for body in found if body is not None and body.get("status") not in FINAL}
 
     def poll(self, ids: list[str] | None = None) -> None:
-        for job_id in ids if ids is not None else list(self.jobs):
+        """Ask about every unfinished job, and again about a few finished ones (a final answer must stay final)."""
+        ids = ids if ids is not None else list(self.jobs)
+        done = [i for i in ids if self.jobs[i].status.get("status") in FINAL]
+        again = set(self.rng.sample(done, min(3, len(done))))
+        for job_id in ids:
             job = self.jobs[job_id]
-            if job.status.get("status") in FINAL:
+            final = job.status.get("status") in FINAL
+            if final and job_id not in again:
                 continue
             found = self.status(job_id)
-            if found is not None:
-                job.status = found
+            if found is None:
+                continue
+            if final and found.get("status") not in FINAL:
+                job.regressions.append(f"{job.status.get('status')} -> {found.get('status')}")
+                continue
+            job.status = found
 
 
 def victims(fleet: Fleet, client: Client, args: argparse.Namespace, end: float) -> list[Replica]:
@@ -263,30 +305,58 @@ def victims(fleet: Fleet, client: Client, args: argparse.Namespace, end: float) 
         time.sleep(0.5)
 
 
-def chaos(fleet: Fleet, client: Client, rng: random.Random, args: argparse.Namespace) -> None:
-    """Kill a random ready replica every ``kill_interval`` s (±50 %) until ``duration`` or ``max_kills``."""
+def chaos(fleet: Fleet, client: Client, s3: S3Server, rng: random.Random, args: argparse.Namespace) -> Counter[str]:
+    """A fault every ``kill_interval`` s (±50 %) until ``duration`` or ``max_kills`` faults: a kill of a random ready
+    replica, or (``--faults``) a freeze of one, or an S3 outage. Returns the faults by kind."""
     end = time.monotonic() + args.duration
     coin = random.Random(args.seed)  # the n-th kill's signal depends on the seed only
-    kills = 0
-    while kills < args.max_kills:
+    kinds = [k for k in args.faults.split(",") if k]
+    faults: Counter[str] = Counter()
+    while sum(faults.values()) < args.max_kills:
         pause = args.kill_interval * rng.uniform(0.5, 1.5)
         if time.monotonic() + pause > end:
             time.sleep(max(0.0, end - time.monotonic()))
-            return
+            return faults
         time.sleep(pause)
+        kind = rng.choice(kinds)
+        number = sum(faults.values()) + 1
+        if kind == "s3":
+            seconds = args.lease * rng.uniform(0.5, 2.0)
+            print(f"[{time.strftime('%H:%M:%S')}] fault #{number}: S3 down for {seconds:.0f} s", flush=True)
+            s3.stop()
+            time.sleep(seconds)
+            s3.start()
+            faults["s3"] += 1
+            continue
         ready = victims(fleet, client, args, end)
         if not ready:
             continue
         victim = rng.choice(ready)
+        if kind == "freeze":
+            seconds = args.lease * rng.uniform(1.2, 2.5)
+            print(
+                f"[{time.strftime('%H:%M:%S')}] fault #{number}: SIGSTOP {victim.name} for {seconds:.0f} s", flush=True
+            )
+            fleet.freeze(victim, seconds)
+            faults["freeze"] += 1
+            continue
         sig = signal.SIGKILL if coin.random() < args.kill_share else signal.SIGTERM
-        print(f"[{time.strftime('%H:%M:%S')}] kill #{kills + 1}: SIG{sig.name[3:]} {victim.name}", flush=True)
+        print(f"[{time.strftime('%H:%M:%S')}] fault #{number}: SIG{sig.name[3:]} {victim.name}", flush=True)
         fleet.kill(victim, sig)
-        kills += 1
+        faults["kill"] += 1
+    return faults
 
 
 def verify(client: Client, fleet: Fleet, ids: list[str]) -> dict[str, list[str]]:
     """Check every job: succeeded once, all pages in order and read. Problems by kind -> job ids."""
-    problems: dict[str, list[str]] = {"lost": [], "finished twice": [], "not logged": [], "wrong result": []}
+    problems: dict[str, list[str]] = {
+        "lost": [],
+        "stuck": [],
+        "finished twice": [],
+        "not logged": [],
+        "wrong result": [],
+        "status regression": [i for i in ids if client.jobs[i].regressions],
+    }
     succeeded = [i for i in ids if client.jobs[i].status.get("status") == "succeeded"]
     deadline = time.monotonic() + 15  # the owner logs "succeeded" a moment after its status says so
     while True:
@@ -300,6 +370,8 @@ def verify(client: Client, fleet: Fleet, ids: list[str]) -> dict[str, list[str]]
         job = client.jobs[job_id]
         if job_id not in counts:
             problems["lost"].append(job_id)
+            if job.status.get("status") not in FINAL:
+                problems["stuck"].append(job_id)
             continue
         if counts[job_id] != 1:
             problems["finished twice" if counts[job_id] else "not logged"].append(job_id)
@@ -376,6 +448,10 @@ def main() -> int:
     parser.add_argument("--max-kills", type=int, default=20, help="stop killing after this many (default 20)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--kill-share", type=float, default=0.5, help="share of SIGKILL among the kills (default 0.5)")
+    parser.add_argument(
+        "--faults", default="kill", help="what a fault may be: kill, freeze, s3, comma-separated (default kill)"
+    )
+    parser.add_argument("--skew", type=float, default=0.0, help="seconds the first slot's wall clock runs ahead")
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument(
         "--busy-victims", action="store_true", help="kill only replicas that hold an unfinished job (short runs)"
@@ -410,9 +486,11 @@ def main() -> int:
             JOB_SCAN_INTERVAL_S=f"{args.scan:g}",
             SHUTDOWN_GRACE_S=str(args.grace),
             OCR_CONCURRENCY="1",
-            S3_RETRY_MAX_S="1",
+            # With S3 outages among the faults, the upload backoff keeps its default (60 s): uploads must resume
+            # when S3 is back, not when the backoff ends.
+            S3_RETRY_MAX_S="60" if "s3" in args.faults else "1",
         )
-        fleet = Fleet(root, env, args.replicas)
+        fleet = Fleet(root, env, args.replicas, args.skew)
         client = Client(fleet, random.Random(args.seed + 1), args)
         try:
             fleet.settle(300)
@@ -420,7 +498,7 @@ def main() -> int:
             client.thread.start()
             sending = time.monotonic()
             time.sleep(args.calm)
-            chaos(fleet, client, rng, args)
+            faults = chaos(fleet, client, s3, rng, args)
             client.stop.set()
             sending = time.monotonic() - sending
             client.thread.join(args.submit_timeout + 60)
@@ -467,6 +545,7 @@ def main() -> int:
     moved_pages = [j.pages for j in done if j.status.get("takeovers")]
     stayed_pages = [j.pages for j in done if not j.status.get("takeovers")]
     lost = len(problems["lost"])
+    regressions = len(problems["status regression"])
     twice = len(problems["finished twice"]) + len(problems["not logged"])
     wrong = len(problems["wrong result"])
     retries = ", ".join(f"{k} {v}" for k, v in client.retries.most_common()) or "none"
@@ -494,7 +573,10 @@ def main() -> int:
         f"{args.submit_timeout:.0f} s; {client.cut_short} still being retried when sending stopped) |",
         f"| Pages in accepted jobs | {total_pages} |",
         f"| Client retries | {retries} |",
-        f"| Kills | {sum(fleet.kills.values())}: {fleet.kills['TERM']} SIGTERM, {fleet.kills['KILL']} SIGKILL |",
+        f"| Faults | {sum(faults.values())}: {fleet.kills['TERM']} SIGTERM, {fleet.kills['KILL']} SIGKILL, "
+        f"{faults['freeze']} freezes (SIGSTOP), {faults['s3']} S3 outages"
+        + (f"; slot 0 with its wall clock {args.skew:+g} s off" if args.skew else "")
+        + " |",
         f"| Jobs handed back at SIGTERM (log lines) | {handed} |",
         f'| Takeovers | {takeovers} (sum of `takeovers` over the jobs); {taken_lines} "taken over" log lines'
         + (" (the others: claims cut short by a kill)" if taken_lines < takeovers else "")
@@ -506,6 +588,8 @@ def main() -> int:
         f"| **Jobs lost** (accepted, not succeeded) | **{lost}**"
         + (f" ({', '.join(f'{k} {v}' for k, v in failed_statuses.items())})" if lost else "")
         + " |",
+        f"| **Jobs stuck** (still unfinished at the end) | **{len(problems['stuck'])}** |",
+        f"| **Status regressions** (a final answer, then a non-final one) | **{regressions}** |",
         f"| **Jobs finished twice** | **{len(problems['finished twice'])}**"
         + (f" ({len(problems['not logged'])} succeeded without a log line)" if problems["not logged"] else "")
         + " |",
@@ -538,6 +622,7 @@ def main() -> int:
             "submitted": client.submitted,
             "accepted": len(client.jobs),
             "kills": dict(fleet.kills),
+            "faults": dict(faults),
             "takeovers": takeovers,
             "takeover_log_lines": taken_lines,
             "handed_back": handed,
@@ -549,9 +634,13 @@ def main() -> int:
         }
         args.summary.write_text(json.dumps(summary, indent=1))
     if args.write:
-        make = " (`make chaos`)" if shown == ["--write", "BENCHMARKS.md"] else ""
+        make = (
+            " (`make chaos`)"
+            if shown == [*["--faults", "kill,freeze,s3", "--skew", "40", "--write", "BENCHMARKS.md"]]
+            else ""
+        )
         write_section(args.write, "chaos", f"{report}\n\nCommand: {command}{make}")
-    return 1 if lost or twice or wrong else 0
+    return 1 if lost or twice or wrong or regressions else 0
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from app.schemas import (
     VlmHealth,
 )
 from app.storage.disk import DiskMonitor
-from app.storage.s3_client import missing_settings
+from app.storage.s3.client import missing_settings
 
 router = APIRouter(tags=["health"])
 

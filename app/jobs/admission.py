@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 from app.engines.registry import EngineSet
@@ -44,6 +46,42 @@ class Drain:
         return max(0.0, self.deadline - time.monotonic()) if self.active else self.grace_s
 
 
+class DrainRate:
+    """How fast this replica finishes pages: pages per second over the last ``window`` seconds (event loop only)."""
+
+    def __init__(self, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.clock = clock
+        self.times: deque[float] = deque()
+
+    def note_page(self) -> None:
+        self.times.append(self.clock())
+        self._trim(self.times[-1])
+
+    def per_second(self) -> float | None:
+        """None until two pages have finished within the window."""
+        now = self.clock()
+        self._trim(now)
+        if len(self.times) < 2:
+            return None
+        return len(self.times) / max(1.0, now - self.times[0])
+
+    def _trim(self, now: float) -> None:
+        while self.times and self.times[0] < now - self.window:
+            self.times.popleft()
+
+
+RETRY_AFTER_UNKNOWN_S = 10
+"""Retry-After of a 429 before any page has finished here (no measured rate yet)."""
+
+
+def retry_after(pages_to_wait_for: float, rate: float | None) -> int:
+    """Seconds until ``pages_to_wait_for`` pages are done at ``rate`` pages/s: 1 to 300."""
+    if rate is None or rate <= 0:
+        return RETRY_AFTER_UNKNOWN_S
+    return max(1, min(300, math.ceil(pages_to_wait_for / rate)))
+
+
 class Admission:
     """Refuses work while shutting down or while the engine is not ready, and keeps the queue within its limits."""
 
@@ -54,6 +92,7 @@ class Admission:
         self.disk = disk  # OUTPUT_DIR's free space and writability (None: not watched, e.g. in-process tests)
         self.reserved_jobs = 0  # places taken by submissions between the capacity check and their start
         self.reserved_pages = 0
+        self.rate = DrainRate()
 
     def check_accepting(self, arrived: float | None = None, engine: str | None = None) -> None:
         """503 while shutting down (except for requests that ``arrived`` — ``time.monotonic()`` — before the drain
@@ -83,19 +122,24 @@ class Admission:
         """Hold a place for a document of ``new_pages`` pages while it is being stored and started.
 
         429 when ``MAX_QUEUED_JOBS`` documents or ``MAX_QUEUED_PAGES`` pages are already accepted (submissions still
-        being stored count too).
+        being stored count too), with ``Retry-After`` from the measured drain rate: the time until the first
+        document ends (jobs share the workers evenly), or until enough pages are done.
         """
         unfinished = [r for r in running() if not r.finished]
         jobs = len(unfinished) + self.reserved_jobs
         pages = sum(r.pages_left for r in unfinished) + self.reserved_pages
         if jobs >= self.settings.max_queued_jobs:
             reason = f"{jobs} documents are already queued or running"
+            shortest = min((r.pages_left for r in unfinished), default=1)
+            wait = float(max(1, shortest) * max(1, len(unfinished)))
         elif pages + new_pages > self.settings.max_queued_pages:
             reason = f"{pages} pages are already waiting; this document adds {new_pages}"
+            wait = float(pages + new_pages - self.settings.max_queued_pages)
         else:
             reason = ""
         if reason:
-            raise ServiceError(429, "queue_full", f"{reason}; retry later", headers={"Retry-After": "30"})
+            seconds = retry_after(wait, self.rate.per_second())
+            raise ServiceError(429, "queue_full", f"{reason}; retry later", headers={"Retry-After": str(seconds)})
         self.reserved_jobs += 1
         self.reserved_pages += new_pages
         try:

@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from app.jobs.models import JobRecord, PageOutcome
+from app.jobs.models import JobRecord, PageOutcome, log_finished
 from app.jobs.store import JobStore
 from app.schemas import DocumentResult, LocalStorage, RagExportStorage, ResultStorage, S3Storage
 from app.storage.local import atomic_write, is_valid_id, result_files
@@ -146,6 +146,9 @@ class LocalJobStore(JobStore):
     def claim(self, job_id: str) -> JobRecord | None:
         record = self.load_local(job_id)
         return None if record is None or record.finished else record
+
+    def finish(self, record: JobRecord) -> None:
+        log_finished(record)  # its record is on this disk already
 
     # --- retention -------------------------------------------------------------------------------
     def delete_older_than(self, cutoff: datetime, keep: Collection[str]) -> int:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import logging
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from app.errors import ServiceError
 from app.schemas import PageResult
+
+log = logging.getLogger("app.jobs.runner")
 
 JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ACTIVE: tuple[JobStatusName, ...] = ("queued", "running")
@@ -81,6 +84,7 @@ class JobRecord:
     export_name: str | None = None  # the client's stable name for the knowledge-base export
     rag_export_key: str | None = None  # the export's object key, once recorded for upload
     waiting: str | None = None  # why the job makes no progress now (e.g. OUTPUT_DIR is full)
+    epoch: int = 0  # the lease epoch of the owner that wrote this record (shared stores; see app.jobs.ownership)
 
     @property
     def finished(self) -> bool:
@@ -89,6 +93,16 @@ class JobRecord:
     @property
     def pages_left(self) -> int:
         return len(self.pages) - self.pages_done
+
+    def storing(self) -> JobRecord:
+        """How a finished job whose final record is not in the shared bucket yet is shown: still running."""
+        return replace(
+            self,
+            status="running",
+            finished_at=None,
+            error=None,
+            waiting="finished; its result is being stored, and the final status follows once it is",
+        )
 
     def fail(self, error: JobError) -> None:
         self.status = "failed"
@@ -152,3 +166,9 @@ class PageOutcome:
             ocr_ms=float(raw.get("ocr_ms", 0.0)),
             error=JobError.from_dict(error) if error else None,
         )
+
+
+def log_finished(record: JobRecord) -> None:
+    """The one line that says a job ended ("job <id> succeeded: ..."): logged once its final record is stored for
+    good (on this disk, or in the shared bucket)."""
+    log.info("job %s %s: %d page(s), %d failed", record.id, record.status, record.pages_done, len(record.failed_pages))

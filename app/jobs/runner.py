@@ -26,7 +26,7 @@ from app.documents import Document, Limits, open_document
 from app.engines.base import EngineRuntime
 from app.engines.registry import EngineSet
 from app.errors import ServiceError, engine_failure
-from app.jobs.admission import Drain
+from app.jobs.admission import Drain, DrainRate
 from app.jobs.assembly import assemble
 from app.jobs.models import JobError, JobRecord, PageOutcome, utc_now
 from app.jobs.store import JobStore, StorageUnavailable
@@ -68,6 +68,7 @@ class JobRunner:
         drain: Drain,
         metrics: Metrics,
         disk: DiskMonitor | None = None,
+        rate: DrainRate | None = None,
     ) -> None:
         self.settings = settings
         self.engines = engines
@@ -77,6 +78,7 @@ class JobRunner:
         self.drain = drain
         self.metrics = metrics
         self.disk = disk
+        self.rate = rate  # pages finished per second (the 429's Retry-After)
 
     async def run(self, active: ActiveJob, done: Callable[[ActiveJob], None]) -> None:
         """Run the job to its end (or to a pause); ``done`` is called at the end in every case."""
@@ -87,8 +89,6 @@ class JobRunner:
             log.warning("job %s paused: %s", record.id, exc)
         except JobPaused as paused:
             log.warning("job %s paused: %s", record.id, paused)
-            if self.store.shared and not active.lost:
-                await anyio.to_thread.run_sync(self.store.hand_back, record)
         except Exception as exc:  # the job fails, the service does not
             log.exception("job %s crashed", record.id)
             if not active.lost:
@@ -99,6 +99,14 @@ class JobRunner:
                 except Exception:  # its record stays as it was: it resumes (or is taken over) later
                     log.exception("job %s: its failure could not be stored", record.id)
         finally:
+            if not record.finished and not active.lost and self.store.shared and not self.drain.active:
+                # Whatever stopped it here (a pause, an error while storing), the job must not stay held by a
+                # replica that does not run it: another replica (or this one, later) takes it. While draining, the
+                # store hands jobs back once their uploads are flushed (JobStore.close).
+                try:
+                    await anyio.to_thread.run_sync(self.store.hand_back, record)
+                except Exception:
+                    log.exception("job %s: not handed back; the lease keeper hands it back", record.id)
             done(active)
             active.finished.set()
 
@@ -132,11 +140,9 @@ class JobRunner:
         await self._save(active)
         if not record.keep_input:
             await self._write(active, "the document's removal", self.store.discard_input, record)
+        log.info("job %s recognised here (%s); storing its end", record.id, record.status)
         await anyio.to_thread.run_sync(self.store.finish, record)
         self.metrics.jobs_finished.labels(record.status).inc()
-        log.info(
-            "job %s %s: %d page(s), %d failed", record.id, record.status, record.pages_done, len(record.failed_pages)
-        )
 
     def _load_pages(self, record: JobRecord) -> list[PageOutcome]:
         return [self.store.load_page(record, n) for n in record.pages]
@@ -252,6 +258,8 @@ class JobRunner:
             return
         await self._write(active, f"page {outcome.number}", self.store.save_page, record, outcome)
         record.pages_done += 1  # /jobs/{id} shows it from here on: the log says so first (no await in between)
+        if self.rate is not None:
+            self.rate.note_page()
         log.info("job %s page %d done (%d/%d)", record.id, outcome.number, record.pages_done, len(record.pages))
         engine = record.engine
         if outcome.error is not None:

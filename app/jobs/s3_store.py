@@ -4,13 +4,14 @@
   are in the bucket; when S3 cannot be reached it keeps nothing and raises :class:`StorageUnavailable` (the API
   answers 503 with ``Retry-After``): a job that only this container's disk knows would be lost with it.
 - **Progress** (pages, records, results) is written locally, then uploaded in the background through the durable
-  outbox (:mod:`app.storage.s3`). A page lost with a container is simply recognised again by the next owner: its
+  outbox (:mod:`app.storage.s3.mirror`). A page lost with a container is simply recognised again by the next owner: its
   key is fixed by its number.
-- **Ownership** lives in leases (:mod:`app.jobs.leases`): a keeper thread (:mod:`app.jobs.lease_keeper`) renews
-  this replica's leases, notes cancel requests made through other replicas, and drops the leases of jobs whose
-  last upload is through.
-  ``job.json`` is uploaded only while this replica holds the job, so a replica that lost a job never overwrites
-  the new owner's progress.
+- **Ownership** lives in leases (:mod:`app.jobs.ownership`): a keeper thread renews this replica's leases, watches
+  the others', notes cancel requests made through other replicas, and ends the leases of jobs whose last upload is
+  through. Every upload of ``job.json`` is a write fenced by the lease's epoch (``If-Match`` on the version this
+  owner wrote last), so a replica that lost a job never overwrites the new owner's record.
+- **Final means stored.** A job's final status is shown (here and so on every replica) only once its ``job.json``
+  is in the bucket; until then it is ``running`` with ``waiting`` saying that the result is being stored.
 """
 
 from __future__ import annotations
@@ -18,22 +19,24 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.jobs.lease_keeper import LeaseKeeper
-from app.jobs.leases import Lease, LeaseBook, LeaseLost
 from app.jobs.local_store import LocalJobStore
-from app.jobs.models import JobError, JobRecord, PageOutcome
+from app.jobs.models import JobError, JobRecord, PageOutcome, log_finished
+from app.jobs.ownership.keeper import LeaseKeeper
+from app.jobs.ownership.lease import Lease, crashes_with_progress
+from app.jobs.ownership.leases import LeaseBook, LeaseLost
 from app.jobs.store import Ownership, StorageUnavailable
+from app.jobs.takeover_policy import document_lost, poison
 from app.schemas import DocumentResult, LocalStorage, ResultStorage, S3Storage
 from app.settings import Settings
 from app.storage.local import atomic_write, result_files
 from app.storage.rag_export import RagExport
-from app.storage.s3 import S3Mirror
-from app.storage.s3_client import S3Unavailable
+from app.storage.s3.errors import S3Unavailable
+from app.storage.s3.mirror import S3Mirror
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +57,16 @@ class S3JobStore(LocalJobStore):
         self.settings = settings
         self.replica = replica
         self.mirror = S3Mirror(settings, root)
-        self.leases = LeaseBook(self.mirror, replica, settings.job_lease_s)
-        self.mirror.outbox.state_guard = self.leases.may_write_state
         self.layout = self.mirror.layout
         self.objects = self.mirror.objects
+        self.leases = LeaseBook(self.objects, replica, settings.job_lease_s)
+        self.mirror.outbox.state_guard = self.leases.may_write_record
+        self.mirror.state_writer = self._write_state
         self.taken: set[str] = set()  # jobs claimed here: their pages may be in the bucket only
         self.rag_export = RagExport(settings, self.mirror, root)
-        self.keeper = LeaseKeeper(self.leases, settings.job_lease_s)
+        self.keeper = LeaseKeeper(
+            self.leases, settings.job_lease_s, settings.job_scan_interval_s, pending=self.mirror.pending
+        )
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -73,7 +79,7 @@ class S3JobStore(LocalJobStore):
         deadline = time.monotonic() + timeout
         flushed = self.mirror.flush(max(0.0, timeout - 2.0))
         self.keeper.stop()
-        self.leases.drop_finished()
+        self.leases.end_finished(self.mirror.pending)
         handed = [job_id for job_id in list(self.leases.held) if self.leases.release(job_id)]
         if handed:
             log.info("handed %d unfinished job(s) back to the other replicas: %s", len(handed), ", ".join(handed))
@@ -84,7 +90,7 @@ class S3JobStore(LocalJobStore):
     def health(self) -> dict[str, Any]:
         return {
             **self.mirror.health(),
-            "conditional_writes": self.leases.conditional,
+            "conditional_writes": self.objects.conditions,
             "replica": self.replica,
             "jobs_held": len(self.leases.held),
             "jobs_taken_over": self.leases.claimed,
@@ -101,6 +107,7 @@ class S3JobStore(LocalJobStore):
 
     # --- writing ---------------------------------------------------------------------------------
     def create(self, record: JobRecord, upload: Path, copy: bool = False) -> None:
+        record.epoch = 1  # the first owner's; every claim raises it (see app.jobs.ownership)
         super().create(record, upload, copy)
         objects = self.objects
         try:
@@ -108,13 +115,7 @@ class S3JobStore(LocalJobStore):
             if failure:
                 raise S3Unavailable(failure)
             objects.upload(self.local_input(record.id), self.layout.input(record.id))
-            try:
-                objects.put(self.layout.job(record.id), record.to_json(), "application/json")
-            except S3Unavailable:
-                raise
-            except Exception as exc:
-                raise objects.unavailable(exc, "storing the job") from None
-            self.leases.create(record.id)
+            self.leases.create(record.id, record.to_json())
         except (S3Unavailable, LeaseLost) as exc:
             self.delete_local(record.id)
             self._delete_quietly([self.layout.input(record.id), self.layout.job(record.id)])
@@ -146,23 +147,34 @@ class S3JobStore(LocalJobStore):
 
     # --- reading ---------------------------------------------------------------------------------
     def load(self, job_id: str) -> JobRecord | None:
-        """The local record when it is final, else the bucket's (the job may run elsewhere now)."""
+        """The local record when it is final and in the bucket, else the bucket's (the job may run elsewhere now).
+
+        A final record not yet in the bucket reads as ``running`` (its result is being stored): no replica ever
+        shows a final status that another replica cannot show too. An unfinished local record is an old copy (the
+        job runs elsewhere, or nowhere until it is taken over): when the bucket cannot be read, that is a 503, not
+        a status that may be behind what was shown before."""
         local = self.load_local(job_id)
-        if local is not None and local.finished:
+        if local is not None and local.finished and self.final_stored(job_id):
             return local
         try:
-            data = self.objects.fetch(self.layout.job(job_id))
+            stored = self.objects.get(self.layout.job(job_id))
         except S3Unavailable as exc:
-            if local is not None:
-                return local
+            if local is not None and local.finished:
+                return local.storing()
             raise StorageUnavailable(str(exc)) from None
-        if data is None:
-            return local
-        try:
-            return JobRecord.from_json(data)
-        except ValueError:
-            log.error("job %s: its record in the bucket is unreadable", job_id)
-            return local
+        record = None
+        if stored is not None:
+            try:
+                record = JobRecord.from_json(stored.body)
+            except ValueError:
+                log.error("job %s: its record in the bucket is unreadable", job_id)
+        if local is not None and local.finished and (record is None or not record.finished):
+            return local.storing()
+        return record if record is not None else local
+
+    def final_stored(self, job_id: str) -> bool:
+        """Whether nothing of the job waits for upload (a final ``job.json`` is the last upload of a job)."""
+        return not self.mirror.pending(job_id)
 
     def done_pages(self, record: JobRecord) -> set[int]:
         """Local pages; for a job taken over from another replica, also those in the bucket."""
@@ -173,8 +185,8 @@ class S3JobStore(LocalJobStore):
             keys = self.objects.keys(self.layout.pages(record.id))
         except S3Unavailable as exc:
             raise StorageUnavailable(str(exc)) from None
-        for obj in keys:
-            name = obj["Key"].rsplit("/", 1)[-1].removesuffix(".json")
+        for key in keys:
+            name = key.rsplit("/", 1)[-1].removesuffix(".json")
             if name.isdigit():
                 done.add(int(name))
         return done
@@ -230,57 +242,80 @@ class S3JobStore(LocalJobStore):
 
     # --- ownership -------------------------------------------------------------------------------
     def orphans(self) -> list[str]:
-        try:
-            return self.leases.candidates()
-        except S3Unavailable as exc:
-            log.warning("looking for jobs to take over: %s", exc)
-            return []
+        """Jobs handed back or observed expired (memory: the lease keeper observes the bucket)."""
+        return self.leases.candidates()
+
+    def takeover_due(self) -> bool:
+        return bool(self.leases.candidates())
+
+    def watch(self, running: Callable[[], Collection[str]]) -> None:
+        self.keeper.running = running
 
     def claim(self, job_id: str) -> JobRecord | None:
-        """Take over a free job: lease first, then its record and document; a job that keeps stopping the replicas
-        that run it (a poison document) fails after ``MAX_JOB_TAKEOVERS`` crashes without progress, and a job whose
-        document is gone with pages still to do fails too (no replica could go on with it)."""
-        claimed = self._claim_record(job_id)
-        if claimed is None:
+        """Take over a free job: lease first (epoch raised), then its record (written back naming this owner, fenced)
+        and its document; a job that keeps stopping the replicas that run it (a poison document) fails after
+        ``MAX_JOB_TAKEOVERS`` crashes without progress, and a job whose document is gone with pages still to do
+        fails too (no replica could go on with it)."""
+        try:
+            lease = self.leases.claim(job_id)
+        except S3Unavailable as exc:
+            log.warning("job %s: not taken over: %s", job_id, exc)
             return None
-        lease, record = claimed
-        crashes = min(lease.crashes, 1) if record.pages_done > lease.progress else lease.crashes
+        if lease is None:
+            return None
+        taken = self._take_record(job_id, lease)
+        if taken is None:
+            return None
+        record, previous, crashes = taken
         self.leases.adjust(job_id, crashes=crashes, progress=record.pages_done)
-        previous, record.owner, record.takeovers = record.owner, self.replica, lease.takeovers
         (self.folder(job_id) / "pages").mkdir(parents=True, exist_ok=True)
-        if crashes > self.settings.max_job_takeovers:
-            self._give_up(record, crashes)
+        LocalJobStore.save(self, record)  # the bucket names the new owner already
+        error = poison(crashes, self.settings.max_job_takeovers)
+        if error is not None or not self._can_go_on(record):
+            if error is not None:
+                self._fail(record, error)
             return None
-        if not self._can_go_on(record):
-            return None
-        self.save(record)  # mirrored at once: the bucket names the new owner before its first page is done
         log.info(
-            "job %s taken over from %s (takeover %d, %d/%d pages done, %d crash(es) in a row without progress)",
+            "job %s taken over from %s (takeover %d, epoch %d, %d/%d pages done, %d crash(es) in a row without "
+            "progress)",
             job_id,
             previous or "a stopped replica",
             lease.takeovers,
+            lease.epoch,
             record.pages_done,
             len(record.pages),
             crashes,
         )
         return record
 
-    def _claim_record(self, job_id: str) -> tuple[Lease, JobRecord] | None:
-        """The new lease and the job's record from the bucket; None (nothing held) when the job is not free or over."""
-        try:
-            lease = self.leases.claim(job_id)
-            if lease is None:
+    def _take_record(self, job_id: str, lease: Lease) -> tuple[JobRecord, str | None, int] | None:
+        """Write the job's record back naming this owner and epoch (fenced): the record, its previous owner and the
+        crashes without progress; None (the lease given up) when it is finished or cannot be read."""
+        taken: list[tuple[JobRecord, str | None, int]] = []
+
+        def update(body: bytes) -> bytes | None:
+            record = JobRecord.from_json(body)
+            if record.finished:
                 return None
-            data = self.objects.fetch(self.layout.job(job_id))
-            record = JobRecord.from_json(data) if data is not None else None
+            crashes = crashes_with_progress(lease.crashes, record.pages_done, lease.progress)
+            taken.append((record, record.owner, crashes))
+            record.owner, record.takeovers, record.epoch = self.replica, lease.takeovers, lease.epoch
+            record.waiting = None
+            return record.to_json()
+
+        try:
+            written = self.leases.take_record(job_id, update)
         except (S3Unavailable, ValueError) as exc:
             log.warning("job %s: not taken over: %s", job_id, exc)
             self.leases.release(job_id)
             return None
-        if record is None or record.finished:  # finished, or never completely accepted: the lease is stale
-            self.leases.drop(job_id)
+        if written is None:  # finished, or never completely accepted: the lease is stale
+            try:
+                self.leases.end(job_id)
+            except S3Unavailable as exc:  # left to expire; the next claimant ends it
+                log.warning("job %s: stale lease not ended: %s", job_id, exc)
             return None
-        return lease, record
+        return taken[-1]
 
     def _can_go_on(self, record: JobRecord) -> bool:
         """Fetch the document (unless every page is stored already) and note a cancel asked for meanwhile. False when
@@ -296,29 +331,21 @@ class S3JobStore(LocalJobStore):
             self.taken.discard(record.id)
             self.leases.release(record.id)
             return False
-        if has_input or complete:
-            return True
-        record.fail(JobError(410, "document_lost", "the job's document is no longer stored; send it again"))
-        log.error("job %s failed: its document is gone from the bucket with pages still to do", record.id)
-        self.save(record)
-        self.finish(record)
-        return False
+        error = document_lost(has_input, complete)
+        if error is not None:
+            self._fail(record, error)
+        return error is None
 
-    def _give_up(self, record: JobRecord, crashes: int) -> None:
-        message = (
-            f"the replicas running this document stopped {crashes} times in a row without finishing a page "
-            f"(MAX_JOB_TAKEOVERS={self.settings.max_job_takeovers}); it is not retried: the document may crash the "
-            "OCR engine or need more memory than a replica has"
-        )
-        record.fail(JobError(422, "document_crashes_service", message))
-        log.error("job %s failed: %s", record.id, message)
-        (self.folder(record.id) / "pages").mkdir(parents=True, exist_ok=True)
+    def _fail(self, record: JobRecord, error: JobError) -> None:
+        """A taken-over job that cannot run (see :mod:`app.jobs.takeover_policy`) fails once, here."""
+        record.fail(error)
+        log.error("job %s failed: %s", record.id, error.message)
         self.save(record)
         self.finish(record)
 
     def ownership(self, running: Collection[str]) -> Ownership:
-        ids = set(running)
-        return Ownership(lost=self.leases.lost & ids, cancel=self.leases.cancel & ids)
+        lost, cancel = self.leases.ownership(running)
+        return Ownership(lost=lost, cancel=cancel)
 
     def page_starting(self, record: JobRecord) -> None:
         try:
@@ -327,7 +354,25 @@ class S3JobStore(LocalJobStore):
             log.exception("job %s: its lease was not marked running", record.id)
 
     def finish(self, record: JobRecord) -> None:
+        """The lease ends once the job's uploads are through; "job ... succeeded" is logged once its final record
+        is in the bucket (:meth:`_write_state`)."""
         self.leases.finish(record.id)
+
+    def _write_state(self, job_id: str, body: bytes) -> bool:
+        """The outbox's upload of ``job.json``: fenced by this owner's epoch. False when a newer owner holds the job:
+        the local copy then becomes the bucket's, so that this replica reports what that owner reports."""
+        fenced = self.leases.write_record(job_id, body)
+        if fenced is None:
+            try:
+                record = JobRecord.from_json(body)
+            except ValueError:
+                return True
+            if record.finished:
+                log_finished(record)
+            return True
+        if fenced.current is not None:
+            atomic_write(self.record_path(job_id), fenced.current)
+        return False
 
     def hand_back(self, record: JobRecord) -> None:
         if self.leases.release(record.id):
@@ -344,7 +389,7 @@ class S3JobStore(LocalJobStore):
         """Local copies only: objects in the bucket are removed by the bucket's lifecycle rule (see the guide). Jobs
         whose lease this replica holds are kept, except finished ones whose uploads are through (their leases go
         first, as the renewal would drop them a little later)."""
-        self.leases.drop_finished()
+        self.leases.end_finished(self.mirror.pending)
         with self.leases.lock:
             held = set(self.leases.held)
         return super().delete_older_than(cutoff, set(keep) | held)

@@ -67,8 +67,11 @@ class OcrService:
             drain=self.drain_state,
             metrics=self.metrics,
             disk=disk,
+            rate=self.admission.rate,
         )
         self.active: dict[str, ActiveJob] = {}
+        self.running_ids: frozenset[str] = frozenset()  # the ids in ``active``, readable from any thread
+        store.watch(lambda: self.running_ids)
 
     @property
     def draining(self) -> bool:
@@ -244,8 +247,9 @@ class OcrService:
         """The job from this replica's memory, else from the store (any replica's job). 404 when unknown; 503 when
         the shared store cannot be read."""
         active = self.active.get(job_id)
-        if active is not None:
-            return active.record
+        if active is not None and not active.lost:
+            mine = active.record
+            return mine if not mine.finished or self.store.final_stored(job_id) else mine.storing()
         if not is_valid_id(job_id):
             raise ServiceError(404, "job_not_found", f"no job {job_id}")
         try:
@@ -303,6 +307,7 @@ class OcrService:
         """Run ``record`` on this replica (it has been created or claimed here)."""
         active = ActiveJob(record)
         self.active[record.id] = active
+        self.running_ids = frozenset(self.active)
         active.task = asyncio.get_running_loop().create_task(
             self.runner.run(active, self._forget), name=f"job-{record.id}"
         )
@@ -310,6 +315,7 @@ class OcrService:
     def _forget(self, active: ActiveJob) -> None:
         if self.active.get(active.record.id) is active:
             del self.active[active.record.id]
+            self.running_ids = frozenset(self.active)
 
     def apply_ownership(self) -> None:
         """Stop jobs another replica took over; cancel jobs another replica was asked to cancel (memory only)."""

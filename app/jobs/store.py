@@ -18,7 +18,7 @@ import logging
 import secrets
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -138,6 +138,18 @@ class JobStore(ABC):
     def claim(self, job_id: str) -> JobRecord | None:
         """Take an orphan to run it here; its record, or None when another replica has it or it has finished."""
 
+    def takeover_due(self) -> bool:
+        """Whether a job may be taken over now (memory only; shared stores: one was handed back or expired)."""
+        return False
+
+    def watch(self, running: Callable[[], Collection[str]]) -> None:  # noqa: B027 - optional hook
+        """``running()`` says which jobs run on this replica now (thread-safe): a shared store hands back what it
+        holds for a job that runs nowhere here."""
+
+    def final_stored(self, job_id: str) -> bool:
+        """Whether a finished job's final record is stored where every replica reads it (memory only)."""
+        return True
+
     def ownership(self, running: Collection[str]) -> Ownership:
         """Which of the ``running`` jobs were taken over or asked to cancel elsewhere (memory only)."""
         return Ownership()
@@ -147,7 +159,8 @@ class JobStore(ABC):
         here, that a crash from now on may be the job's doing (see ``MAX_JOB_TAKEOVERS``)."""
 
     def finish(self, record: JobRecord) -> None:  # noqa: B027 - optional hook
-        """The job has finished here: give up its ownership once its files are stored for good."""
+        """The job has finished here: give up its ownership once its files are stored for good, and log its end
+        (:func:`~app.jobs.models.log_finished`) once its final record is."""
 
     def hand_back(self, record: JobRecord) -> None:  # noqa: B027 - optional hook
         """This replica cannot continue ``record`` now (e.g. its disk is full): let another replica take it."""
@@ -174,7 +187,7 @@ def build_job_store(settings: Settings, root: Path) -> JobStore:
     """The store for this deployment, chosen once: S3 when all four ``CLOUDRU_S3_*`` are set, else the local disk."""
     from app.jobs.local_store import LocalJobStore
     from app.jobs.s3_store import S3JobStore
-    from app.storage.s3_client import s3_enabled
+    from app.storage.s3.client import s3_enabled
 
     if s3_enabled(settings):
         return S3JobStore(settings, root, replica_name(settings))

@@ -2,10 +2,12 @@
 
 At start a replica resumes the unfinished jobs it finds (on a local disk: all of them). With a shared store it
 then, every second, applies what changed about the jobs it runs (taken over elsewhere, cancel
-requested through another replica), and every ``JOB_SCAN_INTERVAL_S`` (with jitter, so that replicas started
-together do not all claim at once) takes over a job whose replica stopped (handed back at SIGTERM, or with an
-expired lease after a crash), once its engines are ready. A busy replica (pages waiting for a worker) scans three
-times less often, so that idle replicas take such jobs first.
+requested through another replica), and takes over a job whose replica stopped (handed back at SIGTERM, or with a
+lease this replica has observed unchanged for ``JOB_LEASE_S``: see :mod:`app.jobs.ownership.observer`), once its
+engines are ready: an idle replica as soon as one is due (after a random moment, so that replicas do not all claim
+at once), a busy one (pages waiting for a worker) only at its scans, every three ``JOB_SCAN_INTERVAL_S``, so that
+idle replicas take such jobs first. A job therefore waits at most about ``JOB_LEASE_S + JOB_SCAN_INTERVAL_S`` for a
+new owner once its owner is gone.
 """
 
 from __future__ import annotations
@@ -37,8 +39,12 @@ async def keep_jobs_moving(service: OcrService) -> None:
     while not service.draining:
         await asyncio.sleep(_OWNERSHIP_EVERY_S)
         service.apply_ownership()
-        if time.monotonic() < next_scan or service.draining:
+        idle = not service.scheduler.queued
+        due = idle and service.store.takeover_due()
+        if (time.monotonic() < next_scan and not due) or service.draining:
             continue
+        if due:
+            await asyncio.sleep(random.uniform(0, _OWNERSHIP_EVERY_S))  # noqa: S311 - jitter, not security
         try:
             await service.take_over()
         except Exception:

@@ -35,9 +35,9 @@ from app.jobs.models import JobRecord
 from app.schemas import DocumentResult, RagExportStorage
 from app.settings import Settings
 from app.storage.local import atomic_write
-from app.storage.outbox import Item
-from app.storage.s3 import S3Mirror
-from app.storage.s3_client import content_type
+from app.storage.s3.client import content_type
+from app.storage.s3.mirror import S3Mirror
+from app.storage.s3.outbox import Item
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ def test_a_short_chaos_run_loses_no_job(tmp_path: Path) -> None:
     numbers = json.loads(summary.read_text())
     assert numbers["kills"] == {"TERM": 1, "KILL": 1}
     assert numbers["accepted"] >= 3 and numbers["pages"] > 0
-    assert numbers["problems"] == {"lost": [], "finished twice": [], "not logged": [], "wrong result": []}
+    assert all(not ids for ids in numbers["problems"].values()), numbers["problems"]
+    assert set(numbers["problems"]) >= {"lost", "stuck", "finished twice", "status regression"}
     assert numbers["takeovers"] >= numbers["takeover_log_lines"] >= 1  # --busy-victims: each kill hits a job
     resumed = numbers["resumed_after_kill"]
     assert resumed["TERM"] + resumed["KILL"] >= 1 and resumed["not killed"] == 0

@@ -24,8 +24,8 @@ import pytest
 from app.engines.pp_ocr import PpOcrEngine
 from app.main import create_app
 from app.settings import Settings
-from app.storage.outbox import Item
-from app.storage.s3_client import META_OWNER, apply_step
+from app.storage.s3.client import META_OWNER, apply_step
+from app.storage.s3.outbox import Item
 from tests.support.documents import cer, image_bytes, page_lines, render_page, text_pdf
 from tests.support.s3server import S3Server
 from tests.support.server import ROOT, ServiceProcess, ThreadServer, wait_for

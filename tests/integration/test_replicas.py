@@ -21,50 +21,12 @@ from app.jobs.models import JobRecord
 from app.jobs.s3_store import S3JobStore
 from app.settings import Settings
 from app.storage.local import new_id
-from tests.support.documents import cer, page_lines, text_pdf
+from tests.support.documents import text_pdf
+from tests.support.fleet import PREFIX, Fleet, assert_complete, finished, pages_done, status, submit
 from tests.support.s3server import S3Server
 from tests.support.server import ServiceProcess, page_log_counts, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-PREFIX = "replicas"
-LEASE_S = 8
-
-
-class Fleet:
-    """Replicas of one deployment: same bucket and settings, each started with an empty OUTPUT_DIR."""
-
-    def __init__(self, s3: S3Server, tmp: Path, **env: str) -> None:
-        self.s3 = s3
-        self.tmp = tmp
-        self.bucket = s3.new_bucket()
-        self.env = s3.service_env(
-            self.bucket,
-            CLOUDRU_S3_PREFIX=PREFIX,
-            JOB_LEASE_S=str(LEASE_S),
-            JOB_SCAN_INTERVAL_S="1",
-            OCR_CONCURRENCY="1",
-            SHUTDOWN_GRACE_S="20",
-            S3_RETRY_MAX_S="1",
-            **env,
-        )
-        self.replicas: list[ServiceProcess] = []
-
-    def start(self, ready: bool = True) -> ServiceProcess:
-        folder = self.tmp / f"replica-{len(self.replicas)}"
-        folder.mkdir()
-        replica = ServiceProcess(folder, env=self.env).start()
-        self.replicas.append(replica)
-        if ready:
-            replica.wait_ready()
-        return replica
-
-    def logs(self) -> str:
-        return "".join(r.log() for r in self.replicas)
-
-    def stop_all(self) -> None:
-        for replica in self.replicas:
-            replica.stop(signal.SIGKILL)
 
 
 @pytest.fixture
@@ -74,47 +36,6 @@ def fleet(s3: S3Server, tmp_path: Path) -> Iterator[Fleet]:
         yield group
     finally:
         group.stop_all()
-
-
-def submit(replica: ServiceProcess, pages: int, dpi: int = 75) -> dict[str, Any]:
-    """A job on pp-ocr: slow enough (0.5 s a page here, tesseract 0.07) to be interrupted half-way."""
-    form = {"dpi": str(dpi), "engine": "pp-ocr"}
-    response = httpx.post(replica.url + "/jobs", files={"file": ("doc.pdf", text_pdf(pages))}, data=form, timeout=60)
-    assert response.status_code == 202, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def status(replica: ServiceProcess, job_id: str) -> dict[str, Any]:
-    response = httpx.get(f"{replica.url}/jobs/{job_id}", timeout=30)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def finished(replica: ServiceProcess, job_id: str, timeout: float = 180) -> dict[str, Any]:
-    def done() -> dict[str, Any] | None:
-        body = status(replica, job_id)
-        return body if body["status"] in ("succeeded", "failed", "cancelled") else None
-
-    result: dict[str, Any] = wait_for(done, timeout, f"job {job_id} to finish", interval=0.25)
-    return result
-
-
-def assert_complete(fleet: Fleet, replica: ServiceProcess, job_id: str, pages: int) -> dict[str, Any]:
-    """The job succeeded exactly once and its result has every page, in order, read."""
-    assert finished(replica, job_id)["status"] == "succeeded"
-    assert len(re.findall(rf"job {job_id} succeeded", fleet.logs())) == 1
-    result = httpx.get(f"{replica.url}/jobs/{job_id}/result", timeout=30).json()
-    assert [p["index"] for p in result["pages"]] == list(range(1, pages + 1))
-    for page in result["pages"]:
-        assert cer("\n".join(page_lines(page["index"])), page["text"]) <= 0.02, page["text"]
-    assert set(page_log_counts(fleet.logs(), job_id)) == set(range(1, pages + 1))
-    return result
-
-
-def pages_done(replica: ServiceProcess, job_id: str, at_least: int) -> None:
-    wait_for(lambda: status(replica, job_id)["pages_done"] >= at_least, 120, f"{at_least} pages")
 
 
 def test_scale_down_sigterm_hands_the_job_over_at_once(fleet: Fleet) -> None:
@@ -241,6 +162,13 @@ def accepted_by_a(config: Settings, tmp_path: Path) -> str:
     return job_id
 
 
+def observe_and_claim(store: S3JobStore, job_id: str) -> JobRecord | None:
+    """What a store's keeper and scan do (stores in these tests are not started): observe the leases, then claim
+    (possible only once this store has seen A's lease unchanged for the whole lease period)."""
+    store.leases.observe()
+    return store.claim(job_id)
+
+
 def test_a_claim_names_the_new_owner_in_the_bucket_before_its_first_page(s3: S3Server, tmp_path: Path) -> None:
     """In process: replica A accepted a job and died before renewing its lease; B claims it once the lease has
     expired. The bucket's record (what every other replica answers GET /jobs with, and what the next takeover names
@@ -266,12 +194,12 @@ def test_a_crash_counts_against_a_job_only_while_its_pages_were_being_recognised
     config, bucket = lease_config(s3)
     job_id = accepted_by_a(config, tmp_path)
     b = S3JobStore(config, tmp_path / "b", "b")
-    claimed = wait_for(lambda: b.claim(job_id), 20, "A's lease to expire", interval=0.5)
+    claimed = wait_for(lambda: observe_and_claim(b, job_id), 20, "A's lease to expire", interval=0.5)
     assert b.leases.held[job_id].crashes == 0
     b.page_starting(claimed)
     assert lease_of(s3, bucket, job_id)["running"] is True  # type: ignore[index]  # at once, not at the next renewal
     c = S3JobStore(config, tmp_path / "c", "c")
-    wait_for(lambda: c.claim(job_id), 20, "B's lease to expire", interval=0.5)
+    wait_for(lambda: observe_and_claim(c, job_id), 20, "B's lease to expire", interval=0.5)
     assert c.leases.held[job_id].crashes == 1
     stored = lease_of(s3, bucket, job_id)
     assert stored is not None and (stored["owner"], stored["running"], stored["crashes"]) == ("c", False, 1)

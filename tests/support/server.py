@@ -36,12 +36,12 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
 
 
 _LOG_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
-_SUCCEEDED = re.compile(r"app\.jobs\.runner: job (\w+) succeeded: ")
+_SUCCEEDED = re.compile(r"app\.jobs\.runner: job (\w+) recognised here \(succeeded\)")
 _ANSWERED = re.compile(r"POST /ocr status=200 .* job=(\w+)")
 
 
 def after_job_ms(log: str) -> list[float]:
-    """For each ``POST /ocr`` answered 200: ms from the log line "job <id> succeeded" to the request's access-log
+    """For each ``POST /ocr`` answered 200: ms from the log line "job <id> recognised here" to the request's access-log
     line (``job=<id>``), i.e. what the service spends after OCR (reading the result, the S3 wait, answering)."""
     gaps: list[float] = []
     finished: dict[str, float] = {}

@@ -6,7 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from app.storage.outbox import Entry, Item, Outbox, Step
+from app.storage.s3.outbox import Entry, Item, Outbox, Step
 
 JOB = "0123456789abcdef0123456789abcdef"  # pragma: allowlist secret
 

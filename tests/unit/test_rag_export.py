@@ -10,7 +10,6 @@ from pydantic import ValidationError
 
 from app.schemas import DocumentResult, PageResult, Timings
 from app.settings import Settings
-from app.storage.outbox import Entry, Item, Outbox
 from app.storage.rag_export import (
     EXPORT_NAME_MAX,
     MARK_EVERY_CHARS,
@@ -22,6 +21,7 @@ from app.storage.rag_export import (
     safe_stem,
     strip_images,
 )
+from app.storage.s3.outbox import Entry, Item, Outbox
 
 JOB = "0123456789abcdef0123456789abcdef"  # pragma: allowlist secret
 MARK = re.compile(r"^--- Страница (\d+) / (\d+)( \(продолжение\))? · (.+) ---$")

@@ -18,6 +18,7 @@ from app.engines.base import EnginePage
 from app.engines.pp_ocr import PpOcrEngine
 from app.engines.registry import EngineSet
 from app.errors import ServiceError
+from app.jobs.admission import RETRY_AFTER_UNKNOWN_S, DrainRate, retry_after
 from app.jobs.local_store import LocalJobStore
 from app.jobs.models import JobRecord, OcrOptions
 from app.jobs.service import OcrService
@@ -151,7 +152,8 @@ async def test_queue_limits_answer_429_until_there_is_room(make_service, engine,
     first = await service.submit(document(tmp_path, 2, "a.pdf"), OPTIONS)
     with pytest.raises(ServiceError) as too_many_pages:
         await service.submit(document(tmp_path, 4, "b.pdf"), OPTIONS)
-    assert too_many_pages.value.status == 429 and too_many_pages.value.headers["Retry-After"] == "30"
+    assert too_many_pages.value.status == 429  # no page has finished yet: no measured rate
+    assert too_many_pages.value.headers["Retry-After"] == str(RETRY_AFTER_UNKNOWN_S)
     await service.submit(document(tmp_path, 3, "c.pdf"), OPTIONS)
     with pytest.raises(ServiceError) as too_many_jobs:
         await service.submit(document(tmp_path, 1, "d.pdf"), OPTIONS)
@@ -160,6 +162,21 @@ async def test_queue_limits_answer_429_until_there_is_room(make_service, engine,
     assert (await service.wait(first.id, 60)).status == "succeeded"
     await until(lambda: not service.active)
     await service.submit(document(tmp_path, 1, "e.pdf"), OPTIONS)  # room again
+    assert service.admission.rate.per_second() is not None  # measured from the pages just done
+
+
+def test_retry_after_follows_the_measured_drain_rate() -> None:
+    now = [100.0]
+    rate = DrainRate(window=60, clock=lambda: now[0])
+    assert rate.per_second() is None and retry_after(12, rate.per_second()) == RETRY_AFTER_UNKNOWN_S
+    for _ in range(10):  # 10 pages in 5 s: 2 pages/s
+        now[0] += 0.5
+        rate.note_page()
+    assert rate.per_second() == pytest.approx(10 / 4.5)
+    assert retry_after(6, rate.per_second()) == 3  # six pages ahead drain in about 3 s, not 30
+    assert retry_after(0.1, rate.per_second()) == 1 and retry_after(10_000, rate.per_second()) == 300
+    now[0] += 120  # nothing finished for two minutes: the old rate no longer counts
+    assert rate.per_second() is None
 
 
 async def test_a_page_over_the_timeout_fails_alone(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -12,8 +12,9 @@ from app.jobs.s3_store import S3JobStore
 from app.jobs.store import build_job_store
 from app.settings import Settings
 from app.storage.local import result_files
-from app.storage.s3 import S3Mirror
-from app.storage.s3_client import KeyLayout, content_type, missing_settings
+from app.storage.s3.client import content_type, missing_settings
+from app.storage.s3.keys import KeyLayout
+from app.storage.s3.mirror import S3Mirror
 
 ACCESS = "<tenant_id>:<key_id>"
 SECRET = "s3cr3t-value-never-shown"  # pragma: allowlist secret

@@ -1,44 +1,29 @@
-"""The S3 connection (Cloud.ru Object Storage): settings check, the boto3 client, key layout, safe error text.
+"""The S3 connection (Cloud.ru Object Storage): settings check, the boto3 client, content types, outbox steps.
 
 On only when ``CLOUDRU_S3_ENDPOINT``, ``CLOUDRU_S3_BUCKET``, ``CLOUDRU_S3_ACCESS_KEY`` and ``CLOUDRU_S3_SECRET_KEY``
-are all set. Keys (``<prefix>`` is ``CLOUDRU_S3_PREFIX``)::
+are all set. Where things go in the bucket: :mod:`app.storage.s3.keys`. Errors: :mod:`app.storage.s3.errors`.
 
-    <prefix>/<YYYY-MM-DD>/<id>/result.json, result.md, images...   the result, as in OUTPUT_DIR
-    <prefix>/jobs/<id>/job.json                                    the job's record (status, progress, owner)
-    <prefix>/jobs/<id>/input                                       the document (until the job ends or retention)
-    <prefix>/jobs/<id>/pages/00001.json ...                        each page's result as it is produced
-    <prefix>/leases/<id>.json                                      which replica runs the unfinished job, until when
-    <prefix>/handover/<id>                                         a stopping replica handed the job back
-    <prefix>/cancel/<id>                                           another replica was asked to cancel the job
-    <RAG_EXPORT_PREFIX>/<name>.md (or .txt)                        the knowledge-base export (app.storage.rag_export)
-
-Secrets: the keys are ``SecretStr`` and go to boto3 only; :func:`describe_error` removes both key values from
-error text shown in ``/health`` and logs.
+Secrets: the keys are ``SecretStr`` and go to boto3 only; :func:`~app.storage.s3.errors.describe_error` removes both
+key values from error text shown in ``/health`` and logs.
 """
 
 from __future__ import annotations
 
 import logging
 import mimetypes
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.settings import Settings
-from app.storage.outbox import Item
+from app.storage.s3.errors import is_not_found
+from app.storage.s3.outbox import Item
 
 REQUIRED = ("CLOUDRU_S3_ENDPOINT", "CLOUDRU_S3_BUCKET", "CLOUDRU_S3_ACCESS_KEY", "CLOUDRU_S3_SECRET_KEY")
 QUIET_LOGGERS = ("boto3", "botocore", "s3transfer", "urllib3")
-_MESSAGE_LIMIT = 300
-_CREDENTIAL_ERRORS = ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "403")
 META_OWNER = "ocr-job-id"
 """User metadata (``x-amz-meta-ocr-job-id``) naming the job that wrote an owned object (see :class:`Item`)."""
 META_VERSION = "ocr-version"
 """User metadata (``x-amz-meta-ocr-version``) ordering the writes of one owned key."""
-
-
-class S3Unavailable(Exception):
-    """S3 could not be read or written; the message is safe to show (no secrets)."""
 
 
 def missing_settings(settings: Settings) -> list[str]:
@@ -80,47 +65,6 @@ def content_type(name: str) -> str:
         return "text/plain; charset=utf-8"
     guessed, _ = mimetypes.guess_type(name)
     return guessed or "application/octet-stream"
-
-
-@dataclass(frozen=True)
-class KeyLayout:
-    """Where things go in the bucket (see the module docstring)."""
-
-    prefix: str
-
-    def key(self, relative: str) -> str:
-        return f"{self.prefix}/{relative}" if self.prefix else relative
-
-    def job(self, job_id: str) -> str:
-        return self.key(f"jobs/{job_id}/job.json")
-
-    def input(self, job_id: str) -> str:
-        return self.key(f"jobs/{job_id}/input")
-
-    def pages(self, job_id: str) -> str:
-        return self.key(f"jobs/{job_id}/pages/")
-
-    def page(self, job_id: str, number: int) -> str:
-        return self.key(f"jobs/{job_id}/pages/{number:05d}.json")
-
-    def result(self, result_dir: str, name: str = "") -> str:
-        return self.key(f"{result_dir}/{name}") if name else self.key(result_dir)
-
-    def folder(self, name: str) -> str:
-        """``leases``, ``handover`` or ``cancel``: the folder's prefix, ending in ``/``."""
-        return self.key(f"{name}/")
-
-    def lease(self, job_id: str) -> str:
-        return self.key(f"leases/{job_id}.json")
-
-    def handover(self, job_id: str) -> str:
-        return self.key(f"handover/{job_id}")
-
-    def cancel(self, job_id: str) -> str:
-        return self.key(f"cancel/{job_id}")
-
-    def probe(self, name: str) -> str:
-        return self.key(f".probe/{name}")
 
 
 def make_client(settings: Settings, read_timeout: float | None = None) -> Any:
@@ -199,40 +143,3 @@ def _head_metadata(client: Any, bucket: str, key: str) -> dict[str, str] | None:
         raise
     metadata: dict[str, str] = response.get("Metadata") or {}
     return metadata
-
-
-def error_code(exc: BaseException) -> tuple[str, int | None]:
-    """S3's error code and HTTP status of a botocore error (``("", None)`` for other errors)."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return "", None
-    code = str((response.get("Error") or {}).get("Code", ""))
-    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-    return code, status if isinstance(status, int) else None
-
-
-def is_not_found(exc: BaseException) -> bool:
-    code, status = error_code(exc)
-    return code in ("NoSuchKey", "404", "NotFound") or status == 404
-
-
-def is_precondition_failed(exc: BaseException) -> bool:
-    """A conditional write lost: the object exists (If-None-Match) or changed (If-Match)."""
-    code, status = error_code(exc)
-    return code in ("PreconditionFailed", "412", "ConditionalRequestConflict") or status in (409, 412)
-
-
-def describe_error(exc: BaseException, secrets: list[str]) -> dict[str, str]:
-    """``{"type", "message"}`` of an error with the ``secrets`` removed, for /health and the logs."""
-    message = str(exc)
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        error = response.get("Error") or {}
-        code, text = error.get("Code"), error.get("Message")
-        if code:
-            message = f"{code}: {text}" if text else str(code)
-        if code in _CREDENTIAL_ERRORS:
-            message += " (check CLOUDRU_S3_ACCESS_KEY and CLOUDRU_S3_SECRET_KEY)"
-    for secret in secrets:
-        message = message.replace(secret, "***")
-    return {"type": type(exc).__name__, "message": message[:_MESSAGE_LIMIT]}

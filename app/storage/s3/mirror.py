@@ -1,6 +1,6 @@
 """The S3 mirror (Cloud.ru Object Storage): job files and results copied from local disk, in the background.
 
-The service writes a file locally, then records it in the durable outbox (:mod:`app.storage.outbox`) before the
+The service writes a file locally, then records it in the durable outbox (:mod:`app.storage.s3.outbox`) before the
 request returns. ``S3_UPLOAD_CONCURRENCY`` uploader threads drain the outbox, one job entry per thread at a time,
 in order (``result.json`` last, ``job.json`` after everything). A failure pauses all uploads with exponential
 backoff (0.5 s doubling, capped at ``S3_RETRY_MAX_S``); the first success resets it. S3 never fails an OCR
@@ -9,7 +9,7 @@ failing, then reports ``pending``.
 
 ``job.json`` is the one object whose content changes; a ``state_guard`` decides, when its turn comes, whether this
 replica may still write it (it may not once another replica has taken the job over: see :mod:`app.jobs.leases`).
-Direct calls (reads, leases, accepting a job) go through :attr:`S3Mirror.objects` (:mod:`app.storage.s3_objects`).
+Direct calls (reads, leases, accepting a job) go through :attr:`S3Mirror.objects` (:mod:`app.storage.s3.objects`).
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ from typing import Any, Literal
 
 from app.settings import Settings
 from app.storage.local import result_files
-from app.storage.outbox import Entry, Item, Outbox, Step
-from app.storage.s3_client import KeyLayout, apply_step, content_type, describe_error, make_client
-from app.storage.s3_objects import S3Objects
-from app.storage.waiters import ResultWaiters
+from app.storage.s3.client import apply_step, content_type, make_client
+from app.storage.s3.errors import describe_error
+from app.storage.s3.keys import KeyLayout
+from app.storage.s3.objects import S3Objects
+from app.storage.s3.outbox import Entry, Item, Outbox, Step
+from app.storage.s3.waiters import ResultWaiters
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,10 @@ class S3Mirror:
             )
             if s
         ]
-        self.objects = S3Objects(settings, self._secrets, self._note_error)
+        self.objects = S3Objects(settings, self._secrets, self._note_error, self._direct_call_worked)
+        #: Writes ``job.json`` (job id, body) instead of a plain upload: the job store's fenced write, which returns
+        #: False when the record is no longer this replica's to write (then it is dropped). None: plain uploads.
+        self.state_writer: Callable[[str, bytes], bool] | None = None
         self._client: Any = None
         self._client_ready = threading.Event()
         self._stopping = threading.Event()
@@ -267,7 +272,7 @@ class S3Mirror:
                 if step is None:
                     return
             try:
-                uploaded = self._put(step)
+                uploaded = self._put(step, entry.job_id)
             except Exception as exc:
                 retry_in = self._record_failure(exc, f"uploading {step.item.key}")
                 with cond:
@@ -282,11 +287,14 @@ class S3Mirror:
             if step.item.completes_result:
                 self._waiters.resolve(entry.job_id, True)
 
-    def _put(self, step: Step) -> bool:
-        """Carry out one step (:func:`~app.storage.s3_client.apply_step`); True when an object was uploaded."""
+    def _put(self, step: Step, job_id: str) -> bool:
+        """Carry out one step (:func:`~app.storage.s3.client.apply_step`, or the fenced write of ``job.json``); True
+        when an object was uploaded."""
         thread = threading.get_ident()
         self._in_flight[thread] = time.monotonic()
         try:
+            if step.body is not None and self.state_writer is not None:
+                return self.state_writer(job_id, step.body)
             return apply_step(self._client, self.bucket, self.root, step.item, step.body)
         finally:
             self._in_flight.pop(thread, None)
@@ -305,9 +313,18 @@ class S3Mirror:
         self.objects.failed_at = -1e9  # S3 answers: new jobs need not be refused on an older failure
 
     def _note_error(self, error: dict[str, str]) -> None:
-        """A direct call failed (see :class:`S3Objects`): shown in /health until S3 works again."""
+        """A direct call failed (see :class:`S3Objects`): ``degraded`` in /health until a call works again."""
         with self._health_lock:
+            if self.last_ok is not False:
+                log.warning("S3: a direct call failed: %s: %s", error["type"], error["message"])
+            self.last_ok = False
             self.last_error = {**error, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+    def _direct_call_worked(self) -> None:
+        """A direct call worked after a failure: S3 is back, so the paused uploads resume now, not at their backoff."""
+        self._record_success(uploaded=False)
+        with self.outbox.cond:
+            self.outbox.retry_now()
 
     def _record_failure(self, exc: BaseException, doing: str) -> float:
         """Remember the error for /health, log it, pause all uploads; returns the pause in seconds."""
@@ -315,9 +332,11 @@ class S3Mirror:
         error["at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with self._health_lock:
             self.failures += 1
-            self._consecutive_failures += 1
-            pause = self._backoff(self._consecutive_failures)
-            self._paused_until = time.monotonic() + pause
+            now = time.monotonic()
+            if now >= self._paused_until:  # one step per round: uploads failing together in one round count once
+                self._consecutive_failures += 1
+                self._paused_until = now + self._backoff(self._consecutive_failures)
+            pause = self._paused_until - now
             self.last_ok = False
             self.last_error = error
         log.warning("S3 mirror: %s failed: %s: %s; retrying in %.1f s", doing, error["type"], error["message"], pause)
