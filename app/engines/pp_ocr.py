@@ -92,9 +92,7 @@ def blocks_from_rapidocr(boxes: Any, texts: Any, scores: Any, word_results: Any 
     for quad, text, score, line in zip(boxes, texts, scores, words, strict=False):
         if not str(text).strip():
             continue
-        blocks.append(
-            Block(bbox=_box(quad), text=str(text), score=round(float(score), 4), label="text", words=line)
-        )
+        blocks.append(Block(bbox=_box(quad), text=str(text), score=round(float(score), 4), label="text", words=line))
     return blocks
 
 

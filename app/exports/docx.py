@@ -23,7 +23,7 @@ def write_docx(result: DocumentResult, target: Path) -> None:
 
     from docx import Document
 
-    document = Document()
+    document: Any = Document()
     document.core_properties.title = result.filename or f"Document {result.id}"
     document.core_properties.comments = f"Recognised by paddleocr-vl-service ({result.engine}), job {result.id}"
     numbered = _numbered_style(document)

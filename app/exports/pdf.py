@@ -28,6 +28,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +75,12 @@ def write_searchable_pdf(
     import pikepdf
 
     font = font_path()
-    numbers = [page.index for page in result.pages]
+    source = _Source(document, content_type, [page.index for page in result.pages], dpi, limits)
     with ExitStack() as stack:
-        base = _base_pdf(document, content_type, numbers, dpi, limits, stack)
+        base = _base_pdf(source, stack)
         for first in range(0, len(result.pages), CHUNK_PAGES):
-            chunk = list(zip(base.pages[first : first + CHUNK_PAGES], result.pages[first : first + CHUNK_PAGES]))
+            pages = base.pages[first : first + CHUNK_PAGES]
+            chunk = list(zip(pages, result.pages[first : first + CHUNK_PAGES], strict=True))
             _add_text_layer(base, chunk, font, stack)
         base.docinfo[pikepdf.Name.Producer] = "paddleocr-vl-service (pikepdf, fpdf2)"
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -92,12 +94,20 @@ def write_searchable_pdf(
 
 
 # --- the pages as they came ------------------------------------------------------------------------
-def _base_pdf(
-    document: Path, content_type: str, numbers: Sequence[int], dpi: int, limits: Limits, stack: ExitStack
-) -> Any:
-    """A pikepdf document holding exactly the pages ``numbers`` (1-based) of ``document``, in that order."""
+@dataclass(frozen=True)
+class _Source:
+    document: Path
+    content_type: str
+    numbers: Sequence[int]  # the pages to keep (1-based, ascending)
+    dpi: int
+    limits: Limits
+
+
+def _base_pdf(source: _Source, stack: ExitStack) -> Any:
+    """A pikepdf document holding exactly the pages ``source.numbers`` of the document, in that order."""
     import pikepdf
 
+    document, content_type, numbers = source.document, source.content_type, source.numbers
     try:
         if content_type == "application/pdf":
             pdf = stack.enter_context(pikepdf.open(document))
@@ -110,7 +120,7 @@ def _base_pdf(
         return pdf
     except (pikepdf.PdfError, ValueError, OSError) as exc:
         log.warning("PDF export: the document's own pages cannot be kept (%s); its pages are rasterised", exc)
-    return _rasterised(document, content_type, numbers, dpi, limits, stack)
+    return _rasterised(source, stack)
 
 
 def _keep_pages(pdf: Any, numbers: Sequence[int]) -> None:
@@ -147,9 +157,7 @@ def _page_layout(width_px: int, height_px: int, dpi: tuple[float, float]) -> tup
     return width, height, width, height
 
 
-def _rasterised(
-    document: Path, content_type: str, numbers: Sequence[int], dpi: int, limits: Limits, stack: ExitStack
-) -> Any:
+def _rasterised(source: _Source, stack: ExitStack) -> Any:
     """The pages rendered as the engine saw them (PDF at ``dpi``, images upright), each wrapped losslessly;
     one page in memory at a time (each is written to a temporary file that qpdf reads when saving)."""
     import img2pdf
@@ -157,8 +165,9 @@ def _rasterised(
 
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pdf-export-")))
     pdf = stack.enter_context(pikepdf.new())
-    with open_document(document, content_type, limits) as opened:
-        for number in numbers:
+    dpi, content_type = source.dpi, source.content_type
+    with open_document(source.document, content_type, source.limits) as opened:
+        for number in source.numbers:
             image = opened.render(number, dpi)
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
@@ -238,18 +247,21 @@ def _layer_pages(pages: Sequence[tuple[PageResult, float, float]], font: Path) -
     if fallbacks:
         pdf.set_fallback_fonts([f"ocr-fallback-{n}" for n in range(len(fallbacks))], exact_match=False)
     pdf.set_font("ocr", size=10)
-    descriptor = pdf.current_font.desc
-    ascent, descent = descriptor.ascent / 1000.0, abs(descriptor.descent) / 1000.0
+    current: Any = pdf.current_font
+    descriptor = current.desc
+    metrics = (descriptor.ascent / 1000.0, abs(descriptor.descent) / 1000.0)
     for result, width, height in pages:
         pdf.add_page(format=(width, height))
         pdf.text_mode = TextMode.INVISIBLE
-        scale_x, scale_y = width / result.width, height / result.height
+        scale = (width / result.width, height / result.height)
         for line in page_text_lines(result):
-            _draw_line(pdf, line, scale_x, scale_y, ascent, descent)
+            _draw_line(pdf, line, scale, metrics)
     return bytes(pdf.output())
 
 
-def _draw_line(pdf: Any, line: PlacedLine, scale_x: float, scale_y: float, ascent: float, descent: float) -> None:
+def _draw_line(pdf: Any, line: PlacedLine, scale: tuple[float, float], metrics: tuple[float, float]) -> None:
+    """One line: size and baseline from its band (the font's ascent + descent fill it), each word stretched."""
+    (scale_x, scale_y), (ascent, descent) = scale, metrics
     top, bottom = line.top * scale_y, line.bottom * scale_y
     size = (bottom - top) / (ascent + descent)
     if size < MIN_FONT_PT:
@@ -272,4 +284,3 @@ def _draw_stretched(pdf: Any, text: str, x0: float, x1: float, baseline: float) 
         return
     pdf.set_stretching(max(0.01, 100.0 * (x1 - x0) / natural))
     pdf.text(x0, baseline, text)
-

@@ -98,17 +98,23 @@ def block_elements(block: Block) -> list[Element]:
         text = block_plain_text(block)
     if not text.strip():
         return []
+    labelled = _labelled(label, text)
+    return [labelled] if labelled is not None else text_paragraphs(text)
+
+
+def _labelled(label: str, text: str) -> Element | None:
+    """The element a layout label makes of its text, or None for running text."""
     if label in ("doc_title", "title"):
-        return [Heading(_one_line(text), 1)]
+        return Heading(_one_line(text), 1)
     if label in ("paragraph_title", "section_title"):
-        return [Heading(_one_line(text), section_level(text))]
+        return Heading(_one_line(text), section_level(text))
     if label in CAPTION_LABELS:
-        return [Paragraph(_one_line(text), "caption")]
+        return Paragraph(_one_line(text), "caption")
     if "formula" in label:
-        return [Paragraph(text.strip(), "formula")]
+        return Paragraph(text.strip(), "formula")
     if label in NOTE_LABELS:
-        return [Paragraph(_one_line(text), "note")]
-    return text_paragraphs(text)
+        return Paragraph(_one_line(text), "note")
+    return None
 
 
 def text_paragraphs(text: str) -> list[Element]:
