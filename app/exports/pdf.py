@@ -13,11 +13,13 @@ Built from three maintained libraries, no PDF syntax written here:
   map, so copied and searched text is the recognised Unicode text. Each word is stretched (``Tz``) across its
   box; a line has one baseline and size, from its band (:mod:`app.exports.text_layer`).
 
-**Pages the service turned upright** (``PageResult.rotation``): the page's ``/Rotate`` is increased by that many
-degrees, so viewers show the page upright, as the result's boxes describe it; the text layer is drawn in that
-upright frame and placed with the inverse of the page's rotation (qpdf's form placement), so it runs along the
-text. **A page that failed OCR** is kept, without text. When the original cannot be opened by qpdf or img2pdf,
-its pages are rasterised at the job's dpi and wrapped losslessly instead.
+**A page with text of its own** (a digital PDF, or one already made searchable) is kept as it is, without a
+second layer: search and copy would find its text twice. **Pages the service turned upright**
+(``PageResult.rotation``): the page's ``/Rotate`` is increased by that many degrees, so viewers show the page
+upright, as the result's boxes describe it; the text layer is drawn in that upright frame and placed with the
+inverse of the page's rotation (qpdf's form placement), so it runs along the text. **A page that failed OCR** is
+kept, without text. When the original cannot be opened by qpdf or img2pdf, its pages are rasterised at the job's
+dpi and wrapped losslessly instead.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from typing import Any
 
 from PIL import Image
 
-from app.documents import Limits, open_document
+from app.documents import Limits, open_document, pdf_pages_with_text
+from app.errors import ServiceError
 from app.exports.text_layer import PlacedLine, page_text_lines
 from app.schemas import DocumentResult, PageResult
 
@@ -78,9 +81,13 @@ def write_searchable_pdf(
     source = _Source(document, content_type, [page.index for page in result.pages], dpi, limits)
     with ExitStack() as stack:
         base = _base_pdf(source, stack)
+        has_text = pdf_pages_with_text(document, source.numbers) if content_type == "application/pdf" else set()
         for first in range(0, len(result.pages), CHUNK_PAGES):
             pages = base.pages[first : first + CHUNK_PAGES]
-            chunk = list(zip(pages, result.pages[first : first + CHUNK_PAGES], strict=True))
+            chunk = [
+                (page, result, result.index not in has_text)
+                for page, result in zip(pages, result.pages[first : first + CHUNK_PAGES], strict=True)
+            ]
             _add_text_layer(base, chunk, font, stack)
         base.docinfo[pikepdf.Name.Producer] = "paddleocr-vl-service (pikepdf, fpdf2)"
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -167,8 +174,13 @@ def _rasterised(source: _Source, stack: ExitStack) -> Any:
     pdf = stack.enter_context(pikepdf.new())
     dpi, content_type = source.dpi, source.content_type
     with open_document(source.document, content_type, source.limits) as opened:
+        size = (1240, 1754)
         for number in source.numbers:
-            image = opened.render(number, dpi)
+            try:
+                image = opened.render(number, dpi)
+            except ServiceError:  # a page that cannot be decoded still has its place: a blank page
+                image = Image.new("RGB", size, "white")
+            size = image.size
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
             resolution = (float(dpi), float(dpi)) if content_type == "application/pdf" else (96.0, 96.0)
@@ -204,19 +216,19 @@ def _upright_size(page: Any) -> tuple[float, float]:
     return (height, width) if rotate in (90, 270) else (width, height)
 
 
-def _add_text_layer(pdf: Any, chunk: Sequence[tuple[Any, PageResult]], font: Path, stack: ExitStack) -> None:
-    """Turn each page of ``chunk`` upright as the service read it and put its text layer over it."""
+def _add_text_layer(pdf: Any, chunk: Sequence[tuple[Any, PageResult, bool]], font: Path, stack: ExitStack) -> None:
+    """Turn each page of ``chunk`` upright as the service read it and, when ``wanted``, put its text layer over it
+    (not over a page that has text of its own: search would find everything twice)."""
     import pikepdf
 
     drawn: list[tuple[Any, int]] = []
     sizes: list[tuple[PageResult, float, float]] = []
-    for page, result in chunk:
-        lines = page_text_lines(result)
+    for page, result, wanted in chunk:
         if result.error is not None or result.width <= 0 or result.height <= 0:
             continue
         if result.rotation % 360:
             page.rotate(result.rotation % 360, relative=True)
-        if not lines:
+        if not wanted or not page_text_lines(result):
             continue
         width, height = _upright_size(page)
         drawn.append((page, len(sizes)))
