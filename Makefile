@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Debian packages: fonts for the generated test documents; chromium for the web page tests (Playwright
 # drives it); Tesseract's English and Russian models and its orientation model (osd: pages turned upright)
 # (the engine is libtesseract inside the tesserocr wheel).
-APT_PACKAGES := fonts-dejavu-core chromium tesseract-ocr-eng tesseract-ocr-rus tesseract-ocr-osd
+APT_PACKAGES := fonts-dejavu-core fonts-droid-fallback poppler-utils qpdf chromium tesseract-ocr-eng tesseract-ocr-rus tesseract-ocr-osd
 
 .PHONY: run test unit lint typecheck compat image-check system-deps bench bench-vs-paddlex chaos clean
 
