@@ -534,7 +534,8 @@ def test_the_language_follows_the_browser_and_the_switch(browser: Browser, servi
 
 # Latin words a Russian page may show: formats, protocol names, the switch, the service's own name.
 LATIN_IN_RUSSIAN = {"PDF", "PNG", "JPEG", "TIFF", "WebP", "BMP", "DPI", "API", "API_KEY", "Markdown", "JSON", "md",
-                    "json", "sessionStorage", "RU", "EN", "paddleocr", "vl", "service", "Word", "Excel", "docx", "xlsx"}  # fmt: skip
+                    "json", "sessionStorage", "RU", "EN", "paddleocr", "vl", "service",
+                    "Word", "Excel", "docx", "xlsx"}  # fmt: skip
 #: What the page shows of the document, the service or the user (not its own words): recognised text, file
 #: names, language codes, engine names, and the engine's selection reason from /health (the title of #health).
 NOT_THE_PAGES_WORDS = (
