@@ -24,6 +24,7 @@ dpi and wrapped losslessly instead.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -51,8 +52,8 @@ FONT_CANDIDATES = (
 """The text layer's font (Debian: fonts-dejavu-core)."""
 FALLBACK_FONTS = (Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"),)
 """Used for characters DejaVu Sans lacks (Debian: fonts-droid-fallback), where installed."""
-CHUNK_PAGES = 50
-"""Text-layer pages made at a time: memory stays bounded for long documents."""
+CHUNK_PAGES = 100
+"""Text-layer pages made at a time: memory stays bounded for long documents (each chunk embeds its font subset)."""
 MIN_FONT_PT = 0.5
 
 
@@ -253,7 +254,8 @@ def _layer_pages(pages: Sequence[tuple[PageResult, float, float]], font: Path) -
     pdf.set_auto_page_break(False)
     pdf.set_creator("paddleocr-vl-service")
     pdf.add_font("ocr", fname=str(font))
-    fallbacks = [str(path) for path in FALLBACK_FONTS if path.is_file()]
+    missing = _missing_characters(font, pages)
+    fallbacks = [str(path) for path in FALLBACK_FONTS if missing and path.is_file()]  # loading one takes a while
     for number, path in enumerate(fallbacks):
         pdf.add_font(f"ocr-fallback-{number}", fname=path)
     if fallbacks:
@@ -269,6 +271,26 @@ def _layer_pages(pages: Sequence[tuple[PageResult, float, float]], font: Path) -
         for line in page_text_lines(result):
             _draw_line(pdf, line, scale, metrics)
     return bytes(pdf.output())
+
+
+def _missing_characters(font: Path, pages: Sequence[tuple[PageResult, float, float]]) -> bool:
+    """Whether the pages' text has characters ``font`` has no glyph for."""
+    covered = _codepoints(str(font))
+    return any(
+        ord(char) not in covered and not char.isspace()
+        for result, _, _ in pages
+        for line in page_text_lines(result)
+        for word in line.words
+        for char in word.text
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _codepoints(font: str) -> frozenset[int]:
+    from fontTools.ttLib import TTFont
+
+    with TTFont(font, lazy=True) as loaded:
+        return frozenset(loaded.getBestCmap())
 
 
 def _draw_line(pdf: Any, line: PlacedLine, scale: tuple[float, float], metrics: tuple[float, float]) -> None:
