@@ -254,28 +254,25 @@ def _layer_pages(pages: Sequence[tuple[PageResult, float, float]], font: Path) -
     pdf.set_auto_page_break(False)
     pdf.set_creator("paddleocr-vl-service")
     pdf.add_font("ocr", fname=str(font))
-    missing = _missing_characters(font, pages)
-    fallbacks = [str(path) for path in FALLBACK_FONTS if missing and path.is_file()]  # loading one takes a while
-    for number, path in enumerate(fallbacks):
-        pdf.add_font(f"ocr-fallback-{number}", fname=path)
-    if fallbacks:
-        pdf.set_fallback_fonts([f"ocr-fallback-{n}" for n in range(len(fallbacks))], exact_match=False)
-    pdf.set_font("ocr", size=10)
-    current: Any = pdf.current_font
-    descriptor = current.desc
-    metrics = (descriptor.ascent / 1000.0, abs(descriptor.descent) / 1000.0)
+    writer = _Writer(pdf, _codepoints(str(font)))
+    writer.add_metrics("ocr")
+    if _missing_characters(writer.covered, pages):  # loading the CJK font takes a while: only when needed
+        fallback = next((path for path in FALLBACK_FONTS if path.is_file()), None)
+        if fallback is not None:
+            pdf.add_font("ocr-fallback", fname=str(fallback))
+            writer.fallback = _codepoints(str(fallback))
+            writer.add_metrics("ocr-fallback")
     for result, width, height in pages:
         pdf.add_page(format=(width, height))
         pdf.text_mode = TextMode.INVISIBLE
         scale = (width / result.width, height / result.height)
         for line in page_text_lines(result):
-            _draw_line(pdf, line, scale, metrics)
+            writer.line(line, scale)
     return bytes(pdf.output())
 
 
-def _missing_characters(font: Path, pages: Sequence[tuple[PageResult, float, float]]) -> bool:
-    """Whether the pages' text has characters ``font`` has no glyph for."""
-    covered = _codepoints(str(font))
+def _missing_characters(covered: frozenset[int], pages: Sequence[tuple[PageResult, float, float]]) -> bool:
+    """Whether the pages' text has characters the font (``covered`` code points) has no glyph for."""
     return any(
         ord(char) not in covered and not char.isspace()
         for result, _, _ in pages
@@ -293,28 +290,72 @@ def _codepoints(font: str) -> frozenset[int]:
         return frozenset(loaded.getBestCmap())
 
 
-def _draw_line(pdf: Any, line: PlacedLine, scale: tuple[float, float], metrics: tuple[float, float]) -> None:
-    """One line: size and baseline from its band (the font's ascent + descent fill it), each word stretched."""
-    (scale_x, scale_y), (ascent, descent) = scale, metrics
-    top, bottom = line.top * scale_y, line.bottom * scale_y
-    size = (bottom - top) / (ascent + descent)
-    if size < MIN_FONT_PT:
-        return
-    pdf.set_font_size(size)
-    baseline = bottom - descent * size
-    for index, word in enumerate(line.words):
-        x0, x1 = word.x0 * scale_x, word.x1 * scale_x
-        _draw_stretched(pdf, word.text, x0, x1, baseline)
-        if index + 1 < len(line.words):  # a real space between words, for viewers that copy text
-            _draw_stretched(pdf, " ", x1, max(x1 + 0.01, line.words[index + 1].x0 * scale_x), baseline)
+class _Writer:
+    """Draws lines of words on the current fpdf2 page: DejaVu Sans, and the fallback font for the characters it
+    lacks (fpdf2's ``text()`` does not switch fonts by itself). Each font is sized so that its ascent + descent
+    fill the line's band, on the baseline that puts them there."""
 
+    def __init__(self, pdf: Any, covered: frozenset[int]) -> None:
+        self.pdf = pdf
+        self.covered = covered
+        self.fallback: frozenset[int] = frozenset()
+        self.metrics: dict[str, tuple[float, float]] = {}  # family -> (ascent, descent) in ems
 
-def _draw_stretched(pdf: Any, text: str, x0: float, x1: float, baseline: float) -> None:
-    if x1 <= x0:
-        return
-    pdf.set_stretching(100)
-    natural = pdf.get_string_width(text)
-    if natural <= 0:
-        return
-    pdf.set_stretching(max(0.01, 100.0 * (x1 - x0) / natural))
-    pdf.text(x0, baseline, text)
+    def add_metrics(self, family: str) -> None:
+        self.pdf.set_font(family, size=10)
+        descriptor = self.pdf.current_font.desc
+        self.metrics[family] = (descriptor.ascent / 1000.0, abs(descriptor.descent) / 1000.0)
+
+    def line(self, line: PlacedLine, scale: tuple[float, float]) -> None:
+        """One line across its band, each word stretched across its extent, a stretched space between words
+        (viewers copy it)."""
+        scale_x, scale_y = scale
+        band = (line.top * scale_y, line.bottom * scale_y)
+        if (band[1] - band[0]) / sum(self.metrics["ocr"]) < MIN_FONT_PT:
+            return
+        for index, word in enumerate(line.words):
+            x0, x1 = word.x0 * scale_x, word.x1 * scale_x
+            self.stretched(word.text, x0, x1, band)
+            if index + 1 < len(line.words):
+                self.stretched(" ", x1, max(x1 + 0.01, line.words[index + 1].x0 * scale_x), band)
+
+    def stretched(self, text: str, x0: float, x1: float, band: tuple[float, float]) -> None:
+        if x1 <= x0:
+            return
+        pdf = self.pdf
+        runs = [(family, part, self._placement(family, band)) for family, part in self._runs(text)]
+        pdf.set_stretching(100)
+        widths = []
+        for family, part, (size, _) in runs:
+            pdf.set_font(family, size=size)
+            widths.append(pdf.get_string_width(part))
+        natural = sum(widths)
+        if natural <= 0:
+            return
+        stretch = max(0.01, 100.0 * (x1 - x0) / natural)
+        pdf.set_stretching(stretch)
+        x = x0
+        for (family, part, (size, baseline)), width in zip(runs, widths, strict=True):
+            pdf.set_font(family, size=size)
+            pdf.text(x, baseline, part)
+            x += width * stretch / 100.0
+
+    def _placement(self, family: str, band: tuple[float, float]) -> tuple[float, float]:
+        """(size, baseline) of ``family`` filling ``band``."""
+        ascent, descent = self.metrics[family]
+        size = (band[1] - band[0]) / (ascent + descent)
+        return size, band[1] - descent * size
+
+    def _runs(self, text: str) -> list[tuple[str, str]]:
+        """``text`` in runs of one font each: the fallback for characters only it has."""
+        if not self.fallback or all(ord(char) in self.covered for char in text):
+            return [("ocr", text)]
+        runs: list[tuple[str, str]] = []
+        for char in text:
+            code = ord(char)
+            family = "ocr-fallback" if code not in self.covered and code in self.fallback else "ocr"
+            if runs and runs[-1][0] == family:
+                runs[-1] = (family, runs[-1][1] + char)
+            else:
+                runs.append((family, char))
+        return runs

@@ -237,3 +237,16 @@ def test_word_document_of_lines_and_a_failed_page(tmp_path: Path) -> None:
     assert "Page 2 could not be recognised: page timeout" in texts
     assert document.element.body.xml.count('w:type="page"') == 1
     assert io.BytesIO((tmp_path / "d.docx").read_bytes()).read(2) == b"PK"
+
+
+def test_text_beyond_dejavu_is_extractable_through_the_fallback_font(tmp_path: Path) -> None:
+    """Chinese (PP-OCR reads it) has no glyphs in DejaVu Sans: Droid Sans Fallback carries it, with ToUnicode."""
+    image, blocks = drawn_page(["Total 合计 128 元", "Привет 你好"])
+    source = tmp_path / "page.png"
+    source.write_bytes(image_bytes(image, "PNG"))
+    result = result_of([page_result(1, image, blocks)], engine="pp-ocr")
+    target = tmp_path / "cjk.pdf"
+    write_searchable_pdf(result, source, "image/png", target, dpi=150, limits=LIMITS)
+    text = pdf_text(target)
+    assert "合计" in text and "你好" in text and "Привет" in text
+    check_pdf(target, result)
