@@ -15,7 +15,6 @@ Usage: .venv/bin/python scripts/bench_exports.py [--pages 300] [--write BENCHMAR
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -64,9 +63,7 @@ print(json.dumps({"seconds": seconds, "before_kb": before, "peak_kb": kb("VmHWM"
 TABLE_HTML = (
     "<table>"
     + "".join(
-        "<tr>"
-        + "".join(f"<td>{'Item' if c == 0 else ''}{r}.{c} {'%d' % (r * 137 + c)}</td>" for c in range(6))
-        + "</tr>"
+        "<tr>" + "".join(f"<td>{'Item' if c == 0 else ''}{r}.{c} {r * 137 + c}</td>" for c in range(6)) + "</tr>"
         for r in range(20)
     )
     + "</table>"
@@ -99,13 +96,13 @@ def ocr_pages(image: Any, runs: int) -> dict[str, tuple[float, Any]]:
 
 
 def make_job(work: Path, engine: str, engine_page: Any, image: Any, pages: int, tables: bool) -> None:
+    import img2pdf
+    from PIL import ImageDraw
+
     from app.jobs.models import JobRecord
     from app.results import build_page, join_pages
     from app.schemas import Block, DocumentResult, Timings
     from tests.support.documents import image_bytes
-
-    import img2pdf
-    from PIL import ImageDraw
 
     def page_jpeg(number: int) -> bytes:  # each page its own image, as in a real scan
         copy = image.copy()
