@@ -8,7 +8,8 @@ Pure functions. What the blocks say decides:
   ``footer``, ``number`` and their images) and pictures are left out, as the pipeline's Markdown leaves them out.
 - **Lines** (Tesseract, PP-OCR, one block per line): consecutive lines make one paragraph until a vertical gap
   wider than 0.9 line heights, a list marker, or a line markedly taller than the page's text (1.4 times the median
-  height or more), which becomes a heading. A block that holds several ``lines`` is a paragraph of its own.
+  height or more), which becomes a heading, or a line above the previous one (the next column). A block that
+  holds several ``lines`` is a paragraph of its own.
 - Any text: a line starting with a bullet (``•``, ``-``, ``–``, ``*``, ``·``) is a bulleted list item (the marker
   dropped: Word draws it); one starting with ``1.``, ``2)``, ``a)`` is a numbered list item that keeps its number.
 """
@@ -159,6 +160,8 @@ def _starts_new_paragraph(previous: Block, block: Block, line_height: float) -> 
         return False
     gap = block.bbox[1] - previous.bbox[3]
     if _tall(block, line_height) != _tall(previous, line_height):
+        return True
+    if gap < -line_height:  # the next column (or a block further up): a paragraph of its own
         return True
     return gap > PARAGRAPH_GAP * line_height or list_style(block.text) != "body"
 

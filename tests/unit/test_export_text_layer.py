@@ -116,3 +116,10 @@ def test_layout_blocks_by_label() -> None:
     assert isinstance(elements[4], TableElement) and elements[4].table.cells[0].text == "x"
     assert elements[5] == Paragraph("Table 1: totals", "caption")
     assert section_level("Summary") == 2 and section_level("1.2.3.4.5 Deep") == 4
+
+
+def test_the_next_column_starts_a_paragraph() -> None:
+    left = [Block(bbox=[100, 100 + 30 * i, 400, 120 + 30 * i], text=f"left {i}", order=i) for i in range(3)]
+    right = [Block(bbox=[500, 100 + 30 * i, 800, 120 + 30 * i], text=f"right {i}", order=3 + i) for i in range(3)]
+    elements = page_elements(page(left + right), "tesseract")
+    assert elements == [Paragraph("left 0 left 1 left 2"), Paragraph("right 0 right 1 right 2")]
