@@ -250,3 +250,20 @@ def test_text_beyond_dejavu_is_extractable_through_the_fallback_font(tmp_path: P
     text = pdf_text(target)
     assert "合计" in text and "你好" in text and "Привет" in text
     check_pdf(target, result)
+
+
+def test_pdf_page_with_its_own_rotate_turned_further_by_the_service(tmp_path: Path) -> None:
+    """A page stored upside down and shown with /Rotate 90 (so it lies on its side), which the service turned 90
+    degrees more: /Rotate 180 shows it upright, with the words where the upright boxes put them."""
+    upright, blocks = drawn_page(LINES, size=(1240, 1754))
+    stored = tmp_path / "stored.pdf"
+    stored.write_bytes(pdf_bytes([upright.rotate(180)]))
+    with pikepdf.open(stored) as pdf:
+        pdf.pages[0].obj.Rotate = 90
+        pdf.save(tmp_path / "sideways.pdf")
+    result = result_of([page_result(1, upright, blocks, rotation=90)])
+    target = tmp_path / "out.pdf"
+    write_searchable_pdf(result, tmp_path / "sideways.pdf", "application/pdf", target, dpi=150, limits=LIMITS)
+    with pikepdf.open(target) as pdf:
+        assert int(pdf.pages[0].obj.Rotate) == 180
+    check_pdf(target, result)
