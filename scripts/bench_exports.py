@@ -207,9 +207,10 @@ def main() -> None:
             f"Reading: every format takes at most {max(ratios):.1f} % of the OCR time of the page on the CPU engines "
             f"(target: 10 %). Rendering {args.pages} pages needs at most {max(extra_mb):.0f} MB above the process's "
             "own memory: qpdf streams the document's pages from disk into the output (the scan, the file size "
-            "above, is never held in memory), and the text layer is made 100 pages at a time. The memory the guide recommends for the CPU image (0.5 GB + 1.25 GB per OCR "
-            "worker with pp-ocr) leaves room for it. A rendering runs once per job and format (then the file is "
-            "served), in a thread of its own beside the OCR workers.",
+            "above, is never held in memory), and the text layer is made 100 pages at a time. The memory the "
+            "guide recommends for the CPU image (0.5 GB + 1.25 GB per OCR worker with pp-ocr) leaves room for it. "
+            "A rendering runs once per job and format (then the file is served), in a thread of its own beside "
+            "the OCR workers.",
         ]
     )
     if args.write:
