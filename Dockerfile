@@ -32,10 +32,13 @@ WORKDIR /app
 # Tesseract's Russian and English models (the engine is libtesseract inside the tesserocr wheel): with a
 # GPU the VLM reads every language and no CPU engine is loaded, but without one (or with OCR_CPU_ENGINES)
 # the CPU fallback then reads Russian too, instead of returning empty pages; and its orientation model
-# (osd), which turns sideways and upside-down pages upright for the CPU engines. ~13 MB.
+# (osd), which turns sideways and upside-down pages upright for the CPU engines. ~13 MB. The fonts of the
+# searchable PDF's text layer (app/exports/pdf.py): DejaVu Sans (Latin, Cyrillic, Greek) and Droid Sans Fallback
+# (CJK), ~9 MB.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends tesseract-ocr-eng tesseract-ocr-rus tesseract-ocr-osd \
+       fonts-dejavu-core fonts-droid-fallback \
     && rm -rf /var/lib/apt/lists/*
 
 # Only our extra packages, by docker/install_extras.sh (CI runs the same script on a Python 3.10 copy of this

@@ -7,9 +7,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages: fonts for the generated test documents; chromium for the web page tests (Playwright
 # drives it); Tesseract's English and Russian models and its orientation model (osd: pages turned upright)
-# (the engine is libtesseract inside the tesserocr wheel); faketime for a replica whose clock runs ahead
-# (tests/integration/test_ownership.py).
-APT_PACKAGES := fonts-dejavu-core chromium tesseract-ocr-eng tesseract-ocr-rus tesseract-ocr-osd faketime
+# (the engine is libtesseract inside the tesserocr wheel); fonts, poppler-utils (pdftotext) and qpdf for the result
+# files (searchable PDF) and their tests; faketime for a replica whose clock runs ahead (tests/integration/test_ownership.py).
+APT_PACKAGES := fonts-dejavu-core fonts-droid-fallback poppler-utils qpdf chromium tesseract-ocr-eng tesseract-ocr-rus \
+	tesseract-ocr-osd faketime
 
 .PHONY: run test unit lint typecheck compat image-check system-deps bench bench-vs-paddlex chaos clean
 

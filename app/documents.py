@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,6 +221,35 @@ class ImageDocument(Document):
 
     def close(self) -> None:
         self._image.close()
+
+
+def pdf_pages_with_text(path: Path, numbers: Sequence[int], minimum: int = 3) -> set[int]:
+    """Which of the pages ``numbers`` (1-based) of a PDF already carry text: ``minimum`` or more characters other
+    than spaces in their text layer (a digital PDF, or one a scanner already made searchable). An unreadable PDF
+    or page counts as one without text. PDFium's lock is taken page by page (OCR of other jobs goes on)."""
+    found: set[int] = set()
+    with _PDFIUM_LOCK:
+        try:
+            pdf = pdfium.PdfDocument(str(path))
+        except pdfium.PdfiumError:
+            return found
+    try:
+        for number in numbers:
+            with _PDFIUM_LOCK:
+                try:
+                    page = pdf[number - 1]
+                    textpage = page.get_textpage()
+                    text = textpage.get_text_range()
+                    textpage.close()
+                    page.close()
+                except (pdfium.PdfiumError, IndexError):
+                    continue
+            if sum(1 for char in text if not char.isspace()) >= minimum:
+                found.add(number)
+    finally:
+        with _PDFIUM_LOCK:
+            pdf.close()
+    return found
 
 
 def open_document(path: Path, content_type: str, limits: Limits) -> Document:

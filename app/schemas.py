@@ -54,7 +54,11 @@ class Block(BaseModel):
     label: str = "text"
     order: int = Field(0, description="reading order within the page, from 0")
     lines: list[TextLine] | None = Field(None, description="the block's lines, in reading order (line engines)")
-    words: list[Word] | None = Field(None, description="the block's words, in reading order, with boxes")
+    words: list[Word] | None = Field(
+        None,
+        description="the block's words, in reading order, each with its own box and score: Tesseract and PP-OCR "
+        "give them; null where the engine gives blocks only (PaddleOCR-VL). The searchable PDF places its text by them",
+    )
     table: Table | None = Field(None, description="label 'table': the table as rows and cells")
 
 

@@ -26,6 +26,8 @@ _DAY = re.compile(r"^\d{4}-\d\d-\d\d$")
 #: Tesseract page segmentation modes offered (4, "one column", breaks lines on slightly rotated pages).
 TESSERACT_PSMS = (3, 6, 11)
 #: Settings where an empty value is a value of its own (no key prefix); for every other one, empty = default.
+RESULT_FORMATS = ("json", "md", "pdf", "docx", "xlsx")
+"""The files of a result: ``result.json``, ``result.md`` (with its images) and the three made from them."""
 EMPTY_IS_A_VALUE = frozenset({"cloudru_s3_prefix"})
 #: A comment left at the end of a line (``OCR_ENGINE=auto  # note``): a console form or ``docker --env-file`` keeps
 #: it as part of the value. No setting's value holds a blank followed by '#', nor starts with '# '.
@@ -140,6 +142,7 @@ class Settings(BaseSettings):
     s3_read_timeout_s: float = Field(30, gt=0, le=600)
     s3_retry_max_s: float = Field(60, gt=0, le=3600)
     s3_upload_concurrency: int = Field(4, ge=1, le=32)
+    s3_result_formats: str = "json,md"  # result files mirrored: json and md always; pdf, docx, xlsx when named
 
     # --- knowledge-base export (Cloud.ru Managed RAG): a folder of the same bucket; needs the S3 mirror ------
     rag_export_prefix: str = ""  # "" = off
@@ -180,6 +183,15 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slashes(cls, value: str) -> str:
         return value.strip().strip("/")
+
+    @field_validator("s3_result_formats")
+    @classmethod
+    def _result_formats(cls, value: str) -> str:
+        names = [name.strip().lower() for name in value.replace(";", ",").split(",") if name.strip()]
+        unknown = [name for name in names if name not in RESULT_FORMATS]
+        if unknown:
+            raise ValueError(f"unknown format(s) {', '.join(unknown)}; use {', '.join(RESULT_FORMATS)}")
+        return ",".join(name for name in RESULT_FORMATS if name in names or name in ("json", "md"))
 
     @field_validator("rag_export_prefix")
     @classmethod
@@ -230,6 +242,11 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def s3_export_formats(self) -> tuple[str, ...]:
+        """The files made from a result (pdf, docx, xlsx) that ``S3_RESULT_FORMATS`` names for the bucket."""
+        return tuple(name for name in self.s3_result_formats.split(",") if name not in ("json", "md"))
 
     @property
     def max_upload_bytes(self) -> int:

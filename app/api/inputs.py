@@ -41,7 +41,7 @@ from app.jobs.service import OcrService
 from app.storage.rag_export import check_export_name
 from app.uploads import DocumentSource, name_from_url
 
-OUTPUTS = ("json", "markdown", "text")
+OUTPUTS = ("json", "markdown", "text", "pdf", "docx", "xlsx")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -217,7 +217,11 @@ _OPTIONS_SCHEMA: dict[str, Any] = {
     },
     "engine": {"type": "string", "description": "an engine among those loaded (see /health); default: auto"},
     "dpi": {"type": "integer", "description": "PDF rasterising resolution (default PDF_DPI, 150)"},
-    "output": {"type": "string", "enum": list(OUTPUTS), "description": "POST /ocr only: the response format"},
+    "output": {
+        "type": "string",
+        "enum": list(OUTPUTS),
+        "description": "POST /ocr only: the response format (pdf, docx, xlsx: a file to keep)",
+    },
     "return_content": {"type": "boolean", "description": "POST /ocr only: false leaves the pages out of the answer"},
     "export_name": {
         "type": "string",

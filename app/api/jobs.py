@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import get_service
+from app.api.downloads import FILE_RESPONSES, file_response
 from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input, parse_output, submit_document
 from app.api.ocr import ERRORS, accepted, render_result
 from app.jobs.models import JobRecord
@@ -56,16 +57,24 @@ async def job_status(job_id: str, request: Request, service: OcrService = Depend
     "/{job_id}/result",
     response_model=DocumentResult,
     name="job_result",
-    responses={**ERRORS, 200: {"content": {"text/markdown": {}, "text/plain": {}}}},
+    responses={**ERRORS, 200: {"content": {"text/markdown": {}, "text/plain": {}, **FILE_RESPONSES}}},
 )
 async def job_result(
     job_id: str,
-    output: str | None = Query("json", description="json | markdown | text"),
+    output: str | None = Query(
+        "json",
+        description="json | markdown | text, or a file to keep: pdf (searchable: the document's pages with the "
+        "recognised text over them), docx, xlsx (the tables; 422 no_tables without any)",
+    ),
     service: OcrService = Depends(get_service),
 ) -> Response:
     """The finished document, as ``POST /ocr`` returns it; 409 while the job is not finished."""
     output = parse_output(output)
-    return render_result(await service.result(await service.find(job_id)), output)
+    record = await service.find(job_id)
+    result = await service.result(record)
+    if output in ("pdf", "docx", "xlsx"):
+        return await file_response(service, record, result, output)
+    return render_result(result, output)
 
 
 @router.get(

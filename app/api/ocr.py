@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import get_service
+from app.api.downloads import FILE_RESPONSES, file_response
 from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input, submit_document
 from app.jobs.models import JobRecord
 from app.jobs.service import OcrService
@@ -59,7 +60,10 @@ def accepted(request: Request, record: JobRecord) -> JSONResponse:
     response_model=DocumentResult,
     responses={
         **ERRORS,
-        200: {"content": {"text/markdown": {}, "text/plain": {}}, "description": "the recognised document"},
+        200: {
+            "content": {"text/markdown": {}, "text/plain": {}, **FILE_RESPONSES},
+            "description": "the recognised document (JSON, Markdown, text; or a PDF, Word or Excel file)",
+        },
         202: {"model": JobAccepted, "description": "not done within SYNC_TIMEOUT_S: continues as a job"},
     },
     openapi_extra=OPENAPI_BODY,
@@ -77,4 +81,6 @@ async def ocr(
         log.info("ocr id=%s continues as a job after %.0f s", record.id, service.settings.sync_timeout_s)
         return accepted(request, record)
     result = await service.result(record, service.settings.s3_upload_wait_s)
+    if document.output in ("pdf", "docx", "xlsx"):
+        return await file_response(service, record, result, document.output)
     return render_result(result, document.output, content=document.return_content)

@@ -38,6 +38,7 @@ from app.client.files import (
     find_documents,
     is_complete,
     now_iso,
+    parse_formats,
     plan_outputs,
     recorded_export,
     sha256_of,
@@ -55,6 +56,7 @@ class BatchOptions:
     poll_s: float = 2.0
     job_timeout_s: float = 3600.0
     rag_export: bool = False  # send each document's stable export_name (knowledge-base export)
+    formats: tuple[str, ...] = ("md", "json")  # --format
 
 
 @dataclass
@@ -119,7 +121,17 @@ class BatchRunner:
         return job_id if status is not None and status.get("status") in ADOPTABLE else None
 
     def _write(self, document: Document, digest: str, job_id: str, result: dict[str, Any]) -> None:
-        write_atomic(document.markdown, str(result.get("markdown", "")).encode("utf-8"))
+        """The outputs ``--format`` names, the JSON last (it marks the document complete)."""
+        formats = self.options.formats
+        if "md" in formats:
+            write_atomic(document.markdown, str(result.get("markdown", "")).encode("utf-8"))
+        no_tables = False
+        for name in (f for f in formats if f not in ("md", "json")):
+            response = self.client.request("GET", f"/jobs/{job_id}/result", params={"output": name})
+            if name == "xlsx" and response.status_code == 422 and _error_code(response) == "no_tables":
+                no_tables = True  # a result without tables has no workbook: not a failure
+                continue
+            write_atomic(document.output(name), self.client.expect(response, 200).content)
         result["client"] = {
             "source": document.relative,
             "sha256": digest,
@@ -127,8 +139,16 @@ class BatchRunner:
             "job_id": job_id,
             "deployment": self.url,
             "finished_at": now_iso(),
+            **({"no_tables": True} if no_tables else {}),
         }
         write_atomic(document.json, json.dumps(result, ensure_ascii=False, indent=1).encode("utf-8"))
+
+
+def _error_code(response: Any) -> str | None:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass
@@ -226,7 +246,7 @@ def run_batch(
     pending: list[tuple[Document, str]] = []
     for document in documents:
         digest = sha256_of(document.source)
-        if not force and is_complete(document, digest):
+        if not force and is_complete(document, digest, runner.options.formats):
             summary.outcomes.append(Outcome(document, "skipped", export=recorded_export(document)))
         else:
             pending.append((document, digest))
@@ -297,6 +317,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="name each document's knowledge-base export after its path (export_name), so a new run replaces "
         "it, and list the files the knowledge base will see (needs RAG_EXPORT_PREFIX on the service)",
     )
+    parser.add_argument(
+        "--format",
+        default="md,json",
+        help="outputs per document, comma-separated: md, json (always), pdf (searchable), docx, xlsx (the tables; "
+        "none for a document without tables); default md,json",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.concurrency < 1 or args.retries < 1 or (args.limit is not None and args.limit < 0):
@@ -315,6 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     problems = settings.problems()
     if not args.input.is_dir():
         problems.append(f"{args.input} is not a folder")
+    try:
+        parse_formats(args.format)
+    except ValueError as exc:
+        problems.append(f"--format: {exc}")
     if problems:
         print("error: " + "; ".join(problems), file=sys.stderr)
         return 2
@@ -343,7 +373,9 @@ def _run(args: argparse.Namespace, settings: ClientSettings) -> int:
         if check.status_code in (401, 403):
             print(f"error: {url} refused the credentials: {describe(check)}", file=sys.stderr)
             return 1
-        options = BatchOptions(args.pages, args.dpi, args.poll_interval, args.job_timeout, args.rag_export)
+        options = BatchOptions(
+            args.pages, args.dpi, args.poll_interval, args.job_timeout, args.rag_export, parse_formats(args.format)
+        )
         runner = BatchRunner(client, journal, options, url)
         print(f"{len(documents)} documents in {root} -> {args.output_dir or 'beside the inputs'}", file=sys.stderr)
         summary = run_batch(

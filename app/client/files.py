@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -15,6 +15,21 @@ from typing import Any
 
 SUPPORTED_SUFFIXES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})
 JOURNAL_NAME = ".ocr-batch-jobs.jsonl"
+OCR_PDF_SUFFIX = ".ocr.pdf"
+"""The searchable PDFs this client writes (``--format pdf``): never read as inputs."""
+FORMATS = ("md", "json", "pdf", "docx", "xlsx")
+"""What ``--format`` may name: the Markdown, the JSON (always written: it marks a document complete), and the files
+the service makes from a result (searchable PDF, Word, Excel with the tables)."""
+
+
+def parse_formats(value: str) -> tuple[str, ...]:
+    """``--format`` (``md,json,pdf``) as known formats in a fixed order, json always included; ValueError naming
+    an unknown one."""
+    names = {name.strip().lower().lstrip(".") for name in value.split(",") if name.strip()}
+    unknown = sorted(names - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    return tuple(name for name in FORMATS if name in names or name == "json")
 
 
 @dataclass(frozen=True)
@@ -26,15 +41,23 @@ class Document:
     markdown: Path
     json: Path
 
+    def output(self, extension: str) -> Path:
+        """Where the ``extension`` file goes: beside the JSON, under the same name (``scan.tif`` -> ``scan.docx``);
+        the searchable PDF is ``<name>.ocr.pdf``, a name the next run does not take for an input."""
+        return self.json.with_suffix(OCR_PDF_SUFFIX if extension == "pdf" else f".{extension}")
+
 
 def find_documents(root: Path, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
-    """Supported documents (by extension, any case) in ``root``, sorted; hidden files and ``exclude`` skipped."""
+    """Supported documents (by extension, any case) in ``root``, sorted; hidden files, ``exclude`` and this client's
+    searchable PDFs (``*.ocr.pdf``) skipped."""
     pattern = "**/*" if recursive else "*"
     excluded = exclude.resolve() if exclude is not None else None
     found = []
     for path in root.glob(pattern):
         relative = path.relative_to(root)
         if any(part.startswith(".") for part in relative.parts) or path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            continue
+        if path.name.lower().endswith(OCR_PDF_SUFFIX):  # an output of --format pdf
             continue
         if excluded is not None and path.resolve().is_relative_to(excluded):
             continue
@@ -71,19 +94,27 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def is_complete(document: Document, digest: str) -> bool:
-    """Both outputs exist and the JSON is a whole result made from this very input (same SHA-256)."""
-    if not document.markdown.is_file():
+def is_complete(document: Document, digest: str, formats: Sequence[str] = ("md", "json")) -> bool:
+    """Every output of ``formats`` exists (an Excel file may be missing when the JSON records that the result has no
+    tables) and the JSON is a whole result made from this very input (same SHA-256)."""
+    if "md" in formats and not document.markdown.is_file():
         return False
     try:
         data = json.loads(document.json.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (
+    if not (
         isinstance(data, dict)
         and isinstance(data.get("pages"), list)
         and isinstance(data.get("client"), dict)
         and data["client"].get("sha256") == digest
+    ):
+        return False
+    no_tables = data["client"].get("no_tables") is True
+    return all(
+        document.output(name).is_file() or (name == "xlsx" and no_tables)
+        for name in formats
+        if name not in ("md", "json")
     )
 
 

@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 
 from app.engines.base import EnginePage, OcrEngine
 from app.engines.languages import PP_OCR_LANGUAGES
-from app.schemas import Block
+from app.schemas import Block, Word
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class PpOcrEngine(OcrEngine):
         params = {
             "Global.log_level": "warning",
             "Global.use_cls": self._textline_orientation,
+            "Global.return_word_box": True,  # word boxes from the recogniser's character positions: cheap
             "EngineConfig.onnxruntime.intra_op_num_threads": self._threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
         }
@@ -77,28 +78,51 @@ class PpOcrEngine(OcrEngine):
             output = instance(bgr)
         finally:
             self._pool.put(instance)
-        return EnginePage(blocks=blocks_from_rapidocr(output.boxes, output.txts, output.scores))
+        words = getattr(output, "word_results", None)
+        return EnginePage(blocks=blocks_from_rapidocr(output.boxes, output.txts, output.scores, words))
 
 
-def blocks_from_rapidocr(boxes: Any, texts: Any, scores: Any) -> list[Block]:
-    """Quadrilaterals + texts + scores (rapidocr's output) -> axis-aligned line blocks (unordered)."""
+def blocks_from_rapidocr(boxes: Any, texts: Any, scores: Any, word_results: Any = None) -> list[Block]:
+    """Quadrilaterals + texts + scores (rapidocr's output) -> axis-aligned line blocks (unordered), with their
+    words where rapidocr gave word boxes (``word_results``, see :func:`line_words`)."""
     if boxes is None or texts is None:
         return []
+    words = line_words([str(t) for t in texts], word_results)
     blocks = []
-    for quad, text, score in zip(boxes, texts, scores, strict=False):
+    for quad, text, score, line in zip(boxes, texts, scores, words, strict=False):
         if not str(text).strip():
             continue
-        xs = [float(point[0]) for point in quad]
-        ys = [float(point[1]) for point in quad]
-        blocks.append(
-            Block(
-                bbox=[round(min(xs), 1), round(min(ys), 1), round(max(xs), 1), round(max(ys), 1)],
-                text=str(text),
-                score=round(float(score), 4),
-                label="text",
-            )
-        )
+        blocks.append(Block(bbox=_box(quad), text=str(text), score=round(float(score), 4), label="text", words=line))
     return blocks
+
+
+def line_words(texts: Sequence[str], word_results: Any) -> list[list[Word] | None]:
+    """Each line's words from rapidocr's ``word_results`` (per line: ``(text, score, quadrilateral)`` tuples).
+
+    rapidocr leaves out the lines it found no word boxes for, so a line takes the next entry only when that
+    entry's words spell the line (spaces aside); otherwise the line has no words (None).
+    """
+    found: list[list[Word] | None] = []
+    entries = list(word_results or ())
+    position = 0
+    for text in texts:
+        entry = entries[position] if position < len(entries) else None
+        try:
+            words = [Word(text=str(w[0]), bbox=_box(w[2]), score=round(float(w[1]), 4)) for w in entry or ()]
+        except (TypeError, ValueError, IndexError):
+            words = []
+        if words and "".join(w.text for w in words).replace(" ", "") == text.replace(" ", ""):
+            found.append([w for w in words if w.text.strip()])
+            position += 1
+        else:
+            found.append(None)
+    return found
+
+
+def _box(quad: Any) -> list[float]:
+    xs = [float(point[0]) for point in quad]
+    ys = [float(point[1]) for point in quad]
+    return [round(min(xs), 1), round(min(ys), 1), round(max(xs), 1), round(max(ys), 1)]
 
 
 def _warmup_page() -> np.ndarray:

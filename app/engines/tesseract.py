@@ -24,7 +24,7 @@ from app.engines.base import EngineLoadError, EnginePage, OcrEngine
 from app.engines.errors import PageTimeout
 from app.engines.languages import tesseract_languages, tesseract_names
 from app.results import escape_markdown_line
-from app.schemas import Block
+from app.schemas import Block, Word
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class TextLine:
     bbox: tuple[int, int, int, int]
     confidence: float  # 0..1
     starts_paragraph: bool
+    words: tuple[Word, ...] = ()  # left to right, with their own boxes (see :func:`_read_words`)
 
 
 def join_split_lines(lines: Sequence[TextLine]) -> list[TextLine]:
@@ -104,6 +105,7 @@ def _joined(a: TextLine, b: TextLine) -> TextLine | None:
         ),
         confidence=(left.confidence * size_a + right.confidence * size_b) / max(1, size_a + size_b),
         starts_paragraph=a.starts_paragraph,
+        words=left.words + right.words,
     )
 
 
@@ -127,6 +129,7 @@ def page_from_lines(lines: Sequence[TextLine]) -> EnginePage:
                 score=round(min(1.0, max(0.0, line.confidence)), 4),
                 label="text",
                 order=len(blocks),
+                words=list(line.words) or None,
             )
         )
         if line.starts_paragraph or not paragraphs:
@@ -283,6 +286,7 @@ def _read_lines(api: Any) -> list[TextLine]:
     iterator = api.GetIterator()
     if iterator is None:
         return []
+    words = _read_words(api)
     lines = []
     for item in iterate_level(iterator, RIL.TEXTLINE):
         try:
@@ -298,8 +302,32 @@ def _read_lines(api: Any) -> list[TextLine]:
                 bbox=(int(box[0]), int(box[1]), int(box[2]), int(box[3])),
                 confidence=item.Confidence(RIL.TEXTLINE) / 100.0,
                 starts_paragraph=bool(item.IsAtBeginningOf(RIL.PARA)),
+                words=tuple(words.get(tuple(int(v) for v in box), ())),
             )
         )
+    return lines
+
+
+def _read_words(api: Any) -> dict[tuple[int, ...], list[Word]]:
+    """The recognised words with their boxes and confidences, grouped by the box of the line that holds them
+    (a second pass of the result iterator, at word level)."""
+    from tesserocr import RIL, iterate_level
+
+    iterator = api.GetIterator()
+    lines: dict[tuple[int, ...], list[Word]] = {}
+    if iterator is None:
+        return lines
+    for item in iterate_level(iterator, RIL.WORD):
+        try:
+            text = item.GetUTF8Text(RIL.WORD)
+        except RuntimeError:
+            continue
+        box, line = item.BoundingBox(RIL.WORD), item.BoundingBox(RIL.TEXTLINE)
+        if not text or not text.strip() or box is None or line is None:
+            continue
+        score = round(min(1.0, max(0.0, item.Confidence(RIL.WORD) / 100.0)), 4)
+        word = Word(text=text.strip(), bbox=[float(v) for v in box], score=score)
+        lines.setdefault(tuple(int(v) for v in line), []).append(word)
     return lines
 
 

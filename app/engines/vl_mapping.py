@@ -25,6 +25,7 @@ from typing import Any
 from PIL import Image
 
 from app.engines.base import EnginePage
+from app.exports.html_tables import parse_html_table
 from app.results import rewrite_image_refs
 from app.schemas import Block
 
@@ -52,20 +53,15 @@ def page_from_vl_result(res: Mapping[str, Any], markdown: Mapping[str, Any] | No
 
 
 def blocks_from_parsing_res(items: Sequence[Mapping[str, Any]]) -> list[Block]:
-    """``parsing_res_list`` -> blocks with label, integer-pixel bbox, text and ``order`` (from 0)."""
+    """``parsing_res_list`` -> blocks with label, integer-pixel bbox, text and ``order`` (from 0); a ``table``
+    block also carries its HTML as rows and cells (``table``)."""
     positions = reading_positions([item.get("block_order") for item in items])
     blocks = []
     for item, order in zip(items, positions, strict=True):
         bbox = [float(v) for v in (item.get("block_bbox") or [0, 0, 0, 0])][:4]
-        blocks.append(
-            Block(
-                bbox=bbox,
-                text=str(item.get("block_content") or ""),
-                score=None,
-                label=str(item.get("block_label") or "text"),
-                order=order,
-            )
-        )
+        text, label = str(item.get("block_content") or ""), str(item.get("block_label") or "text")
+        table = parse_html_table(text) if label == "table" else None
+        blocks.append(Block(bbox=bbox, text=text, score=None, label=label, order=order, table=table))
     return sorted(blocks, key=lambda b: b.order)
 
 

@@ -11,6 +11,7 @@ import anyio
 from app.documents import Limits, open_document
 from app.engines.orientation import turn
 from app.errors import ServiceError
+from app.exports.files import ExportPlan
 from app.jobs.models import JobRecord, PageOutcome, utc_now
 from app.jobs.store import JobStore, StorageUnavailable
 from app.results import join_pages
@@ -20,8 +21,11 @@ PAGE_IMAGE_MAX_SIDE = 2000
 """Page images (for showing a page with its boxes) are scaled down to at most this many pixels a side."""
 
 
-def assemble(record: JobRecord, outcomes: Sequence[PageOutcome], store: JobStore) -> None:
-    """Turn the job's stored pages into its result document and store it (blocking).
+def assemble(
+    record: JobRecord, outcomes: Sequence[PageOutcome], store: JobStore, exports: ExportPlan | None = None
+) -> None:
+    """Turn the job's stored pages into its result document and store it (blocking); with ``exports``, also the
+    PDF, Word and Excel files that must be made now (:mod:`app.exports.files`).
 
     Sets ``status`` to ``succeeded``, or to ``failed`` with the first page's error when every page failed.
     """
@@ -54,7 +58,11 @@ def assemble(record: JobRecord, outcomes: Sequence[PageOutcome], store: JobStore
         files=ResultFiles(json=f"{record.result_dir}/result.json", markdown=f"{record.result_dir}/result.md"),
     )
     payload = result.model_dump_json(by_alias=True, indent=1, exclude={"storage"}).encode("utf-8")
+    if exports is not None:
+        exports.before_save(store, record, result)  # mirrored with result.json
     store.save_result(record, result, payload, markdown)
+    if exports is not None:
+        exports.after_save(store, record, result)  # the PDF, while the document is still there
     record.finished_at = utc_now()
     record.status = "succeeded"
 

@@ -26,6 +26,7 @@ from app.documents import Document, Limits, open_document
 from app.engines.base import EngineRuntime
 from app.engines.registry import EngineSet
 from app.errors import ServiceError, engine_failure
+from app.exports.files import ExportPlan
 from app.jobs.admission import Drain, DrainRate
 from app.jobs.assembly import assemble
 from app.jobs.models import JobError, JobRecord, PageOutcome, utc_now
@@ -79,6 +80,7 @@ class JobRunner:
         self.metrics = metrics
         self.disk = disk
         self.rate = rate  # pages finished per second (the 429's Retry-After)
+        self.exports = ExportPlan(settings.s3_export_formats, limits)
 
     async def run(self, active: ActiveJob, done: Callable[[ActiveJob], None]) -> None:
         """Run the job to its end (or to a pause); ``done`` is called at the end in every case."""
@@ -135,7 +137,7 @@ class JobRunner:
             return
         else:
             outcomes = await anyio.to_thread.run_sync(self._load_pages, record)
-            await self._write(active, "the result", assemble, record, outcomes, self.store)
+            await self._write(active, "the result", assemble, record, outcomes, self.store, self.exports)
         record.finished_at = record.finished_at or utc_now()
         await self._save(active)
         if not record.keep_input:

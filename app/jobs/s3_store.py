@@ -225,6 +225,16 @@ class S3JobStore(LocalJobStore):
             raise StorageUnavailable(str(exc)) from None
         return None if data is None else (data, None)
 
+    def result_file(self, record: JobRecord, name: str) -> Path | None:
+        local = super().result_file(record, name)
+        if local is not None or not record.s3_mirrored:
+            return local
+        target = self.result_folder(record) / name
+        try:
+            return target if self.objects.download(self.layout.result(record.result_dir, name), target) else None
+        except S3Unavailable as exc:
+            raise StorageUnavailable(str(exc)) from None
+
     async def result_storage(self, record: JobRecord, folder: Path | None, wait: float) -> ResultStorage:
         local = None
         if folder is not None:

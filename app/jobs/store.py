@@ -129,6 +129,13 @@ class JobStore(ABC):
     def result_folder(self, record: JobRecord) -> Path:
         return self.root / record.result_dir
 
+    def result_file(self, record: JobRecord, name: str) -> Path | None:
+        """A file of the job's result folder (``result.pdf``, ...) on this disk, fetched from the shared store when
+        only there; None when it is stored nowhere. :class:`StorageUnavailable` when the shared store cannot be
+        read."""
+        path = self.result_folder(record) / name
+        return path if path.is_file() else None
+
     # --- ownership -------------------------------------------------------------------------------
     @abstractmethod
     def orphans(self) -> list[str]:

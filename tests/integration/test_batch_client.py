@@ -223,3 +223,22 @@ def test_a_bad_document_fails_alone(stack: Stack, tmp_path: Path) -> None:
     assert "broken.pdf: POST /jobs: HTTP 422 corrupt_document" in result.stdout
     assert "failed:  1" in result.stdout and "done:    1 " in result.stdout
     assert_outputs(docs, {"good.png": "\n".join(lines_for(7))})
+
+
+def test_format_fetches_the_files_people_keep(stack: Stack, tmp_path: Path) -> None:
+    """--format pdf,docx,xlsx: a searchable PDF (``.ocr.pdf``, never read as an input) and a Word file beside each
+    JSON; no workbook for a document without tables (recorded, not a failure); a second run finds it complete."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "letter.png").write_bytes(image_bytes(render_page(lines_for(3), size=(900, 320), top=40), "PNG"))
+    env = client_env(CLOUD_RU_INFERENCE_URL=stack.service.url, SERVICE_API_KEY=SERVICE_KEY)
+    result = run_client(batch_command(str(docs), "--format", "json,pdf,docx,xlsx"), tmp_path, env, 120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (docs / "letter.ocr.pdf").read_bytes().startswith(b"%PDF-")
+    assert (docs / "letter.docx").read_bytes().startswith(b"PK")
+    assert not (docs / "letter.xlsx").exists() and not (docs / "letter.md").exists()
+    assert json.loads((docs / "letter.json").read_text(encoding="utf-8"))["client"]["no_tables"] is True
+    again = run_client(batch_command(str(docs), "--format", "pdf,docx,xlsx"), tmp_path, env, 120)
+    assert again.returncode == 0 and "skipped: 1" in again.stdout, again.stdout
+    wrong = run_client(batch_command(str(docs), "--format", "pdf,odt"), tmp_path, env, 60)
+    assert wrong.returncode == 2 and "unknown format(s) odt" in wrong.stderr

@@ -218,6 +218,13 @@ def test_image_upload_shows_boxes_markdown_json_and_downloads(
         page.click("#download-json")
     assert json_download.value.suggested_filename == "report.json"
     assert json.loads(Path(json_download.value.path()).read_text(encoding="utf-8")) == stored
+    expect(page.locator("#download-xlsx")).to_be_hidden()  # no table in this result
+    for output, magic in (("pdf", b"%PDF-"), ("docx", b"PK")):
+        with page.expect_download() as made:
+            page.click(f"#download-{output}")
+        assert made.value.suggested_filename == f"report.{output}"
+        kept = httpx.get(f"{service.url}/jobs/{shown['id']}/result", params={"output": output}, timeout=60).content
+        assert Path(made.value.path()).read_bytes() == kept and kept.startswith(magic)
 
 
 def test_dropped_pdf_shows_server_rendered_pages_with_options(desktop: Session, lang: str) -> None:
@@ -527,7 +534,8 @@ def test_the_language_follows_the_browser_and_the_switch(browser: Browser, servi
 
 # Latin words a Russian page may show: formats, protocol names, the switch, the service's own name.
 LATIN_IN_RUSSIAN = {"PDF", "PNG", "JPEG", "TIFF", "WebP", "BMP", "DPI", "API", "API_KEY", "Markdown", "JSON", "md",
-                    "json", "sessionStorage", "RU", "EN", "paddleocr", "vl", "service"}  # fmt: skip
+                    "json", "sessionStorage", "RU", "EN", "paddleocr", "vl", "service",
+                    "Word", "Excel", "docx", "xlsx"}  # fmt: skip
 #: What the page shows of the document, the service or the user (not its own words): recognised text, file
 #: names, language codes, engine names, and the engine's selection reason from /health (the title of #health).
 NOT_THE_PAGES_WORDS = (

@@ -4,7 +4,7 @@
 import { api } from "./api.js";
 import { count, number, onLanguageChange, t } from "./i18n.js";
 import { renderMarkdown } from "./markdown.js";
-import { hideMessage, showMessage } from "./messages.js";
+import { hideMessage, showError, showMessage } from "./messages.js";
 
 export const BROWSER_IMAGES = new Set(["image/png", "image/jpeg", "image/webp", "image/bmp"]);
 const $ = (id) => document.getElementById(id);
@@ -32,6 +32,7 @@ export function showResult(result, status, fileUrl) {
   const select = $("page-select");
   select.replaceChildren(...result.pages.map((page, index) => new Option(String(page.index), String(index))));
   $("json").textContent = JSON.stringify(result, null, 2);
+  $("download-xlsx").hidden = !hasTables(result);
   drawTexts();
   selectTab("page");
   showPage(0);
@@ -82,6 +83,35 @@ function download(text, type, extension) {
   link.click();
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function hasTables(result) {
+  return result.pages.some((page) => page.blocks.some((block) => block.table || block.label === "table"));
+}
+
+/** A file made by the service (searchable PDF, Word, Excel): fetched with the key, saved under the document's
+ * name. The button says it is busy meanwhile; the first request makes the file (a long document takes a while). */
+async function downloadFile(button, output) {
+  if (button.disabled) return;
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  try {
+    const response = await api(`jobs/${encodeURIComponent(view.result.id)}/result?output=${output}`);
+    const blob = await response.blob();
+    const url = URL.createObjectURL(blob);
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = `${baseName()}.${output}`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (error) {
+    showError(error);
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
+  }
 }
 
 function selectTab(name) {
@@ -208,6 +238,10 @@ export function setupResultView() {
     download(view.result.markdown, "text/markdown;charset=utf-8", "md"));
   $("download-json").addEventListener("click", () =>
     download(JSON.stringify(view.result, null, 2), "application/json", "json"));
+  for (const output of ["pdf", "docx", "xlsx"]) {
+    const button = $(`download-${output}`);
+    button.addEventListener("click", () => downloadFile(button, output));
+  }
   onLanguageChange(() => {
     if (!view.result) return;
     drawTexts();
