@@ -43,6 +43,7 @@ class SharedOwnership(Ownership):
         self.pending = pending
         self.replace_record = replace_record
         self.leases = LeaseBook(objects, replica, lease_s)
+        self.ended: set[str] = set()  # jobs whose final record is in the bucket (logged once)
         self.keeper = LeaseKeeper(self.leases, lease_s, scan_s, pending=pending)
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -165,7 +166,9 @@ class SharedOwnership(Ownership):
                 record = JobRecord.from_json(body)
             except ValueError:
                 return True
-            if record.finished:
+            if record.finished and record.id not in self.ended:
+                # The outbox reads job.json when its turn comes, so the final record may be uploaded twice.
+                self.ended.add(record.id)
                 log_finished(record)
             return True
         if fenced.current is not None:
