@@ -168,6 +168,8 @@ class SharedOwnership(Ownership):
                 return True
             if record.finished and record.id not in self.ended:
                 # The outbox reads job.json when its turn comes, so the final record may be uploaded twice.
+                if len(self.ended) >= 10_000:  # bounded: only the last moments of a job matter
+                    self.ended.clear()
                 self.ended.add(record.id)
                 log_finished(record)
             return True
