@@ -186,6 +186,7 @@ class TesseractEngine(OcrEngine):
     name = "tesseract"
     device = "cpu"
     needs_upright_pages = True
+    line_order = "ordered_lines"
 
     def __init__(
         self,

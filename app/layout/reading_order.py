@@ -65,7 +65,7 @@ def xy_order(blocks: Sequence[Block], height: float) -> list[Block]:
     for slab in _slabs(_bands(blocks), left_x, right_x, height):
         cut = _column_cut(slab, height)
         if cut is None:
-            ordered += _rows(slab)
+            ordered += in_rows(slab)
         else:
             ordered += xy_order([b for b in slab if _centre_x(b) < cut], height)
             ordered += xy_order([b for b in slab if _centre_x(b) >= cut], height)
@@ -148,7 +148,7 @@ def _column_cut(slab: Sequence[Block], height: float) -> float | None:
     return None
 
 
-def _rows(blocks: Sequence[Block]) -> list[Block]:
+def in_rows(blocks: Sequence[Block]) -> list[Block]:
     """Top to bottom; boxes that share a line (overlap by half the smaller height) left to right."""
     rows: list[list[Block]] = []
     for block in sorted(blocks, key=lambda b: ((b.bbox[1] + b.bbox[3]) / 2, b.bbox[0])):
