@@ -23,6 +23,7 @@ order, in ``words``. Tables and blocks that already hold lines are never merged 
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Sequence
 
@@ -189,7 +190,7 @@ def _usual_gap(ordered: Sequence[Block], height: float) -> float:
     """The median vertical gap between consecutive stacked lines (0 when there are none)."""
     gaps = [
         b.bbox[1] - a.bbox[3]
-        for a, b in zip(ordered, ordered[1:], strict=False)
+        for a, b in itertools.pairwise(ordered)
         if _is_line(a) and _is_line(b) and _overlap_x(a, b) > 0 and -0.3 * height < b.bbox[1] - a.bbox[3] < 1.5 * height
     ]
     return max(0.0, float(statistics.median(gaps))) if gaps else 0.0

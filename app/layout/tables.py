@@ -13,6 +13,7 @@ in lines, read row by row or column by column by :mod:`app.layout.reading_order`
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -127,7 +128,7 @@ def _read_grid(gray: np.ndarray, box: tuple[int, int, int, int], rule_x: int, ru
     ys = _positions(horizontal.sum(axis=1) / 255.0, 0.1 * horizontal.shape[1])
     if len(ys) < 2:
         return None
-    min_row = min(b - a for a, b in zip(ys, ys[1:], strict=False))
+    min_row = min(b - a for a, b in itertools.pairwise(ys))
     xs = _positions(vertical.sum(axis=0) / 255.0, 0.5 * min_row)
     xs = _outer(xs, horizontal, axis=0)
     ys = _outer(ys, vertical, axis=1)
@@ -154,7 +155,7 @@ def _positions(profile: np.ndarray, minimum: float) -> list[int]:
     """Centres of the runs of ``profile`` at or above ``minimum`` (a rule's thickness is one run)."""
     positions = []
     start = None
-    for index, value in enumerate(list(profile) + [0.0]):
+    for index, value in enumerate([*list(profile), 0.0]):
         if value >= minimum and start is None:
             start = index
         elif value < minimum and start is not None:

@@ -224,7 +224,7 @@ def table_page(
             draw.text((box[0] + padding, text_y), text, font=face_used, fill="black")
             cells.append(DrawnCell(r, c, text, rs, cs))
     expected = list(before)
-    for r, row in enumerate(rows):
+    for row in rows:
         expected.append(" ".join(text for text in row if text))
     y = ys[-1] + step
     for line in after:
