@@ -18,6 +18,7 @@ from app.schemas import Block
 
 if TYPE_CHECKING:
     from app.engines.orientation import OrientationDetector
+    from app.layout.lexicon import Lexicon
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class OcrEngine(ABC):
     needs_upright_pages: bool = False
     #: What ``recognize`` returns (see :data:`LineOrder`): lines are laid out by the service (tables, order).
     line_order: LineOrder = "blocks"
+    #: Word lists that decide whether a word was read in the wrong script (Tesseract's; ``None``: none).
+    lexicon: Lexicon | None = None
 
     @property
     def max_parallel(self) -> int:
@@ -169,7 +172,7 @@ class EngineRuntime:
 
         read_image = turn(image, page.rotation) if page.rotation else image
         keep = self.engine.line_order == "ordered_lines"
-        return lay_out(read_image, page, read, languages, keep_order=keep)
+        return lay_out(read_image, page, read, languages, keep_order=keep, lexicon=self.engine.lexicon)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until loading has finished (either way); for tests and scripts."""

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from app.layout.cells import Reader, read_tables
+from app.layout.lexicon import Lexicon
 from app.layout.reading_order import arrange
 from app.layout.render import blocks_markdown
 from app.layout.scripts import fix_lookalikes
@@ -41,12 +42,14 @@ def lay_out(
     languages: Sequence[str],
     *,
     keep_order: bool,
+    lexicon: Lexicon | None = None,
     tables: bool = True,
 ) -> EnginePage:
     """``page`` (text-line blocks of ``image``) with its blocks grouped, ordered, tables as cells, Markdown set.
 
     ``read`` reads images with the page's engine and languages (the table cells); ``keep_order``: the
-    engine's line order is a reading order already. Returns a new page; ``rotation`` and images are kept.
+    engine's line order is a reading order already; ``lexicon``: the word lists that decide a word's script
+    (``None``: words stay as read). Returns a new page; ``rotation`` and images are kept.
     """
     from app.engines.base import EnginePage
 
@@ -57,7 +60,7 @@ def lay_out(
         if grids:
             found = read_tables(grids, read)
             log.debug("%d table(s) found on the page", len(found))
-    lines = fix_lookalikes(lines, languages)
+    lines = fix_lookalikes(lines, languages, lexicon)
     if keep_order:
         blocks = arrange(_insert_tables(lines, found), keep_order=True)
     else:
