@@ -29,30 +29,22 @@ MAX_SHEET_HEIGHT = 2400
 PAD = 8
 
 
-@dataclass
-class _Slot:
-    cell: GridCell
-    top: int
-    bottom: int
-
-
 def read_tables(grids: Sequence[TableGrid], read: Reader) -> list[Block]:
     """A ``table`` block for each grid: cells with their text and page boxes, the text a line per row."""
-    sheets: list[tuple[Image.Image, list[_Slot], int]] = []
+    gray_pieces: list[np.ndarray] = []
+    owners: list[tuple[int, GridCell]] = []
     for index, grid in enumerate(grids):
-        sheets += [(image, slots, index) for image, slots in _sheets(grid)]
+        for cell, piece in _cell_pieces(grid):
+            gray_pieces.append(piece)
+            owners.append((index, cell))
     texts: list[dict[tuple[int, int], list[Block]]] = [{} for _ in grids]
-    if sheets:
-        for (_, slots, index), lines in zip(sheets, read([image for image, _, _ in sheets]), strict=True):
-            for line in lines:
-                slot = _slot_of(slots, (line.bbox[1] + line.bbox[3]) / 2)
-                if slot is not None:
-                    texts[index].setdefault((slot.cell.row, slot.cell.col), []).append(line)
+    for (index, cell), lines in zip(owners, read_pieces(gray_pieces, read), strict=True):
+        texts[index][cell.row, cell.col] = lines
     blocks = []
     for grid, found in zip(grids, texts, strict=True):
         cells = []
         for cell in grid.cells:
-            lines = in_rows(found.get((cell.row, cell.col), []))
+            lines = found.get((cell.row, cell.col), [])
             text = " ".join(" ".join(line.text.split()) for line in lines)
             cells.append(
                 TableCell(
@@ -87,8 +79,8 @@ def _ink_box(piece: np.ndarray, paper: float) -> tuple[int, int, int, int] | Non
     return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
-def _sheets(grid: TableGrid) -> list[tuple[Image.Image, list[_Slot]]]:
-    """The grid's non-empty cells stacked on sheets, with where each one lies (the sheet's y range)."""
+def _cell_pieces(grid: TableGrid) -> list[tuple[GridCell, np.ndarray]]:
+    """The grid's non-empty cells as grey pieces trimmed to their ink."""
     gray = np.asarray(grid.image)
     paper = float(np.median(gray))
     pieces: list[tuple[GridCell, np.ndarray]] = []
@@ -102,33 +94,53 @@ def _sheets(grid: TableGrid) -> list[tuple[Image.Image, list[_Slot]]]:
             continue
         bx0, by0, bx1, by1 = box
         pieces.append((cell, piece[by0:by1, bx0:bx1]))
+    return pieces
+
+
+def read_pieces(pieces: Sequence[np.ndarray], read: Reader) -> list[list[Block]]:
+    """The text lines the engine reads in each grey piece of a page (top to bottom, a row left to right):
+    the pieces are stacked on sheets and read in one call."""
     if not pieces:
         return []
-    gap = max(16, int(0.8 * statistics.median(piece.shape[0] for _, piece in pieces)))
-    width = max(piece.shape[1] for _, piece in pieces) + 2 * PAD
-    sheets = []
-    group: list[tuple[GridCell, np.ndarray]] = []
+    paper = float(np.median(np.concatenate([piece.ravel() for piece in pieces])))
+    gap = max(16, int(0.8 * statistics.median(piece.shape[0] for piece in pieces)))
+    width = max(piece.shape[1] for piece in pieces) + 2 * PAD
+    sheets: list[tuple[Image.Image, list[_Slot]]] = []
+    group: list[tuple[int, np.ndarray]] = []
     height = PAD
-    for cell, piece in pieces:
+    for index, piece in enumerate(pieces):
         if group and height + piece.shape[0] + gap > MAX_SHEET_HEIGHT:
             sheets.append(_sheet(group, width, gap, paper))
             group, height = [], PAD
-        group.append((cell, piece))
+        group.append((index, piece))
         height += piece.shape[0] + gap
     sheets.append(_sheet(group, width, gap, paper))
-    return sheets
+    found: list[list[Block]] = [[] for _ in pieces]
+    for (_, slots), lines in zip(sheets, read([image for image, _ in sheets]), strict=True):
+        for line in lines:
+            slot = _slot_of(slots, (line.bbox[1] + line.bbox[3]) / 2)
+            if slot is not None:
+                found[slot.index].append(line)
+    return [in_rows(lines) for lines in found]
+
+
+@dataclass
+class _Slot:
+    index: int
+    top: int
+    bottom: int
 
 
 def _sheet(
-    pieces: Sequence[tuple[GridCell, np.ndarray]], width: int, gap: int, paper: float
+    pieces: Sequence[tuple[int, np.ndarray]], width: int, gap: int, paper: float
 ) -> tuple[Image.Image, list[_Slot]]:
     height = PAD + sum(piece.shape[0] + gap for _, piece in pieces)
     canvas = np.full((height, width), int(paper), dtype=np.uint8)
     slots = []
     y = PAD
-    for cell, piece in pieces:
+    for index, piece in pieces:
         canvas[y : y + piece.shape[0], PAD : PAD + piece.shape[1]] = piece
-        slots.append(_Slot(cell, y - gap // 2, y + piece.shape[0] + gap // 2))
+        slots.append(_Slot(index, y - gap // 2, y + piece.shape[0] + gap // 2))
         y += piece.shape[0] + gap
     return Image.fromarray(canvas).convert("RGB"), slots
 

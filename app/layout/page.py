@@ -7,10 +7,12 @@ recognize_batch`, on the image the engine read:
    and its cells read again, whole, by the same engine (:mod:`app.layout.cells`);
 2. look-alike letters of the other script are put right in words of a Cyrillic text
    (:mod:`app.layout.scripts`);
-3. lines are grouped into paragraphs in reading order (:mod:`app.layout.reading_order`): ordered by an
-   XY-cut, or kept in the engine's order where the engine analyses the layout itself (Tesseract), the
-   tables put where their first line was;
-4. the page's Markdown and text are written from the blocks (:mod:`app.layout.render`).
+3. lines that run across a column gutter are cut there (:mod:`app.layout.gutters`);
+4. lines are grouped into paragraphs in reading order (:mod:`app.layout.reading_order`): ordered by an
+   XY-cut, or kept in the engine's order where the engine analyses the layout itself (Tesseract) and no
+   line had to be cut at a gutter (then its order ran two columns together), the tables put where their
+   first line was;
+5. the page's Markdown and text are written from the blocks (:mod:`app.layout.render`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from app.layout.cells import Reader, read_tables
+from app.layout.gutters import split_at_gutters
 from app.layout.lexicon import Lexicon
-from app.layout.reading_order import arrange
+from app.layout.reading_order import arrange, text_height
 from app.layout.render import blocks_markdown
 from app.layout.scripts import fix_lookalikes
 from app.layout.tables import find_tables
@@ -61,10 +64,12 @@ def lay_out(
             found = read_tables(grids, read)
             log.debug("%d table(s) found on the page", len(found))
     lines = fix_lookalikes(lines, languages, lexicon)
-    if keep_order:
+    outside = [line for line in lines if _table_of(line, found) is None]
+    outside, cut = split_at_gutters(image, outside, read, text_height(outside))
+    if keep_order and not cut:
         blocks = arrange(_insert_tables(lines, found), keep_order=True)
-    else:
-        blocks = arrange([line for line in lines if _table_of(line, found) is None] + found)
+    else:  # no order of the engine's, or one that ran lines of two columns together
+        blocks = arrange(outside + found)
     markdown, _ = blocks_markdown(blocks)
     return EnginePage(blocks=blocks, markdown=markdown, images=page.images, rotation=page.rotation)
 

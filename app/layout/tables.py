@@ -54,7 +54,7 @@ def find_tables(image: Image.Image) -> list[TableGrid]:
     import cv2
 
     gray = np.asarray(image.convert("L"))
-    binary = _binarise(gray)
+    binary = binarise(gray)
     height, width = binary.shape
     rule_x = max(20, int(width * MIN_RULE_FRACTION))
     rule_y = max(20, int(height * MIN_RULE_FRACTION * 0.7))
@@ -74,7 +74,7 @@ def find_tables(image: Image.Image) -> list[TableGrid]:
     return sorted(tables, key=lambda t: (t.bbox[1], t.bbox[0]))
 
 
-def _binarise(gray: np.ndarray) -> np.ndarray:
+def binarise(gray: np.ndarray) -> np.ndarray:
     import cv2
 
     block = max(15, (min(gray.shape) // 40) | 1)
@@ -117,13 +117,13 @@ def _read_grid(gray: np.ndarray, box: tuple[int, int, int, int], rule_x: int, ru
     x0, y0 = max(0, box[0] - margin), max(0, box[1] - margin)
     x1, y1 = min(gray.shape[1], box[2] + margin), min(gray.shape[0], box[3] + margin)
     crop = gray[y0:y1, x0:x1]
-    horizontal, _ = _rules(_binarise(crop), rule_x, rule_y)
+    horizontal, _ = _rules(binarise(crop), rule_x, rule_y)
     angle = _skew(horizontal)
     centre = ((x1 - x0) / 2.0, (y1 - y0) / 2.0)
     turn = cv2.getRotationMatrix2D(centre, math.degrees(angle), 1.0)
     if abs(angle) > 0.002:
         crop = cv2.warpAffine(crop, turn, (x1 - x0, y1 - y0), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    binary = _binarise(crop)
+    binary = binarise(crop)
     horizontal, vertical = _rules(binary, rule_x, rule_y)
     ys = _positions(horizontal.sum(axis=1) / 255.0, 0.1 * horizontal.shape[1])
     if len(ys) < 2:

@@ -1,0 +1,153 @@
+"""Lines that run across a column gutter, cut at it.
+
+Where columns stand close, an engine's line finder can take a line of the left column and the line beside
+it in the right column for one line (both PP-OCR and Tesseract do at gutters of two or three text heights),
+and no reading order can put that right. Such a line is found on the page image: inside its box there is a
+white gap at least :data:`~app.layout.reading_order.GUTTER_HEIGHTS` text heights wide, and the gap's right
+edge opens onto a white *corridor*, a strip that stays free of ink for :data:`CORRIDOR_LINES` text lines or
+more above and below (the gutter runs down the page; a wide space between two words of a paragraph has
+text above or below it). The line is cut there: its words are shared out by position when the engine gave
+words, else both pieces are read again by the engine (:func:`app.layout.cells.read_pieces`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from app.layout.cells import Reader, read_pieces
+from app.layout.reading_order import GUTTER_HEIGHTS
+from app.layout.tables import binarise
+from app.schemas import Block
+
+CORRIDOR_LINES = 4.0  # the shortest gutter, in text heights (about three lines of text)
+
+
+def split_at_gutters(
+    image: Image.Image, lines: Sequence[Block], read: Reader, height: float
+) -> tuple[list[Block], bool]:
+    """(``lines`` with every line that crosses a gutter cut there, whether any was cut)."""
+    if not lines or height <= 1:
+        return list(lines), False
+    ink = binarise(np.asarray(image.convert("L"))) > 0
+    lines = [_fitted(ink, line) for line in lines]
+    cuts = {index: gaps for index, line in enumerate(lines) if (gaps := _gutters_in(ink, line, height))}
+    if not cuts:
+        return lines, False
+    pieces: dict[int, list[Block]] = {}
+    to_read: list[tuple[int, list[float], np.ndarray]] = []
+    for index, gaps in cuts.items():
+        line = lines[index]
+        boxes = _pieces(line.bbox, gaps)
+        if line.words:
+            pieces[index] = [_with_words(line, box) for box in boxes]
+            continue
+        gray = np.asarray(image.convert("L"))
+        for box in boxes:
+            x0, y0, x1, y1 = (round(v) for v in box)
+            to_read.append((index, box, gray[max(0, y0) : y1, max(0, x0) : x1]))
+    if to_read:
+        for (index, box, _), found in zip(to_read, read_pieces([p for _, _, p in to_read], read), strict=True):
+            text = " ".join(" ".join(piece.text.split()) for piece in found)
+            scores = [piece.score for piece in found if piece.score is not None]
+            score = round(sum(scores) / len(scores), 4) if scores else lines[index].score
+            pieces.setdefault(index, []).append(Block(bbox=box, text=text, score=score, label="text"))
+    out: list[Block] = []
+    for index, line in enumerate(lines):
+        others = [other for number, other in enumerate(lines) if number != index]
+        out += [piece for piece in pieces.get(index, [line]) if piece.text.strip() and not _within(piece, others)]
+    return out, True
+
+
+def _fitted(ink: np.ndarray, line: Block) -> Block:
+    """``line`` with its box's left and right sides moved onto its ink (an engine's boxes can be loose)."""
+    if line.table is not None or line.lines is not None:
+        return line
+    x0, y0, x1, y1 = (round(v) for v in line.bbox)
+    pad = max(1, (y1 - y0) // 6)
+    band = ink[max(0, y0 + pad) : max(0, y1 - pad), max(0, x0) : max(0, x1)]
+    marked = np.nonzero(band.any(axis=0))[0] if band.size else []
+    if len(marked) == 0:
+        return line
+    left, right = max(0, x0) + int(marked[0]), max(0, x0) + int(marked[-1]) + 1
+    return line.model_copy(update={"bbox": [float(left), line.bbox[1], float(right), line.bbox[3]]})
+
+
+def _within(piece: Block, others: Sequence[Block]) -> bool:
+    """Whether most of ``piece`` lies in another line's box (a letter of the next column's line)."""
+    x0, y0, x1, y1 = piece.bbox
+    area = max(1.0, (x1 - x0) * (y1 - y0))
+    for other in others:
+        ox0, oy0, ox1, oy1 = other.bbox
+        inside = max(0.0, min(x1, ox1) - max(x0, ox0)) * max(0.0, min(y1, oy1) - max(y0, oy0))
+        if inside >= 0.5 * area:
+            return True
+    return False
+
+
+def _gutters_in(ink: np.ndarray, line: Block, height: float) -> list[tuple[int, int]]:
+    """The gaps of ``line`` (x ranges) that open onto a gutter."""
+    if line.table is not None or line.lines is not None:
+        return []
+    x0, y0, x1, y1 = (round(v) for v in line.bbox)
+    pad = max(1, (y1 - y0) // 6)
+    band = ink[max(0, y0 + pad) : max(0, y1 - pad), max(0, x0) : max(0, x1)]
+    if band.size == 0:
+        return []
+    columns = band.any(axis=0)
+    marked = np.nonzero(columns)[0]
+    if len(marked) < 2:
+        return []
+    gaps = []
+    minimum = GUTTER_HEIGHTS * height
+    run_start = None
+    for x in range(int(marked[0]), int(marked[-1]) + 1):
+        if not columns[x] and run_start is None:
+            run_start = x
+        elif columns[x] and run_start is not None:
+            if x - run_start >= minimum and _corridor(ink, x0 + x, (y0 + y1) // 2, height):
+                gaps.append((x0 + run_start, x0 + x))
+            run_start = None
+    return gaps
+
+
+def _corridor(ink: np.ndarray, right: int, middle: int, height: float) -> bool:
+    """Whether the strip just left of ``right`` stays free of ink for a gutter's length around ``middle``."""
+    left = max(0, right - max(2, int(0.75 * height)))
+    end = max(left + 1, right - max(1, int(0.25 * height)))  # the column's lines start a few pixels apart
+    strip = np.asarray(ink[:, left:end].any(axis=1), dtype=bool).ravel()
+    up = middle
+    while up > 0 and not strip[up - 1]:
+        up -= 1
+    down = middle
+    while down < len(strip) - 1 and not strip[down + 1]:
+        down += 1
+    return bool(not strip[middle] and down - up >= CORRIDOR_LINES * height)
+
+
+def _pieces(bbox: Sequence[float], gaps: Sequence[tuple[int, int]]) -> list[list[float]]:
+    """The boxes of a line cut at ``gaps``."""
+    boxes = []
+    left = float(bbox[0])
+    for start, end in gaps:
+        boxes.append([left, float(bbox[1]), float(start), float(bbox[3])])
+        left = float(end)
+    boxes.append([left, float(bbox[1]), float(bbox[2]), float(bbox[3])])
+    return boxes
+
+
+def _with_words(line: Block, box: Sequence[float]) -> Block:
+    """The piece of ``line`` in ``box``: the words whose middles lie in it."""
+    words = [w for w in line.words or [] if box[0] <= (w.bbox[0] + w.bbox[2]) / 2 < box[2]]
+    if not words:
+        return Block(bbox=list(box), text="", score=line.score, label="text")
+    scores = [w.score for w in words if w.score is not None]
+    return Block(
+        bbox=[min(w.bbox[0] for w in words), box[1], max(w.bbox[2] for w in words), box[3]],
+        text=" ".join(w.text for w in words),
+        score=round(sum(scores) / len(scores), 4) if scores else line.score,
+        label="text",
+        words=words,
+    )
