@@ -68,7 +68,9 @@ def _fitted(ink: np.ndarray, line: Block) -> Block:
     x0, y0, x1, y1 = (round(v) for v in line.bbox)
     pad = max(1, (y1 - y0) // 6)
     band = ink[max(0, y0 + pad) : max(0, y1 - pad), max(0, x0) : max(0, x1)]
-    marked = np.nonzero(band.any(axis=0))[0] if band.size else []
+    if band.size == 0:
+        return line
+    marked = np.flatnonzero(np.asarray(band.any(axis=0)))
     if len(marked) == 0:
         return line
     left, right = max(0, x0) + int(marked[0]), max(0, x0) + int(marked[-1]) + 1
@@ -96,7 +98,7 @@ def _gutters_in(ink: np.ndarray, line: Block, height: float) -> list[tuple[int, 
     band = ink[max(0, y0 + pad) : max(0, y1 - pad), max(0, x0) : max(0, x1)]
     if band.size == 0:
         return []
-    columns = band.any(axis=0)
+    columns = np.asarray(band.any(axis=0), dtype=bool).ravel()
     marked = np.nonzero(columns)[0]
     if len(marked) < 2:
         return []

@@ -39,7 +39,7 @@ def test_two_columns_between_a_title_and_a_footer(gutter: int) -> None:
     right = column(100 + width + gutter, 1100, 130, "R", 5)
     footer = line(100, 400, 1100, 428, "footer")
     shuffled = [right[2], footer, left[4], title, *right[:2], *right[3:][::-1], *left[:4], left[5]]
-    assert texts(xy_order(shuffled, 28)) == ["title"] + texts(left) + texts(right) + ["footer"]
+    assert texts(xy_order(shuffled, 28)) == ["title", *texts(left), *texts(right), "footer"]
 
 
 def test_three_columns_and_a_section_in_two() -> None:
@@ -126,7 +126,11 @@ def test_a_ruled_table_is_found_with_its_grid(noise: str) -> None:
 
 
 def test_merged_cells_span_rows_and_columns() -> None:
-    rows: list[list[str | None]] = [["Region", "2023", None, "2024"], [None, "Q1", "Q2", "Q1"], ["North", "1", "2", "3"]]
+    rows: list[list[str | None]] = [
+        ["Region", "2023", None, "2024"],
+        [None, "Q1", "Q2", "Q1"],
+        ["North", "1", "2", "3"],
+    ]
     drawn = table_page(rows, spans={(0, 0): (2, 1), (0, 1): (1, 2)})
     [table] = find_tables(drawn.image)
     found = sorted((c.row, c.col, c.row_span, c.col_span) for c in table.cells)
