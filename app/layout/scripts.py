@@ -18,7 +18,8 @@ letter to the other script and the word lists of the installed Tesseract languag
 * a word of letters of both scripts becomes the script that gives a word, else the script of its letters
   that have no look-alike, else the script of the line.
 
-Words with digits (``A4``, ``TX-200``) are codes and stay as read. Words with boxes (``Block.words``) are
+Words with digits (``A4``, ``TX-200``) are codes and stay as read. A closing ``$`` after Cyrillic letters is the
+``S`` the Cyrillic model does not have when the word with ``S`` is a Latin word (``НТТР$`` -> ``HTTPS``). Words with boxes (``Block.words``) are
 put right the same way, so the words and the line keep the same text.
 """
 
@@ -40,7 +41,7 @@ _TO_LATIN = dict(zip("АВСЕНКМОРТХУаеорсухкіјѕ", "ABCEHKMO
 _TO_CYRILLIC = {latin: cyrillic for cyrillic, latin in _TO_LATIN.items() if cyrillic not in "іјѕ"}
 _TO_CYRILLIC.update({"n": "п", "u": "и", "r": "г", "t": "т", "m": "м", "N": "П", "b": "ь"})
 
-_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*")
+_WORD = re.compile(r"[^\W\d_]+(?:-[^\W\d_]+)*\$?")
 _CODE_AROUND = re.compile(r"[\w-]")
 
 
@@ -93,6 +94,11 @@ class _Fixer:
 
     def word(self, word: str, cyrillic_line: bool) -> str:
         """``word`` in the script it was printed in (see the module's docstring)."""
+        if word.endswith("$"):  # a Cyrillic model has no S and reads a closing one as $ (НТТР$)
+            if not any(_is_cyrillic(c) for c in word):
+                return word  # US$: read by the Latin model, a dollar
+            with_s = self.word(word[:-1] + "S", cyrillic_line)
+            return with_s if with_s.isascii() and self._lexicon.knows(with_s, self._latin) else word
         has_cyrillic = any(_is_cyrillic(c) for c in word)
         has_latin = any(c.isascii() and c.isalpha() for c in word)
         if has_latin and not has_cyrillic:

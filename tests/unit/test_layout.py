@@ -176,6 +176,8 @@ def test_word_lists_of_the_installed_models(lexicon: Lexicon, tmp_path: Path) ->
         ("Tpeтий ceктop", "Третий сектор"),
         ("Переменная окружения РАТН задаёт", "Переменная окружения PATH задаёт"),
         ("Пaпкa синяя", "Папка синяя"),
+        ("по протоколу НТТР$ на порту", "по протоколу HTTPS на порту"),
+        ("стоит US$ 5", "стоит US$ 5"),
         # as read: real Latin words, acronyms, codes, mixed text
         ("Команда cron и редактор nano", "Команда cron и редактор nano"),
         ("Сервер OCR принимает PDF и JPEG через REST API", "Сервер OCR принимает PDF и JPEG через REST API"),
