@@ -18,9 +18,10 @@ letter to the other script and the word lists of the installed Tesseract languag
 * a word of letters of both scripts becomes the script that gives a word, else the script of its letters
   that have no look-alike, else the script of the line.
 
-Words with digits (``A4``, ``TX-200``) are codes and stay as read. A closing ``$`` after Cyrillic letters is the
-``S`` the Cyrillic model does not have when the word with ``S`` is a Latin word (``НТТР$`` -> ``HTTPS``). Words with boxes (``Block.words``) are
-put right the same way, so the words and the line keep the same text.
+Words with digits (``A4``, ``TX-200``) are codes and stay as read. A closing ``$`` after Cyrillic letters
+is the ``S`` the Cyrillic model does not have when the word with ``S`` is a Latin word (``НТТР$`` ->
+``HTTPS``). Words with boxes (``Block.words``) are put right the same way, so the words and the line keep
+the same text.
 """
 
 from __future__ import annotations
