@@ -58,7 +58,8 @@ def columns(n: int, count: int, narrow: bool = False) -> list[LayoutPage]:
         gutter = int(size * (1.3 + 0.2 * seed)) if narrow else (36, 60, 84)[seed % 3]
         sections = [(n, prose(ENGLISH_PROSE, 3, seed=seed + n)), (1, prose(ENGLISH_PROSE, 1, seed=seed + 9))]
         face = FACES[seed % 2]
-        pages.append(columns_page(sections, title="Library committee news", font_name=face, font_size=size, gutter=gutter))
+        title = "Library committee news"
+        pages.append(columns_page(sections, title=title, font_name=face, font_size=size, gutter=gutter))
     return pages
 
 
@@ -104,8 +105,9 @@ def english_tables(count: int) -> list[LayoutPage]:
 
 def lookalikes(count: int) -> list[LayoutPage]:
     return [
-        lookalike_page(RUSSIAN_LOOKALIKE_LINES[seed:] + RUSSIAN_LOOKALIKE_LINES[:seed], 22 + (2 * seed) % 6, FACES[seed % 2])
+        lookalike_page(lines[seed:] + lines[:seed], 22 + (2 * seed) % 6, FACES[seed % 2])
         for seed in range(count)
+        for lines in [RUSSIAN_LOOKALIKE_LINES]
     ]
 
 
