@@ -190,6 +190,9 @@ def _cells(
     """(row, col, row_span, col_span) of each cell: neighbouring grid positions with no rule between them merge."""
     rows, cols = len(ys) - 1, len(xs) - 1
     parent = list(range(rows * cols))
+    # a rule may stray from its mean position by a few pixels (a photo's perspective tilts it)
+    reach_x = max(4, min(15, min(b - a for a, b in itertools.pairwise(xs)) // 4))
+    reach_y = max(4, min(15, min(b - a for a, b in itertools.pairwise(ys)) // 4))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -199,9 +202,9 @@ def _cells(
 
     for r in range(rows):
         for c in range(cols):
-            if c + 1 < cols and not _rule_between(vertical, xs[c + 1], ys[r], ys[r + 1], along_y=True):
+            if c + 1 < cols and not _rule_between(vertical, xs[c + 1], ys[r], ys[r + 1], reach_x, along_y=True):
                 parent[find(r * cols + c + 1)] = find(r * cols + c)
-            if r + 1 < rows and not _rule_between(horizontal, ys[r + 1], xs[c], xs[c + 1], along_y=False):
+            if r + 1 < rows and not _rule_between(horizontal, ys[r + 1], xs[c], xs[c + 1], reach_y, along_y=False):
                 parent[find((r + 1) * cols + c)] = find(r * cols + c)
     groups: dict[int, list[tuple[int, int]]] = {}
     for r in range(rows):
@@ -215,16 +218,16 @@ def _cells(
     return sorted(cells)
 
 
-def _rule_between(mask: np.ndarray, at: int, start: int, end: int, *, along_y: bool) -> bool:
-    """Whether a rule runs at ``at`` over most of ``start..end`` (the other axis)."""
+def _rule_between(mask: np.ndarray, at: int, start: int, end: int, reach: int, *, along_y: bool) -> bool:
+    """Whether a rule runs within ``reach`` of ``at`` over most of ``start..end`` (the other axis)."""
     inset = max(2, (end - start) // 8)
     if end - start <= 2 * inset:
         return True
     if along_y:
-        strip = mask[start + inset : end - inset, max(0, at - 4) : at + 5]
+        strip = mask[start + inset : end - inset, max(0, at - reach) : at + reach + 1]
         covered = strip.any(axis=1)
     else:
-        strip = mask[max(0, at - 4) : at + 5, start + inset : end - inset]
+        strip = mask[max(0, at - reach) : at + reach + 1, start + inset : end - inset]
         covered = strip.any(axis=0)
     return bool(covered.mean() >= 0.6)
 
