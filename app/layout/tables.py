@@ -23,6 +23,7 @@ from PIL import Image
 Box = tuple[float, float, float, float]
 
 MIN_RULE_FRACTION = 1 / 35  # the shortest rule, of the page's width (horizontal) or height (vertical)
+MAX_CELLS = 2000  # a finer grid is graph paper or a pattern, not a table to read cell by cell
 
 
 @dataclass
@@ -133,7 +134,7 @@ def _read_grid(gray: np.ndarray, box: tuple[int, int, int, int], rule_x: int, ru
     xs = _outer(xs, horizontal, axis=0)
     ys = _outer(ys, vertical, axis=1)
     rows, cols = len(ys) - 1, len(xs) - 1
-    if rows < 1 or cols < 1 or rows * cols < 2:
+    if rows < 1 or cols < 1 or not 2 <= rows * cols <= MAX_CELLS:
         return None
     cells = _cells(horizontal, vertical, xs, ys)
     if len(cells) < 2:
