@@ -3,9 +3,9 @@
 Where columns stand close, an engine's line finder can take a line of the left column and the line beside
 it in the right column for one line (both PP-OCR and Tesseract do at gutters of two or three text heights),
 and no reading order can put that right. Such a line is found on the page image: inside its box there is a
-white gap at least :data:`~app.layout.reading_order.GUTTER_HEIGHTS` text heights wide, and the gap's right
-edge opens onto a white *corridor*, a strip that stays free of ink for :data:`CORRIDOR_LINES` text lines or
-more above and below (the gutter runs down the page; a wide space between two words of a paragraph has
+white gap at least :data:`~app.layout.reading_order.GUTTER_HEIGHTS` text heights wide, and somewhere in the gap
+a white *corridor* opens, a strip that stays free of ink for :data:`CORRIDOR_LINES` text heights or more above
+and below (the gutter runs down the page; a wide space between two words of a paragraph has
 text above or below it). The line is cut there: its words are shared out by position when the engine gave
 words, else both pieces are read again by the engine (:func:`app.layout.cells.read_pieces`).
 """
@@ -32,7 +32,7 @@ def split_at_gutters(
     if not lines or height <= 1:
         return list(lines), False
     ink = binarise(np.asarray(image.convert("L"))) > 0
-    lines = [_fitted(ink, line) for line in lines]
+    lines = [_fitted(ink, line) for line in _without_shadows(lines)]
     cuts = {index: gaps for index, line in enumerate(lines) if (gaps := _gutters_in(ink, line, height))}
     if not cuts:
         return lines, False
@@ -57,8 +57,22 @@ def split_at_gutters(
     out: list[Block] = []
     for index, line in enumerate(lines):
         others = [other for number, other in enumerate(lines) if number != index]
-        out += [piece for piece in pieces.get(index, [line]) if piece.text.strip() and not _within(piece, others)]
+        for piece in pieces.get(index, [line]):
+            fragment = piece.bbox[2] - piece.bbox[0] < 2 * height  # a letter of the next column's line
+            if piece.text.strip() and not (fragment and _within(piece, others)):
+                out.append(piece)
     return out, True
+
+
+def _without_shadows(lines: Sequence[Block]) -> list[Block]:
+    """``lines`` less those lying mostly inside a line read with more confidence: where two columns' lines
+    run together, Tesseract can read the same stretch twice, once as garbage."""
+    kept = []
+    for line in lines:
+        rivals = [o for o in lines if o is not line and (o.score or 0) > (line.score or 0) and o.table is None]
+        if line.table is not None or line.lines is not None or not _within(line, rivals, 0.6):
+            kept.append(line)
+    return kept
 
 
 def _fitted(ink: np.ndarray, line: Block) -> Block:
@@ -77,14 +91,14 @@ def _fitted(ink: np.ndarray, line: Block) -> Block:
     return line.model_copy(update={"bbox": [float(left), line.bbox[1], float(right), line.bbox[3]]})
 
 
-def _within(piece: Block, others: Sequence[Block]) -> bool:
-    """Whether most of ``piece`` lies in another line's box (a letter of the next column's line)."""
+def _within(piece: Block, others: Sequence[Block], share: float = 0.5) -> bool:
+    """Whether ``share`` of ``piece``'s box or more lies in one of the ``others``' boxes."""
     x0, y0, x1, y1 = piece.bbox
     area = max(1.0, (x1 - x0) * (y1 - y0))
     for other in others:
         ox0, oy0, ox1, oy1 = other.bbox
         inside = max(0.0, min(x1, ox1) - max(x0, ox0)) * max(0.0, min(y1, oy1) - max(y0, oy0))
-        if inside >= 0.5 * area:
+        if inside >= share * area:
             return True
     return False
 
@@ -109,24 +123,30 @@ def _gutters_in(ink: np.ndarray, line: Block, height: float) -> list[tuple[int, 
         if not columns[x] and run_start is None:
             run_start = x
         elif columns[x] and run_start is not None:
-            if x - run_start >= minimum and _corridor(ink, x0 + x, (y0 + y1) // 2, height):
+            if x - run_start >= minimum and _corridor(ink, x0 + run_start, x0 + x, (y0 + y1) // 2, height):
                 gaps.append((x0 + run_start, x0 + x))
             run_start = None
     return gaps
 
 
-def _corridor(ink: np.ndarray, right: int, middle: int, height: float) -> bool:
-    """Whether the strip just left of ``right`` stays free of ink for a gutter's length around ``middle``."""
-    left = max(0, right - max(2, int(0.75 * height)))
-    end = max(left + 1, right - max(1, int(0.25 * height)))  # the column's lines start a few pixels apart
-    strip = np.asarray(ink[:, left:end].any(axis=1), dtype=bool).ravel()
-    up = middle
-    while up > 0 and not strip[up - 1]:
-        up -= 1
-    down = middle
-    while down < len(strip) - 1 and not strip[down + 1]:
-        down += 1
-    return bool(not strip[middle] and down - up >= CORRIDOR_LINES * height)
+def _corridor(ink: np.ndarray, start: int, end: int, middle: int, height: float) -> bool:
+    """Whether a strip a third of a text height wide somewhere in ``start..end`` stays free of ink for a
+    gutter's length around ``middle`` (the column's lines start a few pixels apart, so several are tried)."""
+    width = max(2, int(height / 3))
+    step = max(1, int(height / 4))
+    for left in range(end - step - width, start + step - 1, -step):
+        strip = np.asarray(ink[:, max(0, left) : left + width].any(axis=1), dtype=bool).ravel()
+        if strip[middle]:
+            continue
+        up = middle
+        while up > 0 and not strip[up - 1]:
+            up -= 1
+        down = middle
+        while down < len(strip) - 1 and not strip[down + 1]:
+            down += 1
+        if down - up >= CORRIDOR_LINES * height:
+            return True
+    return False
 
 
 def _pieces(bbox: Sequence[float], gaps: Sequence[tuple[int, int]]) -> list[list[float]]:
