@@ -40,7 +40,7 @@ def split_at_gutters(
     to_read: list[tuple[int, list[float], np.ndarray]] = []
     for index, gaps in cuts.items():
         line = lines[index]
-        boxes = _pieces(line.bbox, gaps)
+        boxes = [_main_band(ink, box, height) for box in _pieces(line.bbox, gaps)]
         if line.words:
             pieces[index] = [_with_words(line, box) for box in boxes]
             continue
@@ -147,6 +147,28 @@ def _corridor(ink: np.ndarray, start: int, end: int, middle: int, height: float)
         if down - up >= CORRIDOR_LINES * height:
             return True
     return False
+
+
+def _main_band(ink: np.ndarray, box: list[float], height: float) -> list[float]:
+    """``box`` narrowed vertically to its main run of inked rows: a line run together with a neighbouring
+    column's line that sits a little higher or lower spans parts of two lines on each side of the cut."""
+    x0, y0, x1, y1 = (round(v) for v in box)
+    rows = np.asarray(ink[max(0, y0) : y1, max(0, x0) : x1].sum(axis=1)).ravel()
+    if rows.size == 0 or not rows.any():
+        return box
+    bands: list[tuple[int, int, int]] = []  # (start, end, ink) of runs of inked rows; gaps under 1/5 height join
+    start = last = None
+    for y in np.flatnonzero(rows):
+        if start is None or last is None or y - last > max(1, height / 5):
+            if start is not None and last is not None:
+                bands.append((start, last + 1, int(rows[start : last + 1].sum())))
+            start = int(y)
+        last = int(y)
+    if start is not None and last is not None:
+        bands.append((start, last + 1, int(rows[start : last + 1].sum())))
+    top, bottom, _ = max(bands, key=lambda band: band[2])
+    margin = max(1, int(height / 8))
+    return [box[0], float(max(y0, y0 + top - margin)), box[2], float(min(y1, y0 + bottom + margin))]
 
 
 def _pieces(bbox: Sequence[float], gaps: Sequence[tuple[int, int]]) -> list[list[float]]:
