@@ -5,8 +5,9 @@ it in the right column for one line (both PP-OCR and Tesseract do at gutters of 
 and no reading order can put that right. Such a line is found on the page image: inside its box there is a
 white gap at least :data:`~app.layout.reading_order.GUTTER_HEIGHTS` text heights wide, and somewhere in the gap
 a white *corridor* opens, a strip that stays free of ink for :data:`CORRIDOR_LINES` text heights or more above
-and below (the gutter runs down the page; a wide space between two words of a paragraph has
-text above or below it). The line is cut there: its words are shared out by position when the engine gave
+and below with text on both sides (the gutter runs down the page between columns; a wide space between two
+words of a paragraph has text above or below it, a lone line's wide gap no text beside it above and below).
+The line is cut there: its words are shared out by position when the engine gave
 words, else both pieces are read again by the engine (:func:`app.layout.cells.read_pieces`).
 """
 
@@ -144,9 +145,19 @@ def _corridor(ink: np.ndarray, start: int, end: int, middle: int, height: float)
         down = middle
         while down < len(strip) - 1 and not strip[down + 1]:
             down += 1
-        if down - up >= CORRIDOR_LINES * height:
+        if down - up >= CORRIDOR_LINES * height and _flanked(ink, (left, left + width), (up, down), height):
             return True
     return False
+
+
+def _flanked(ink: np.ndarray, strip: tuple[int, int], rows: tuple[int, int], height: float) -> bool:
+    """Whether text stands on both sides of the strip (within six text heights) for two text heights of its
+    length or more (a gutter runs between columns; white page around one line with a wide gap is not one)."""
+    (left, right), (top, bottom) = strip, rows
+    reach = int(6 * height)
+    left_ink = np.asarray(ink[top : bottom + 1, max(0, left - reach) : left].any(axis=1)).ravel()
+    right_ink = np.asarray(ink[top : bottom + 1, right : right + reach].any(axis=1)).ravel()
+    return int(np.count_nonzero(left_ink & right_ink)) >= 2 * height
 
 
 def _main_band(ink: np.ndarray, box: list[float], height: float) -> list[float]:

@@ -6,15 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw
 
 from app.engines.tesseract import find_tessdata
+from app.layout.gutters import split_at_gutters
 from app.layout.lexicon import Lexicon, WordGraph
 from app.layout.reading_order import arrange, xy_order
 from app.layout.render import blocks_markdown, table_markdown, table_text
 from app.layout.scripts import fix_lookalikes
 from app.layout.tables import find_tables
 from app.schemas import Block, Table, TableCell, Word
-from tests.support.documents import blurred, jpeg_artefacts, photographed, rotated
+from tests.support.documents import blurred, font, jpeg_artefacts, photographed, rotated
 from tests.support.layout_pages import invoice_rows, table_page
 
 
@@ -198,3 +200,40 @@ def test_latin_pages_are_left_alone(lexicon: Lexicon) -> None:
     assert kept.text == "Tonop"
     [kept] = fix_lookalikes([Block(bbox=[0, 0, 1, 1], text="Tonop copt")], ("ru",), None)
     assert kept.text == "Tonop copt"
+
+
+def test_a_line_across_a_narrow_gutter_is_cut_there() -> None:
+    """Two columns 28 px apart; the engine gave one line across both (with its words): it is cut at the gutter,
+    a wide space inside a column's line is not, and a reader is only asked for lines without words."""
+    from tests.support.layout_pages import ENGLISH_PROSE, columns_page, prose
+
+    page = columns_page([(2, prose(ENGLISH_PROSE, 2, seed=1))], font_size=21, gutter=28)
+    lines = page.text.split("\n")
+    half = len(lines) // 2
+    face_width = (1240 - 2 * 90 - 28) / 2
+    step = int(21 * 1.45)
+    merged_words = [
+        Word(text=lines[0], bbox=[90, 90, 90 + face_width - 40, 112]),
+        Word(text=lines[half], bbox=[90 + face_width + 28, 90, 1150, 112]),
+    ]
+    merged = line(90, 90, 1150, 112, lines[0] + " " + lines[half], merged_words)
+    rest = [line(90, 90 + i * step, 90 + face_width - 40, 112 + i * step, lines[i]) for i in range(1, half)]
+    asked: list[int] = []
+
+    def read(images: list[Image.Image]) -> list[list[Block]]:
+        asked.append(1)
+        return [[] for _ in images]
+
+    out, cut = split_at_gutters(page.image, [merged, *rest], read, 22)
+    assert cut and asked == []
+    assert [b.text for b in out[:2]] == [lines[0], lines[half]]
+    assert out[0].bbox[2] < 90 + face_width + 14 < out[1].bbox[0]
+    wide = line(90, 90, 1150, 112, "Total:" + " " * 30 + "1 234.00")
+    image = Image.new("RGB", (1240, 400), "white")
+    ImageDraw.Draw(image).text((90, 90), "Total:", fill="black", font=font(21))
+    ImageDraw.Draw(image).text((1000, 90), "1 234.00", fill="black", font=font(21))
+    ImageDraw.Draw(image).text(
+        (90, 130), "The next line runs across the whole page, under the wide gap.", font=font(21), fill="black"
+    )
+    kept, cut = split_at_gutters(image, [wide], read, 22)
+    assert not cut and [b.text for b in kept] == [wide.text] and kept[0].bbox[2] < 1150  # fitted to its ink
