@@ -15,7 +15,8 @@ lie (no orientation detection): that is the engine alone. ``auto`` is what the s
 :func:`~app.engines.select.choose_for_request` picks with the figures of this run, pages turned upright
 when they do not read upright (:mod:`app.engines.orientation`). Rates are the best of ``--repeat`` interleaved runs.
 
-Layout kinds (``scripts/bench_layout.py``): pages in two and three columns (wide and narrow gutters, clean
+Layout kinds (``scripts/bench_layout.py``): the plain one-column pages (English, Russian with Latin
+terms, Russian and English mixed), pages in two and three columns (wide and narrow gutters, clean
 and scanned), ruled tables (English and Russian, clean and scanned) and Russian text with look-alike-prone
 words, ``--layout-pages`` of each, read by each engine as the service reads them (tables as cells, columns
 in order); they go to the ``layout`` section. ``--only-layout`` runs those alone.

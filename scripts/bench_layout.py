@@ -21,7 +21,16 @@ from PIL import Image
 
 from app.engines.base import EngineRuntime, OcrEngine
 from app.results import build_page, lines_markdown, reading_order
-from tests.support.documents import blurred, cer, jpeg_artefacts, rotated
+from tests.support.documents import (
+    ENGLISH_LINES,
+    MIXED_LINES,
+    RUSSIAN_TECH_LINES,
+    blurred,
+    cer,
+    jpeg_artefacts,
+    render_page,
+    rotated,
+)
 from tests.support.layout_pages import (
     ENGLISH_PROSE,
     RUSSIAN_LOOKALIKE_LINES,
@@ -111,9 +120,18 @@ def lookalikes(count: int) -> list[LayoutPage]:
     ]
 
 
-#: kind -> (pages, languages, English only: pp-ocr reads it too)
+def single_column(lines: Sequence[str], count: int) -> list[LayoutPage]:
+    """The engines bench's plain pages (20 lines of 24 px, one column): the layout step must not hurt them."""
+    texts = [[lines[(n + i * 7) % len(lines)] for i in range(20)] for n in range(count)]
+    return [LayoutPage(render_page(text, font_size=24, top=90, gap=3.2), "\n".join(text)) for text in texts]
+
+
+#: kind -> (pages, languages)
 def kinds(count: int) -> dict[str, tuple[list[LayoutPage], tuple[str, ...]]]:
     return {
+        "1 column": (single_column(ENGLISH_LINES, count), ("en",)),
+        "1 column, Latin terms (ru)": (single_column(RUSSIAN_TECH_LINES, count), ("ru", "en")),
+        "1 column, Russian + English": (single_column(MIXED_LINES, count), ("ru", "en")),
         "2 columns": (columns(2, count), ("en",)),
         "3 columns": (columns(3, count), ("en",)),
         "2 columns, narrow gutter": (columns(2, count, narrow=True), ("en",)),
