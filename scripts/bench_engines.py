@@ -410,7 +410,6 @@ def layout_section(engines: dict[str, OcrEngine], count: int, tessdata: Path | N
 
 def layout_only(count: int, write: Path | None) -> None:
     tessdata = find_tessdata()
-    cores = len(os.sched_getaffinity(0))
     engines: dict[str, OcrEngine] = {
         "pp-ocr": PpOcrEngine(parallel=1, threads=1),  # one thread a page, as the service runs it
         "tesseract": TesseractEngine(tessdata, parallel=1, default_languages=("ru", "en")),
