@@ -7,8 +7,9 @@ white gap at least :data:`~app.layout.reading_order.GUTTER_HEIGHTS` text heights
 a white *corridor* opens, a strip that stays free of ink for :data:`CORRIDOR_LINES` text heights or more above
 and below with text on both sides (the gutter runs down the page between columns; a wide space between two
 words of a paragraph has text above or below it, a lone line's wide gap no text beside it above and below).
-The line is cut there: its words are shared out by position when the engine gave
-words, else both pieces are read again by the engine (:func:`app.layout.cells.read_pieces`).
+The line is cut there and both pieces are read again by the engine (:func:`app.layout.cells.read_pieces`): what the
+engine read across the gutter may be garbled. The line's words (when the engine gave them) are kept for a piece
+whose new reading they spell.
 """
 
 from __future__ import annotations
@@ -42,9 +43,6 @@ def split_at_gutters(
     for index, gaps in cuts.items():
         line = lines[index]
         boxes = [_main_band(ink, box, height) for box in _pieces(line.bbox, gaps)]
-        if line.words:
-            pieces[index] = [_with_words(line, box) for box in boxes]
-            continue
         gray = np.asarray(image.convert("L"))
         for box in boxes:
             x0, y0, x1, y1 = (round(v) for v in box)
@@ -54,7 +52,13 @@ def split_at_gutters(
             text = " ".join(" ".join(piece.text.split()) for piece in found)
             scores = [piece.score for piece in found if piece.score is not None]
             score = round(sum(scores) / len(scores), 4) if scores else lines[index].score
-            pieces.setdefault(index, []).append(Block(bbox=box, text=text, score=score, label="text"))
+            # The engine's words of a line read across a gutter may be garbled: they are kept only where they
+            # spell what the piece reads on its own.
+            worded = _with_words(lines[index], box) if lines[index].words else None
+            if worded is not None and worded.words and "".join(worded.text.split()) == "".join(text.split()):
+                pieces.setdefault(index, []).append(worded)
+            else:
+                pieces.setdefault(index, []).append(Block(bbox=box, text=text, score=score, label="text"))
     out: list[Block] = []
     for index, line in enumerate(lines):
         others = [other for number, other in enumerate(lines) if number != index]
