@@ -7,10 +7,20 @@ import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 
+from app.layout.reading_order import arrange
+from app.layout.render import blocks_markdown, escape_markdown_line
 from app.schemas import Block, PageResult
 
-_NUMBERED = re.compile(r"^(\d+)[.)]\s")
-_MARKDOWN_CHARS = frozenset("#>+*|-")
+__all__ = [
+    "build_page",
+    "escape_markdown_line",
+    "failed_page",
+    "join_pages",
+    "lines_markdown",
+    "page_image_names",
+    "reading_order",
+    "rewrite_image_refs",
+]
 
 
 def reading_order(blocks: Sequence[Block]) -> list[list[Block]]:
@@ -62,27 +72,18 @@ def lines_markdown(bands: Sequence[Sequence[Block]]) -> tuple[str, str]:
     return markdown, "\n".join(text_lines)
 
 
-def escape_markdown_line(line: str) -> str:
-    """Keep recognised text literal: a line that starts like Markdown syntax is escaped."""
-    stripped = line.lstrip()
-    numbered = _NUMBERED.match(stripped)
-    if numbered:  # "1. Total" would become a list item: escape the dot
-        return numbered.group(1) + "\\" + stripped[len(numbered.group(1)) :]
-    return "\\" + stripped if stripped[:1] in _MARKDOWN_CHARS else line
-
-
 def build_page(
     index: int, width: int, height: int, blocks: list[Block], markdown: str | None = None, *, rotation: int = 0
 ) -> PageResult:
     """A page result from engine blocks on an image of ``width`` x ``height`` that the engine saw turned
     ``rotation`` degrees clockwise (so its sides swap for 90 and 270). Engine Markdown, when given, is kept;
-    text comes from blocks."""
+    text comes from blocks. Without it the blocks are text lines in no particular order: they are grouped
+    into paragraphs in reading order (columns one after the other, :mod:`app.layout.reading_order`)."""
     if rotation % 180:
         width, height = height, width
     if markdown is None:
-        bands = reading_order(blocks)
-        markdown, text = lines_markdown(bands)
-        ordered = [b for band in bands for b in band]
+        ordered = arrange(blocks)
+        markdown, text = blocks_markdown(ordered)
     else:
         ordered = sorted(blocks, key=lambda b: b.order)
         text = "\n".join(b.text for b in ordered if b.text.strip())

@@ -18,10 +18,15 @@ from app.schemas import Block
 
 if TYPE_CHECKING:
     from app.engines.orientation import OrientationDetector
+    from app.layout.lexicon import Lexicon
 
 log = logging.getLogger(__name__)
 
 EngineState = Literal["initializing", "ready", "failed"]
+#: What an engine's blocks are: ``"blocks"`` its own layout blocks with its own Markdown (the VLM), left as
+#: they are; ``"lines"`` text lines in no particular order (PP-OCR); ``"ordered_lines"`` text lines in the
+#: reading order of the engine's own layout analysis (Tesseract). Lines go through :mod:`app.layout.page`.
+LineOrder = Literal["blocks", "lines", "ordered_lines"]
 
 
 class EngineLoadError(RuntimeError):
@@ -61,6 +66,10 @@ class OcrEngine(ABC):
     #: Whether pages must be turned upright before it reads them (the CPU engines; the VLM pipeline has
     #: its own orientation classifier).
     needs_upright_pages: bool = False
+    #: What ``recognize`` returns (see :data:`LineOrder`): lines are laid out by the service (tables, order).
+    line_order: LineOrder = "blocks"
+    #: Word lists that decide whether a word was read in the wrong script (Tesseract's; ``None``: none).
+    lexicon: Lexicon | None = None
 
     @property
     def max_parallel(self) -> int:
@@ -141,7 +150,8 @@ class EngineRuntime:
 
     def recognize_batch(self, images: Sequence[Image.Image], languages: Sequence[str]) -> list[EnginePage]:
         """Pages through the engine in one call, holding one of its ``max_parallel`` slots (called from
-        workers); with ``orientation``, pages that were not read upright are turned and read again.
+        workers); with ``orientation``, pages that were not read upright are turned and read again. Pages of
+        text lines are then laid out (:func:`app.layout.page.lay_out`: tables, paragraphs, reading order).
 
         Raises :class:`~app.engines.errors.EngineError` (and, for bugs, anything else) from the engine.
         """
@@ -149,7 +159,20 @@ class EngineRuntime:
             pages = self.engine.recognize(images, languages)
             if self.orientation is not None:
                 pages = self.orientation.upright(images, pages, lambda turned: self.engine.recognize(turned, languages))
+            if self.engine.line_order != "blocks":
+                pages = [self._lay_out(image, page, languages) for image, page in zip(images, pages, strict=True)]
             return pages
+
+    def _lay_out(self, image: Image.Image, page: EnginePage, languages: Sequence[str]) -> EnginePage:
+        from app.engines.orientation import turn
+        from app.layout.page import lay_out
+
+        def read(sheets: Sequence[Image.Image]) -> list[list[Block]]:
+            return [sheet.blocks for sheet in self.engine.recognize(sheets, languages)]
+
+        read_image = turn(image, page.rotation) if page.rotation else image
+        keep = self.engine.line_order == "ordered_lines"
+        return lay_out(read_image, page, read, languages, keep_order=keep, lexicon=self.engine.lexicon)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until loading has finished (either way); for tests and scripts."""

@@ -33,6 +33,7 @@ class PpOcrEngine(OcrEngine):
     device = "cpu"
     languages = PP_OCR_LANGUAGES
     needs_upright_pages = True
+    line_order = "lines"
 
     def __init__(self, parallel: int = 1, threads: int = 1, textline_orientation: bool = False) -> None:
         self._parallel = max(1, parallel)

@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 from app.engines.base import EngineLoadError, EnginePage, OcrEngine
 from app.engines.errors import PageTimeout
 from app.engines.languages import tesseract_languages, tesseract_names
+from app.layout.lexicon import Lexicon
 from app.results import escape_markdown_line
 from app.schemas import Block, Word
 
@@ -189,6 +190,7 @@ class TesseractEngine(OcrEngine):
     name = "tesseract"
     device = "cpu"
     needs_upright_pages = True
+    line_order = "ordered_lines"
 
     def __init__(
         self,
@@ -208,6 +210,7 @@ class TesseractEngine(OcrEngine):
         chosen = tuple(code for code in default_languages if code in installed)
         self.default_languages = chosen or (("en",) if "en" in installed else tuple(sorted(installed))[:1])
         self._pool = _ApiPool(self._create_api, keep=2 * self._parallel)
+        self.lexicon = Lexicon(tessdata)  # the models' own word lists (app.layout.scripts)
 
     @property
     def max_parallel(self) -> int:

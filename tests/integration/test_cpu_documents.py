@@ -84,7 +84,7 @@ def test_rotated_pages_are_read_upright(client: httpx.Client, text: str, rotatio
     assert (page["width"], page["height"]) == upright.size  # the page as read: upright
     error = cer("\n".join(lines), body["text"])
     assert error <= 0.03, (text, rotation, error, body["text"])
-    first = page["blocks"][0]
+    first = page["blocks"][0]["lines"][0]
     x0, y0, x1, y1 = first["bbox"]  # in the upright page: where the first line was drawn
     assert abs(x0 - 110) < 20 and abs(y0 - 120) < 25 and x1 - x0 > 5 * (y1 - y0), first
 

@@ -86,10 +86,12 @@ def test_mixed_russian_english_pages(client: httpx.Client, noise: str | None) ->
     pages = body["pages"]
     assert isinstance(pages, list)
     blocks = pages[0]["blocks"]
-    assert len(blocks) == len(MIXED_LINES)  # one block per line, with a box and a confidence
-    for block, top in zip(blocks, range(120, 2000, 56), strict=False):
-        x0, y0, x1, y1 = block["bbox"]
-        assert 0 <= x0 < x1 <= 1240 and 0 <= y0 < y1 <= 1754 and 0.5 < block["score"] <= 1
+    assert len(blocks) == 1 and blocks[0]["label"] == "text"  # one paragraph: evenly spaced lines
+    lines = blocks[0]["lines"]
+    assert len(lines) == len(MIXED_LINES)  # each line with a box and a confidence
+    for line, top in zip(lines, range(120, 2000, 56), strict=False):
+        x0, y0, x1, y1 = line["bbox"]
+        assert 0 <= x0 < x1 <= 1240 and 0 <= y0 < y1 <= 1754 and 0.5 < line["score"] <= 1
         if noise is None:
             assert abs(x0 - 110) < 15 and abs(y0 - top) < 20  # where it was drawn
 

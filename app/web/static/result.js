@@ -232,7 +232,11 @@ export function setupResultView() {
       if (event.target.classList.contains("box")) showTooltip(event.target);
     });
   }
-  $("page-view").addEventListener("mouseleave", hideTooltip);
+  // A mouse leaving the page hides the tooltip; a finger does not hover, so the mouse events a browser makes up
+  // after a tap (a long tooltip can move the page under the finger) must not hide what the tap just showed.
+  $("page-view").addEventListener("pointerleave", (event) => {
+    if (event.pointerType === "mouse") hideTooltip();
+  });
   layer.addEventListener("focusout", hideTooltip);
   $("download-md").addEventListener("click", () =>
     download(view.result.markdown, "text/markdown;charset=utf-8", "md"));
