@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
             ", ".join(engines.runtimes),
             engines.default.engine.name,
             engines.default.selection,
-            store.root,
+            store.repository.root,
         )
         engines.start_loading()
         # S3: loads the outbox; the client, the bucket check and the leases run in the background.
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
         background = [
             loop.create_task(keep_jobs_moving(service), name="jobs"),
             loop.create_task(clean_up_periodically(service), name="retention"),
-            loop.create_task(_sweep_incoming_periodically(store.incoming), name="incoming"),
+            loop.create_task(_sweep_incoming_periodically(store.repository.incoming), name="incoming"),
         ]
         try:
             yield
@@ -148,9 +148,9 @@ def _open_output(settings: Settings) -> tuple[JobStore, DiskMonitor]:
     store = build_job_store(settings, root)
     disk = DiskMonitor(root, settings.disk_min_free_bytes, settings.disk_check_interval_s, fallback_from)
     disk.check_now()
-    swept = sweep_incoming(store.incoming, started)
+    swept = sweep_incoming(store.repository.incoming, started)
     if swept:
-        log.info("removed %d unfinished upload(s) left in %s", swept, store.incoming)
+        log.info("removed %d unfinished upload(s) left in %s", swept, store.repository.incoming)
     return store, disk
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -12,6 +12,9 @@ from prometheus_client.registry import Collector
 
 from app.engines.vl_status import LATENCY_BUCKETS as VLM_BUCKETS
 from app.engines.vl_status import VlmStatus
+
+if TYPE_CHECKING:
+    from app.jobs.store import StorageHealth
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -39,17 +42,23 @@ class _LiveState(Collector):
             for name in ("initializing", "ready", "failed"):
                 engine.add_metric([engine_name, name], 1.0 if engine_state == name else 0.0)
         yield engine
-        s3 = state.get("s3")
+        s3: StorageHealth | None = state.get("s3")
         if s3 is not None:
-            yield CounterMetricFamily("s3_uploads", "Objects uploaded to S3", value=s3["uploaded"])
-            yield CounterMetricFamily("s3_upload_failures", "Failed S3 upload attempts (retried)", value=s3["failures"])
-            yield GaugeMetricFamily("s3_pending_uploads", "Outbox entries waiting for upload", value=s3["pending"])
-            yield GaugeMetricFamily(
-                "ocr_jobs_leased", "Unfinished jobs this replica holds a lease on", value=s3["leases"]
-            )
+            mirror = s3.mirror
+            yield CounterMetricFamily("s3_uploads", "Objects uploaded to S3", value=mirror.uploaded)
             yield CounterMetricFamily(
-                "ocr_jobs_taken_over", "Jobs this replica took over from stopped replicas", value=s3["takeovers"]
+                "s3_upload_failures", "Failed S3 upload attempts (retried)", value=mirror.failures
             )
+            yield GaugeMetricFamily("s3_pending_uploads", "Outbox entries waiting for upload", value=mirror.pending)
+            if s3.ownership is not None:
+                yield GaugeMetricFamily(
+                    "ocr_jobs_leased", "Unfinished jobs this replica holds a lease on", value=s3.ownership.jobs_held
+                )
+                yield CounterMetricFamily(
+                    "ocr_jobs_taken_over",
+                    "Jobs this replica took over from stopped replicas",
+                    value=s3.ownership.jobs_taken_over,
+                )
 
 
 class _VlmState(Collector):

@@ -37,7 +37,7 @@ sys.path.insert(0, sys.argv[1])
 from app.documents import Limits
 from app.exports.files import render
 from app.exports.formats import FORMATS
-from app.jobs.local_store import LocalJobStore
+from app.jobs.repository.local import LocalRepository
 from app.jobs.models import JobRecord
 from app.schemas import DocumentResult
 
@@ -49,7 +49,7 @@ def kb(field):
 work, fmt = Path(sys.argv[2]), sys.argv[3]
 result = DocumentResult.model_validate_json((work / "result.json").read_bytes())
 record = JobRecord.from_json((work / "job.json").read_bytes())
-store = LocalJobStore(work / "output")
+store = LocalRepository(work / "output")
 (store.folder(record.id)).mkdir(parents=True, exist_ok=True)
 (store.folder(record.id) / "input").write_bytes((work / "input.pdf").read_bytes())
 import app.exports.pdf, app.exports.docx, app.exports.xlsx, pikepdf, fpdf, docx, openpyxl, img2pdf  # noqa

@@ -9,8 +9,8 @@ from app.exports.files import export_file
 from app.exports.formats import FORMATS, content_disposition, download_name
 from app.jobs.assembly import unavailable
 from app.jobs.models import JobRecord
+from app.jobs.repository.base import StorageUnavailable
 from app.jobs.service import OcrService
-from app.jobs.store import StorageUnavailable
 from app.schemas import DocumentResult
 
 FILE_RESPONSES: dict[str, dict[str, object]] = {fmt.media_type: {} for fmt in FORMATS.values()}
@@ -22,7 +22,7 @@ async def file_response(service: OcrService, record: JobRecord, result: Document
     uploaded document (``Content-Disposition`` with an RFC 5987 ``filename*``)."""
     fmt = FORMATS[output]
     try:
-        path = await anyio.to_thread.run_sync(export_file, service.store, record, result, fmt, service.limits)
+        path = await anyio.to_thread.run_sync(export_file, service.jobs, record, result, fmt, service.limits)
     except StorageUnavailable as exc:
         raise unavailable(exc) from None
     name = download_name(record.filename, record.id, fmt.extension)

@@ -31,9 +31,13 @@ _STATUS = {"initializing": "starting", "ready": "healthy", "failed": "unhealthy"
 
 def s3_health(service: OcrService) -> S3Health:
     """The mirror's state from memory; ``missing`` names the required variables that are not set."""
-    if not service.store.shared:
+    health = service.store.health()
+    if health is None:
         return S3Health(status="not_configured", missing=missing_settings(service.settings))
-    return S3Health.model_validate(service.store.health())
+    fields = asdict(health.mirror)
+    if health.ownership is not None:
+        fields.update(asdict(health.ownership))
+    return S3Health.model_validate(fields)
 
 
 def engine_health(runtime: EngineRuntime) -> EngineHealth:

@@ -69,7 +69,7 @@ async def layout_parsing(
             visuals = await anyio.to_thread.run_sync(
                 render_visuals, document.path, content_type, service.limits, options.dpi, result.pages
             )
-    folder = (service.store.root / (result.files.json_path or result.id)).parent
+    folder = (service.jobs.root / (result.files.json_path or result.id)).parent
     images = await anyio.to_thread.run_sync(_markdown_images, folder, result)
     page_settings = model_settings(
         result.engine,

@@ -28,7 +28,7 @@ from app.documents import Limits
 from app.errors import ServiceError
 from app.exports.formats import FORMATS, ExportFormat
 from app.jobs.models import JobRecord
-from app.jobs.store import JobStore
+from app.jobs.repository.base import JobRepository
 from app.schemas import DocumentResult
 
 log = logging.getLogger(__name__)
@@ -48,19 +48,21 @@ class ExportPlan:
     mirrored: Sequence[str]  # formats S3_RESULT_FORMATS names (pdf, docx, xlsx)
     limits: Limits
 
-    def before_save(self, store: JobStore, record: JobRecord, result: DocumentResult) -> None:
+    def before_save(self, store: JobRepository, record: JobRecord, result: DocumentResult) -> None:
         """The mirrored formats, into the result folder before ``result.json`` (shared stores only)."""
-        if store.shared:
+        if store.shares_results:
             for name in self.mirrored:
                 _render_quietly(store, record, result, FORMATS[name], self.limits)
 
-    def after_save(self, store: JobStore, record: JobRecord, result: DocumentResult) -> None:
+    def after_save(self, store: JobRepository, record: JobRecord, result: DocumentResult) -> None:
         """The PDF of a job whose document goes when it ends, unless it was made already."""
         if not record.keep_input and store.result_file(record, FORMATS["pdf"].file_name) is None:
             _render_quietly(store, record, result, FORMATS["pdf"], self.limits)
 
 
-def export_file(store: JobStore, record: JobRecord, result: DocumentResult, fmt: ExportFormat, limits: Limits) -> Path:
+def export_file(
+    store: JobRepository, record: JobRecord, result: DocumentResult, fmt: ExportFormat, limits: Limits
+) -> Path:
     """The job's ``fmt`` file, rendered now when it is not stored yet (blocking).
 
     Errors: 422 ``no_tables`` (XLSX of a result without tables), 410 ``export_unavailable`` (a PDF whose document
@@ -97,7 +99,7 @@ def export_file(store: JobStore, record: JobRecord, result: DocumentResult, fmt:
             raise _failed(record, fmt, exc) from None
 
 
-def render(store: JobStore, record: JobRecord, result: DocumentResult, fmt: ExportFormat, limits: Limits) -> Path:
+def render(store: JobRepository, record: JobRecord, result: DocumentResult, fmt: ExportFormat, limits: Limits) -> Path:
     """Render ``fmt`` into the job's result folder; the file's path. :class:`DocumentGone` for a PDF whose document
     is not stored; ``NoTables`` (a 422 ``no_tables`` :class:`ServiceError`) for a workbook without tables."""
     from app.exports.xlsx import NoTables
@@ -141,7 +143,7 @@ def render(store: JobStore, record: JobRecord, result: DocumentResult, fmt: Expo
 
 
 def _render_quietly(
-    store: JobStore, record: JobRecord, result: DocumentResult, fmt: ExportFormat, limits: Limits
+    store: JobRepository, record: JobRecord, result: DocumentResult, fmt: ExportFormat, limits: Limits
 ) -> None:
     """Render when the job is assembled: a failure is logged (the job goes on), a full disk is raised (it waits)."""
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 
 import anyio
 
@@ -13,16 +14,25 @@ from app.engines.orientation import turn
 from app.errors import ServiceError
 from app.exports.files import ExportPlan
 from app.jobs.models import JobRecord, PageOutcome, utc_now
-from app.jobs.store import JobStore, StorageUnavailable
+from app.jobs.repository.base import JobRepository, ResultCopy, StorageUnavailable
 from app.results import join_pages
-from app.schemas import DocumentResult, ResultFiles, Timings
+from app.schemas import (
+    DocumentResult,
+    LocalStorage,
+    RagExportStorage,
+    ResultFiles,
+    ResultStorage,
+    S3Storage,
+    Timings,
+)
+from app.storage.local import result_files
 
 PAGE_IMAGE_MAX_SIDE = 2000
 """Page images (for showing a page with its boxes) are scaled down to at most this many pixels a side."""
 
 
 def assemble(
-    record: JobRecord, outcomes: Sequence[PageOutcome], store: JobStore, exports: ExportPlan | None = None
+    record: JobRecord, outcomes: Sequence[PageOutcome], store: JobRepository, exports: ExportPlan | None = None
 ) -> None:
     """Turn the job's stored pages into its result document and store it (blocking); with ``exports``, also the
     PDF, Word and Excel files that must be made now (:mod:`app.exports.files`).
@@ -67,7 +77,7 @@ def assemble(
     record.status = "succeeded"
 
 
-async def read_result(store: JobStore, record: JobRecord, upload_wait: float = 0) -> DocumentResult:
+async def read_result(store: JobRepository, record: JobRecord, upload_wait: float = 0) -> DocumentResult:
     """The stored result of a finished job, with ``storage`` filled in. 409 while it runs or when it was cancelled;
     the job's error when it failed; 410 when it is no longer stored; 503 when the shared store cannot be read.
 
@@ -86,11 +96,11 @@ async def read_result(store: JobStore, record: JobRecord, upload_wait: float = 0
         raise ServiceError(410, "result_expired", f"the result of job {record.id} is no longer stored")
     data, folder = found
     result = DocumentResult.model_validate_json(data)
-    result.storage = await store.result_storage(record, folder, upload_wait)
+    result.storage = result_storage(record, folder, await store.result_copy(record, folder, upload_wait))
     return result
 
 
-async def page_image(store: JobStore, record: JobRecord, number: int, limits: Limits) -> bytes:
+async def page_image(store: JobRepository, record: JobRecord, number: int, limits: Limits) -> bytes:
     """Page ``number`` of a job's document as a JPEG, rendered the way the engine saw it (PDF pages at the job's
     dpi, images upright), so the result's boxes fit it when scaled to the page's width and height; at most
     ``PAGE_IMAGE_MAX_SIDE`` pixels a side.
@@ -129,6 +139,21 @@ async def page_image(store: JobStore, record: JobRecord, number: int, limits: Li
         return await anyio.to_thread.run_sync(render)
     except StorageUnavailable as exc:
         raise unavailable(exc) from None
+
+
+def result_storage(record: JobRecord, folder: Path | None, copy: ResultCopy) -> ResultStorage:
+    """The ``storage`` block of a result: the local folder it was read from (None when read from the bucket) and
+    the other copies."""
+    local = None if folder is None else LocalStorage(dir=record.result_dir, files=result_files(folder))
+    return ResultStorage(
+        local=local,
+        s3=S3Storage(status=copy.s3, bucket=copy.bucket, keys=copy.keys),
+        rag_export=RagExportStorage(
+            status=copy.rag_export,
+            bucket=copy.bucket if copy.rag_export in ("pending", "uploaded") else None,
+            key=copy.rag_export_key,
+        ),
+    )
 
 
 def unavailable(exc: StorageUnavailable) -> ServiceError:

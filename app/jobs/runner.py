@@ -30,7 +30,8 @@ from app.exports.files import ExportPlan
 from app.jobs.admission import Drain, DrainRate
 from app.jobs.assembly import assemble
 from app.jobs.models import JobError, JobRecord, PageOutcome, utc_now
-from app.jobs.store import JobStore, StorageUnavailable
+from app.jobs.repository.base import StorageUnavailable
+from app.jobs.store import JobStore
 from app.metrics import Metrics
 from app.results import build_page, page_image_names
 from app.scheduler import PageScheduler
@@ -74,6 +75,8 @@ class JobRunner:
         self.settings = settings
         self.engines = engines
         self.store = store
+        self.jobs = store.repository
+        self.owner = store.ownership
         self.scheduler = scheduler
         self.limits = limits
         self.drain = drain
@@ -97,16 +100,16 @@ class JobRunner:
                 record.fail(JobError(500, "ocr_failed", f"internal error: {type(exc).__name__}"))
                 try:
                     await self._save(active)
-                    await anyio.to_thread.run_sync(self.store.finish, record)
+                    await anyio.to_thread.run_sync(self.owner.finish, record)
                 except Exception:  # its record stays as it was: it resumes (or is taken over) later
                     log.exception("job %s: its failure could not be stored", record.id)
         finally:
-            if not record.finished and not active.lost and self.store.shared and not self.drain.active:
+            if not record.finished and not active.lost and not self.drain.active:
                 # Whatever stopped it here (a pause, an error while storing), the job must not stay held by a
                 # replica that does not run it: another replica (or this one, later) takes it. While draining, the
                 # store hands jobs back once their uploads are flushed (JobStore.close).
                 try:
-                    await anyio.to_thread.run_sync(self.store.hand_back, record)
+                    await anyio.to_thread.run_sync(self.owner.hand_back, record.id)
                 except Exception:
                     log.exception("job %s: not handed back; the lease keeper hands it back", record.id)
             done(active)
@@ -114,11 +117,11 @@ class JobRunner:
 
     async def _run_pages(self, active: ActiveJob) -> None:
         record = active.record
-        stored = await anyio.to_thread.run_sync(self.store.done_pages, record)
+        stored = await anyio.to_thread.run_sync(self.jobs.done_pages, record)
         pending = [n for n in record.pages if n not in stored]
         record.pages_done = len(record.pages) - len(pending)
         if pending and not self.stopping(active):
-            path = await anyio.to_thread.run_sync(self.store.input_path, record)
+            path = await anyio.to_thread.run_sync(self.jobs.input_path, record)
             if path is None:
                 raise StorageUnavailable(f"the document of job {record.id} is not available")
             document = await anyio.to_thread.run_sync(open_document, path, record.content_type, self.limits)
@@ -137,17 +140,17 @@ class JobRunner:
             return
         else:
             outcomes = await anyio.to_thread.run_sync(self._load_pages, record)
-            await self._write(active, "the result", assemble, record, outcomes, self.store, self.exports)
+            await self._write(active, "the result", assemble, record, outcomes, self.jobs, self.exports)
         record.finished_at = record.finished_at or utc_now()
         await self._save(active)
         if not record.keep_input:
-            await self._write(active, "the document's removal", self.store.discard_input, record)
+            await self._write(active, "the document's removal", self.jobs.discard_input, record)
         log.info("job %s recognised here (%s); storing its end", record.id, record.status)
-        await anyio.to_thread.run_sync(self.store.finish, record)
+        await anyio.to_thread.run_sync(self.owner.finish, record)
         self.metrics.jobs_finished.labels(record.status).inc()
 
     def _load_pages(self, record: JobRecord) -> list[PageOutcome]:
-        return [self.store.load_page(record, n) for n in record.pages]
+        return [self.jobs.load_page(record, n) for n in record.pages]
 
     def stopping(self, active: ActiveJob) -> bool:
         """No new pages for a cancelled or lost job, nor, while draining, for a job nobody waits for."""
@@ -176,7 +179,7 @@ class JobRunner:
 
         def run_batch(batch: Batch) -> list[PageOutcome]:
             loop.call_soon_threadsafe(mark_started, batch)
-            self.store.page_starting(record)
+            self.owner.page_starting(record.id)
             return self._recognise_batch(record, runtime, document, document_lock, batch)
 
         def in_flight_pages() -> int:
@@ -239,7 +242,7 @@ class JobRunner:
         for (number, image), page in zip(images, pages, strict=True):
             if page.images:  # one folder holds every page's images: make their names unique
                 page.markdown, page.images = page_image_names(number, page.markdown, page.images)
-                self.store.save_images(record, page.images)
+                self.jobs.save_images(record, page.images)
             # the page as read (turned upright by app.engines.orientation)
             result = build_page(number, image.width, image.height, page.blocks, page.markdown, rotation=page.rotation)
             outcomes[number] = PageOutcome(number, result, decode_ms, ocr_ms)
@@ -258,7 +261,7 @@ class JobRunner:
         record = active.record
         if active.lost:
             return
-        await self._write(active, f"page {outcome.number}", self.store.save_page, record, outcome)
+        await self._write(active, f"page {outcome.number}", self.jobs.save_page, record, outcome)
         record.pages_done += 1  # /jobs/{id} shows it from here on: the log says so first (no await in between)
         if self.rate is not None:
             self.rate.note_page()
@@ -274,7 +277,7 @@ class JobRunner:
 
     async def _save(self, active: ActiveJob) -> None:
         if not active.lost:
-            await self._write(active, "the job's record", self.store.save, active.record)
+            await self._write(active, "the job's record", self.jobs.save, active.record)
 
     async def _write(self, active: ActiveJob, what: str, write: Callable[..., object], *args: object) -> None:
         """Run a blocking write in a thread. When it fails because ``OUTPUT_DIR`` is full or read-only, the job says
@@ -295,7 +298,8 @@ class JobRunner:
                 if active.lost or active.cancel_requested or self.drain.active:
                     raise JobPaused(f"{what} not stored ({self.disk.reason})") from None
                 waited = time.monotonic() - waited_since
-                if self.store.shared and waited >= self.settings.disk_wait_s:
+                after = self.owner.hand_over_after_s
+                if after is not None and waited >= after:
                     raise JobPaused(f"{what} not stored for {waited:.0f} s; another replica may continue") from None
                 await self.disk.wait_writable(timeout=5.0)
                 continue

@@ -25,8 +25,9 @@ from app.errors import ServiceError
 from app.jobs.admission import Admission, Drain
 from app.jobs.assembly import page_image, read_result, unavailable
 from app.jobs.models import JobRecord, OcrOptions
+from app.jobs.repository.base import StorageUnavailable
 from app.jobs.runner import ActiveJob, JobRunner
-from app.jobs.store import JobStore, StorageUnavailable
+from app.jobs.store import JobStore
 from app.metrics import Metrics
 from app.scheduler import PageScheduler
 from app.schemas import DocumentResult
@@ -54,6 +55,8 @@ class OcrService:
         self.metrics = metrics or Metrics()
         self.engines = engines
         self.store = store
+        self.jobs = store.repository
+        self.owner = store.ownership
         self.scheduler = PageScheduler(engines.workers)
         self.limits = Limits(max_pages=settings.max_pages, max_image_pixels=settings.max_image_pixels)
         self.drain_state = Drain(settings.shutdown_grace_s)
@@ -71,7 +74,7 @@ class OcrService:
         )
         self.active: dict[str, ActiveJob] = {}
         self.running_ids: frozenset[str] = frozenset()  # the ids in ``active``, readable from any thread
-        store.watch(lambda: self.running_ids)
+        store.ownership.watch(lambda: self.running_ids)
 
     @property
     def draining(self) -> bool:
@@ -89,7 +92,7 @@ class OcrService:
 
         Errors: those of :func:`app.uploads.receive` (400/413/415/422, URL refusals and fetch failures).
         """
-        path = self.store.incoming / f"{new_id()}.upload"
+        path = self.jobs.incoming / f"{new_id()}.upload"
         try:
             yield await receive(source, path, self.settings.max_upload_bytes, self.url_policy)
         finally:
@@ -118,7 +121,7 @@ class OcrService:
             "pages_running": self.scheduler.running,
             "jobs": jobs,
             "engines": {name: runtime.state for name, runtime in self.engines.runtimes.items()},
-            "s3": self.store.stats(),
+            "s3": self.store.health(),
         }
 
     # --- submitting and waiting ------------------------------------------------------------------
@@ -154,7 +157,7 @@ class OcrService:
                 engine=choice.engine,
                 languages=list(choice.languages),
                 engine_reason=choice.reason,
-                owner=self.store.replica,
+                owner=self.owner.replica,
                 keep_input=self.settings.keep_job_inputs,
                 export_name=options.export_name,
             )
@@ -249,14 +252,14 @@ class OcrService:
         active = self.active.get(job_id)
         if active is not None and not active.lost:
             mine = active.record
-            return mine if not mine.finished or self.store.final_stored(job_id) else mine.storing()
+            return mine if not mine.finished or self.jobs.final_stored(job_id) else mine.storing()
         if not is_valid_id(job_id):
             raise ServiceError(404, "job_not_found", f"no job {job_id}")
         try:
-            record = await anyio.to_thread.run_sync(self.store.load, job_id)
+            record = await anyio.to_thread.run_sync(self.jobs.load, job_id)
         except StorageUnavailable as exc:
             raise unavailable(exc) from None
-        if record is None and await anyio.to_thread.run_sync(self.store.expired, job_id):
+        if record is None and await anyio.to_thread.run_sync(self.store.retention.expired, job_id):
             raise ServiceError(
                 410,
                 "job_expired",
@@ -279,11 +282,11 @@ class OcrService:
 
     async def result(self, record: JobRecord, upload_wait: float = 0) -> DocumentResult:
         """The finished job's result (see :func:`~app.jobs.assembly.read_result`)."""
-        return await read_result(self.store, record, upload_wait)
+        return await read_result(self.jobs, record, upload_wait)
 
     async def page_image(self, record: JobRecord, number: int) -> bytes:
         """A page of the job's document as a JPEG (see :func:`~app.jobs.assembly.page_image`)."""
-        return await page_image(self.store, record, number, self.limits)
+        return await page_image(self.jobs, record, number, self.limits)
 
     async def cancel(self, job_id: str) -> JobRecord:
         """Stop a queued or running job: running pages finish, no new pages start. A job running on another replica
@@ -296,7 +299,7 @@ class OcrService:
         if record.finished:
             raise ServiceError(409, f"job_{record.status}", f"job {job_id} is already {record.status}")
         try:
-            await anyio.to_thread.run_sync(self.store.request_cancel, record)
+            await anyio.to_thread.run_sync(self.owner.request_cancel, record.id)
         except StorageUnavailable as exc:
             raise unavailable(exc) from None
         log.info("job %s: cancel requested for the replica that runs it (%s)", job_id, record.owner or "none yet")
@@ -321,7 +324,7 @@ class OcrService:
         """Stop jobs another replica took over; cancel jobs another replica was asked to cancel (memory only)."""
         if not self.active:
             return
-        changes = self.store.ownership(self.active)
+        changes = self.owner.changes(self.running_ids)
         for job_id in changes.lost:
             if job_id in self.active:
                 self.active[job_id].lost = True
@@ -334,14 +337,14 @@ class OcrService:
         (at start). With a shared store: at most one per call, and only while there is room here (see
         :meth:`Admission.room_for_more`); the other replicas take the rest."""
         started = 0
-        for job_id in await anyio.to_thread.run_sync(self.store.orphans):
-            if self.store.shared and started:
+        for job_id in await anyio.to_thread.run_sync(self.owner.orphans):
+            if self.owner.others_may_run and started:
                 break
             if job_id in self.active or self.draining:
                 continue
-            if self.store.shared and not self.admission.room_for_more(self._records()):
+            if self.owner.others_may_run and not self.admission.room_for_more(self._records()):
                 break
-            record = await anyio.to_thread.run_sync(self.store.claim, job_id)
+            record = await anyio.to_thread.run_sync(self.store.take_over, job_id)
             if record is None:
                 continue
             record.status = "queued"
@@ -377,7 +380,7 @@ class OcrService:
         if disk is None or disk.state.status != "low_space":
             return 0, 0
         needed = max(0, 2 * disk.min_free_bytes - (disk.free_bytes or 0))
-        deleted, freed = await anyio.to_thread.run_sync(self.store.free_space, needed, set(self.active))
+        deleted, freed = await anyio.to_thread.run_sync(self.store.retention.free_space, needed, set(self.active))
         if deleted:
             log.warning(
                 "retention: disk short of space (%s); removed %d stored file(s) of finished jobs, %.1f MB",
@@ -391,4 +394,4 @@ class OcrService:
     async def cleanup(self, now: datetime | None = None) -> int:
         """Delete finished jobs (and their results) older than ``RESULT_TTL_HOURS``; returns how many."""
         cutoff = (now or datetime.now(timezone.utc)) - timedelta(hours=self.settings.result_ttl_hours)
-        return await anyio.to_thread.run_sync(self.store.delete_older_than, cutoff, set(self.active))
+        return await anyio.to_thread.run_sync(self.store.retention.delete_older_than, cutoff, set(self.active))

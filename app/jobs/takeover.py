@@ -32,7 +32,7 @@ async def keep_jobs_moving(service: OcrService) -> None:
             log.info("resumed %d unfinished job(s)", resumed)
     except Exception:
         log.exception("resuming unfinished jobs failed; retried at the next scan")
-    if not service.store.shared:
+    if not service.owner.others_may_run:
         return
     interval = service.settings.job_scan_interval_s
     next_scan = time.monotonic() + interval * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not security
@@ -40,7 +40,7 @@ async def keep_jobs_moving(service: OcrService) -> None:
         await asyncio.sleep(_OWNERSHIP_EVERY_S)
         service.apply_ownership()
         idle = not service.scheduler.queued
-        due = idle and service.store.takeover_due()
+        due = idle and service.owner.takeover_due()
         if (time.monotonic() < next_scan and not due) or service.draining:
             continue
         if due:

@@ -282,7 +282,7 @@ def test_retention_deletes_exports_that_are_still_the_jobs_own(s3: S3Server, tmp
 
         service = app.state.service
         ttl = timedelta(hours=settings.result_ttl_hours)
-        records = {b["id"]: service.store.load(b["id"]) for b in (single, old, new)}
+        records = {b["id"]: service.jobs.load(b["id"]) for b in (single, old, new)}
         finished = {job_id: datetime.fromisoformat(record.finished_at) for job_id, record in records.items()}
         assert finished[old["id"]] < finished[new["id"]]
         between = finished[new["id"]] + ttl - timedelta(milliseconds=1)  # the first two have expired

@@ -18,7 +18,9 @@ import httpx
 import pytest
 
 from app.jobs.models import JobRecord
-from app.jobs.s3_store import S3JobStore
+from app.jobs.ownership.shared import SharedOwnership
+from app.jobs.repository.s3 import S3Repository
+from app.jobs.store import JobStore, build_job_store
 from app.settings import Settings
 from app.storage.local import new_id
 from tests.support.documents import text_pdf
@@ -158,15 +160,25 @@ def accepted_by_a(config: Settings, tmp_path: Path) -> str:
     upload.write_bytes(text_pdf(2))
     job_id = new_id()
     record = JobRecord(job_id, "doc.pdf", "application/pdf", 2, [1, 2], 75, f"2026-01-01/{job_id}", "pp-ocr", owner="a")
-    S3JobStore(config, tmp_path / "a", "a").create(record, upload)
+    store_of(config, tmp_path, "a").create(record, upload)
     return job_id
 
 
-def observe_and_claim(store: S3JobStore, job_id: str) -> JobRecord | None:
+def store_of(config: Settings, tmp_path: Path, name: str) -> JobStore:
+    """Replica ``name``'s job store (in process, not started: nothing renews its leases unless a test does)."""
+    return build_job_store(config.model_copy(update={"replica_id": name}), tmp_path / name)
+
+
+def leases_of(store: JobStore) -> SharedOwnership:
+    assert isinstance(store.ownership, SharedOwnership)
+    return store.ownership
+
+
+def observe_and_claim(store: JobStore, job_id: str) -> JobRecord | None:
     """What a store's keeper and scan do (stores in these tests are not started): observe the leases, then claim
     (possible only once this store has seen A's lease unchanged for the whole lease period)."""
-    store.leases.observe()
-    return store.claim(job_id)
+    leases_of(store).leases.observe()
+    return store.take_over(job_id)
 
 
 def test_a_claim_names_the_new_owner_in_the_bucket_before_its_first_page(s3: S3Server, tmp_path: Path) -> None:
@@ -175,12 +187,12 @@ def test_a_claim_names_the_new_owner_in_the_bucket_before_its_first_page(s3: S3S
     as the previous owner) names B and the takeover at once, not only once B has finished a page."""
     config, bucket = lease_config(s3)
     job_id = accepted_by_a(config, tmp_path)
-    b = S3JobStore(config, tmp_path / "b", "b")
+    b = store_of(config, tmp_path, "b")
     b.start()
     try:
-        claimed = wait_for(lambda: b.claim(job_id), 20, "the lease to expire", interval=0.5)
+        claimed = wait_for(lambda: b.take_over(job_id), 20, "the lease to expire", interval=0.5)
         assert claimed.owner == "b" and claimed.takeovers == 1
-        assert b.mirror.flush(10)
+        assert isinstance(b.repository, S3Repository) and b.repository.mirror.flush(10)
         stored = status_from_bucket(s3, bucket, job_id)
         assert (stored["owner"], stored["takeovers"], stored["pages_done"]) == ("b", 1, 0)
     finally:
@@ -193,14 +205,14 @@ def test_a_crash_counts_against_a_job_only_while_its_pages_were_being_recognised
     replica that dies holding queued jobs (killed, or crashed by another document) says nothing about theirs."""
     config, bucket = lease_config(s3)
     job_id = accepted_by_a(config, tmp_path)
-    b = S3JobStore(config, tmp_path / "b", "b")
+    b = store_of(config, tmp_path, "b")
     claimed = wait_for(lambda: observe_and_claim(b, job_id), 20, "A's lease to expire", interval=0.5)
-    assert b.leases.held[job_id].crashes == 0
-    b.page_starting(claimed)
+    assert leases_of(b).leases.held[job_id].crashes == 0
+    b.ownership.page_starting(claimed.id)
     assert lease_of(s3, bucket, job_id)["running"] is True  # type: ignore[index]  # at once, not at the next renewal
-    c = S3JobStore(config, tmp_path / "c", "c")
+    c = store_of(config, tmp_path, "c")
     wait_for(lambda: observe_and_claim(c, job_id), 20, "B's lease to expire", interval=0.5)
-    assert c.leases.held[job_id].crashes == 1
+    assert leases_of(c).leases.held[job_id].crashes == 1
     stored = lease_of(s3, bucket, job_id)
     assert stored is not None and (stored["owner"], stored["running"], stored["crashes"]) == ("c", False, 1)
 

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from app.engines.tesseract import find_tessdata
+from app.layout import gutters
 from app.layout.gutters import split_at_gutters
 from app.layout.lexicon import Lexicon, WordGraph
 from app.layout.reading_order import arrange, xy_order
@@ -202,9 +203,10 @@ def test_latin_pages_are_left_alone(lexicon: Lexicon) -> None:
     assert kept.text == "Tonop copt"
 
 
-def test_a_line_across_a_narrow_gutter_is_cut_there() -> None:
-    """Two columns 28 px apart; the engine gave one line across both (with its words): it is cut at the gutter,
-    a wide space inside a column's line is not, and a reader is only asked for lines without words."""
+def test_a_line_across_a_narrow_gutter_is_cut_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two columns 28 px apart; the engine gave one line across both (with its words): it is cut at the gutter and
+    each piece read again (a line read across a gutter may be garbled); its words are kept where they spell the new
+    reading. A wide space inside a column's line is not a gutter."""
     from tests.support.layout_pages import ENGLISH_PROSE, columns_page, prose
 
     page = columns_page([(2, prose(ENGLISH_PROSE, 2, seed=1))], font_size=21, gutter=28)
@@ -220,13 +222,18 @@ def test_a_line_across_a_narrow_gutter_is_cut_there() -> None:
     rest = [line(90, 90 + i * step, 90 + face_width - 40, 112 + i * step, lines[i]) for i in range(1, half)]
     asked: list[int] = []
 
+    def read_pieces(pieces: list[object], read: object) -> list[list[Block]]:  # the engine reads each piece
+        asked.append(len(pieces))
+        return [[Block(bbox=[0, 0, 1, 1], text=text)] for text in (lines[0], lines[half])[: len(pieces)]]
+
     def read(images: list[Image.Image]) -> list[list[Block]]:
-        asked.append(1)
         return [[] for _ in images]
 
+    monkeypatch.setattr(gutters, "read_pieces", read_pieces)
     out, cut = split_at_gutters(page.image, [merged, *rest], read, 22)
-    assert cut and asked == []
+    assert cut and asked == [2]
     assert [b.text for b in out[:2]] == [lines[0], lines[half]]
+    assert [[w.text for w in b.words or []] for b in out[:2]] == [[lines[0]], [lines[half]]]  # words kept
     assert out[0].bbox[2] < 90 + face_width + 14 < out[1].bbox[0]
     wide = line(90, 90, 1150, 112, "Total:" + " " * 30 + "1 234.00")
     image = Image.new("RGB", (1240, 400), "white")

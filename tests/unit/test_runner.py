@@ -19,10 +19,12 @@ from app.engines.pp_ocr import PpOcrEngine
 from app.engines.registry import EngineSet
 from app.errors import ServiceError
 from app.jobs.admission import RETRY_AFTER_UNKNOWN_S, DrainRate, retry_after
-from app.jobs.local_store import LocalJobStore
 from app.jobs.models import JobRecord, OcrOptions
+from app.jobs.ownership.base import Changes
+from app.jobs.ownership.sole import SoleOwnership
+from app.jobs.repository.local import LocalRepository
 from app.jobs.service import OcrService
-from app.jobs.store import Ownership
+from app.jobs.store import JobStore, local_job_store
 from app.settings import Settings
 from app.storage.local import new_id
 from app.uploads import ReceivedDocument
@@ -74,7 +76,7 @@ def anyio_backend() -> str:
 async def make_service(engine: GatedEngine, tmp_path: Path) -> AsyncIterator[object]:
     services: list[OcrService] = []
 
-    def make(store: LocalJobStore | None = None, parallel: int = 2, **settings: object) -> OcrService:
+    def make(store: JobStore | None = None, parallel: int = 2, **settings: object) -> OcrService:
         engine.started.clear()
         engine.hold_first_s = 0.0
         while engine.permits.acquire(blocking=False):  # what an earlier test left
@@ -85,7 +87,7 @@ async def make_service(engine: GatedEngine, tmp_path: Path) -> AsyncIterator[obj
         engines = EngineSet.single(engine, "test", config.languages)
         for runtime in engines.runtimes.values():
             runtime.state = "ready"
-        service = OcrService(config, engines, store or LocalJobStore(tmp_path))
+        service = OcrService(config, engines, store or local_job_store(tmp_path))
         services.append(service)
         return service
 
@@ -143,7 +145,7 @@ async def test_drain_pauses_jobs_nobody_waits_for_and_finishes_waited_ones(make_
     assert final.status == "succeeded" and final.pages_done == 2
     await until(lambda: background.id not in service.active)
     assert background.status in ("queued", "running") and background.pages_done < 8  # paused, not failed
-    stored = service.store.load(background.id)
+    stored = service.jobs.load(background.id)
     assert stored is not None and stored.pages_done == background.pages_done and not stored.finished
 
 
@@ -191,7 +193,7 @@ async def test_a_page_over_the_timeout_fails_alone(make_service, engine, tmp_pat
     slow, fine = result.pages[late - 1], result.pages[2 - late]
     assert slow.error == f"page {late} took longer than 2.5 s" and slow.text == ""
     assert cer("\n".join(page_lines(fine.index)), fine.text) <= 0.02
-    outcome = service.store.load_page(final, late)
+    outcome = service.jobs.load_page(final, late)
     assert outcome.error is not None and (outcome.error.status, outcome.error.code) == (504, "page_timeout")
 
 
@@ -215,40 +217,42 @@ async def test_a_restart_resumes_at_the_first_page_not_stored(make_service, engi
         assert cer("\n".join(page_lines(page.index)), page.text) <= 0.02
 
 
-class LosingStore(LocalJobStore):
-    """A local store that reports, on demand, that another replica has taken the given jobs over."""
+class Losing(SoleOwnership):
+    """A replica's own disk, reporting on demand that another replica has taken the given jobs over."""
 
-    def __init__(self, root: Path) -> None:
-        super().__init__(root)
+    def __init__(self, disk: LocalRepository) -> None:
+        super().__init__(disk)
         self.taken_elsewhere: set[str] = set()
 
-    def ownership(self, running: Collection[str]) -> Ownership:
-        return Ownership(lost=self.taken_elsewhere & set(running))
+    def changes(self, running: Collection[str]) -> Changes:
+        return Changes(lost=self.taken_elsewhere & set(running))
 
 
 async def test_a_job_taken_over_elsewhere_stops_and_writes_nothing_more(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    store = LosingStore(tmp_path)
+    store = local_job_store(tmp_path, ownership=Losing)
+    jobs, losing = store.repository, store.ownership
+    assert isinstance(losing, Losing)
     service = make_service(store, parallel=1)
     record = await service.submit(document(tmp_path, 5, "a.pdf"), OPTIONS)
     engine.permits.release(1)
-    await until(lambda: (store.load(record.id) or record).pages_done == 1)  # page 1 and its record are stored
-    store.taken_elsewhere.add(record.id)
+    await until(lambda: (jobs.load(record.id) or record).pages_done == 1)  # page 1 and its record are stored
+    losing.taken_elsewhere.add(record.id)
     service.apply_ownership()
-    on_disk = store.load(record.id)
+    on_disk = jobs.load(record.id)
     engine.open()
     await until(lambda: record.id not in service.active)
-    assert store.done_pages(record) == {1}  # the page that was running is dropped, not stored
-    assert store.load(record.id) == on_disk  # nor was the record written again
+    assert jobs.done_pages(record) == {1}  # the page that was running is dropped, not stored
+    assert jobs.load(record.id) == on_disk  # nor was the record written again
 
 
 def test_records_read_back_as_written(tmp_path: Path) -> None:
-    store = LocalJobStore(tmp_path)
+    store = local_job_store(tmp_path)
     path = tmp_path / "in.pdf"
     path.write_bytes(text_pdf(1))
     record = JobRecord("0" * 32, "in.pdf", "application/pdf", 1, [1], 75, "2026-01-01/" + "0" * 32, "pp-ocr")
     store.create(record, path)
-    assert store.load(record.id) == record and not path.exists()
-    assert store.orphans() == [record.id] and store.claim(record.id) == record
+    assert store.repository.load(record.id) == record and not path.exists()
+    assert store.ownership.orphans() == [record.id] and store.take_over(record.id) == record
 
 
 async def test_a_job_deleted_by_retention_answers_410(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -269,16 +273,16 @@ async def test_a_job_deleted_by_retention_answers_410(make_service, engine, tmp_
     assert unknown.value.status == 404
 
 
-class SharedDisk(LocalJobStore):
-    """A local store that says it is shared, as the S3 store does: the takeover policy of a fleet applies."""
+class SharedDisk(SoleOwnership):
+    """A disk whose jobs other replicas may run too, as with the S3 store: the takeover policy of a fleet applies."""
 
-    shared = True
+    others_may_run = True
 
 
 async def test_with_a_shared_store_a_replica_takes_over_one_job_at_a_time_once_its_engine_is_ready(  # type: ignore[no-untyped-def]
     make_service, engine, tmp_path
 ) -> None:
-    store = SharedDisk(tmp_path)
+    store = local_job_store(tmp_path, ownership=SharedDisk)
     ids = []
     for _ in range(2):
         job_id = new_id()

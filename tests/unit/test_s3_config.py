@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from app.jobs.local_store import LocalJobStore
-from app.jobs.s3_store import S3JobStore
+from app.jobs.repository.local import LocalRepository
+from app.jobs.repository.s3 import S3Repository
 from app.jobs.store import build_job_store
 from app.settings import Settings
 from app.storage.local import result_files
@@ -40,10 +40,10 @@ def test_all_four_are_required() -> None:
 
 def test_partial_configuration_logs_names_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     partial = {k: v for k, v in FULL.items() if k != "CLOUDRU_S3_ENDPOINT"}
-    assert type(build_job_store(settings(**partial), tmp_path)) is LocalJobStore
+    assert type(build_job_store(settings(**partial), tmp_path).repository) is LocalRepository
     assert "CLOUDRU_S3_ENDPOINT not set" in caplog.text
     assert SECRET not in caplog.text and ACCESS not in caplog.text
-    assert isinstance(build_job_store(settings(**FULL), tmp_path), S3JobStore)
+    assert isinstance(build_job_store(settings(**FULL), tmp_path).repository, S3Repository)
 
 
 def test_secrets_are_masked_in_settings() -> None:

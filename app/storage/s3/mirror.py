@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +38,24 @@ log = logging.getLogger(__name__)
 _BACKOFF_BASE_S = 0.5
 
 S3State = Literal["not_configured", "configured", "degraded"]
+
+
+@dataclass(frozen=True)
+class MirrorHealth:
+    """The mirror's state for ``/health`` and ``/metrics`` (memory only)."""
+
+    status: S3State
+    bucket: str
+    prefix: str
+    startup_check: Literal["running", "ok", "failed"]
+    pending: int
+    pending_results: int
+    oldest_pending_s: float | None
+    uploaded: int
+    failures: int
+    last_upload_at: str | None
+    last_error: dict[str, str] | None
+    conditional_writes: str
 
 
 class S3Mirror:
@@ -227,22 +246,23 @@ class S3Mirror:
     def state(self) -> S3State:
         return "degraded" if self.last_ok is False else "configured"
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> MirrorHealth:
         """The ``/health`` details: pending uploads, the age of the oldest, the last error (no secrets)."""
         entries, results, oldest = self.outbox.stats
-        return {
-            "status": self.state,
-            "bucket": self.bucket,
-            "prefix": self.layout.prefix,
-            "startup_check": self.startup_check,
-            "pending": entries,
-            "pending_results": results,
-            "oldest_pending_s": round(time.time() - oldest, 1) if oldest is not None else None,
-            "uploaded": self.uploaded,
-            "last_upload_at": self.last_upload_at,
-            "last_error": self.last_error,
-            "missing": [],
-        }
+        return MirrorHealth(
+            status=self.state,
+            bucket=self.bucket,
+            prefix=self.layout.prefix,
+            startup_check=self.startup_check,
+            pending=entries,
+            pending_results=results,
+            oldest_pending_s=round(time.time() - oldest, 1) if oldest is not None else None,
+            uploaded=self.uploaded,
+            failures=self.failures,
+            last_upload_at=self.last_upload_at,
+            last_error=self.last_error,
+            conditional_writes=self.objects.conditions,
+        )
 
     # --- uploading (uploader threads) -------------------------------------------------------------
     def _upload_loop(self) -> None:
