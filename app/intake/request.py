@@ -48,16 +48,17 @@ FIELD_LIMITS: dict[str, int] = {
     "image_url": 8192,
 }
 MIN_DPI = 50
+DPI_CEILING = 600  # the highest MAX_DPI allows: the limit when no context gives MAX_DPI
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def invalid(reason: str) -> PydanticCustomError:
+def _invalid(reason: str) -> PydanticCustomError:
     """The error for a field with a bad value; ``reason`` is shown to the client after the field's name."""
     return PydanticCustomError("invalid", "{reason}", {"reason": reason})
 
 
-def field_too_large(limit: int) -> PydanticCustomError:
+def _too_long(limit: int) -> PydanticCustomError:
     return PydanticCustomError("field_too_large", "longer than its limit of {limit} characters", {"limit": limit})
 
 
@@ -66,13 +67,13 @@ def field_text(name: str, value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, (dict, list)):
-        raise invalid("must be a string")
+        raise _invalid("must be a string")
     text = value if isinstance(value, str) else str(value)
     limit = FIELD_LIMITS.get(name)
     if limit is not None and len(text) > limit:
-        raise field_too_large(limit)
+        raise _too_long(limit)
     if not text.isascii() and not _encodable(text):  # JSON's "\ud800": no answer could quote it
-        raise invalid("must be text: it holds a lone UTF-16 surrogate")
+        raise _invalid("must be text: it holds a lone UTF-16 surrogate")
     return text.strip() or None
 
 
@@ -91,7 +92,7 @@ def parse_bool(text: str | None, default: bool) -> bool:
         return True
     if text.lower() in _FALSE:
         return False
-    raise invalid("must be true or false")
+    raise _invalid("must be true or false")
 
 
 def parse_output(text: str | None) -> Output:
@@ -105,10 +106,10 @@ def parse_output(text: str | None) -> Output:
 def parse_dpi(value: Any) -> int | None:
     """A whole number from a form's text or a JSON number (``150.0`` too); None when absent or blank."""
     if isinstance(value, (bool, dict, list)):
-        raise invalid("must be a whole number")
+        raise _invalid("must be a whole number")
     if isinstance(value, float):
         if not value.is_integer():
-            raise invalid("must be a whole number")
+            raise _invalid("must be a whole number")
         return int(value)
     if isinstance(value, int):
         return value
@@ -116,7 +117,7 @@ def parse_dpi(value: Any) -> int | None:
     try:
         return None if text is None else int(text)
     except ValueError:
-        raise invalid("must be a whole number") from None
+        raise _invalid("must be a whole number") from None
 
 
 class DocumentRequest(BaseModel):
@@ -178,9 +179,9 @@ class DocumentRequest(BaseModel):
     @classmethod
     def _dpi(cls, value: Any, info: ValidationInfo) -> int | None:
         dpi = parse_dpi(value)
-        maximum = int((info.context or {}).get("max_dpi", 600))
+        maximum = int((info.context or {}).get("max_dpi", DPI_CEILING))
         if dpi is not None and not MIN_DPI <= dpi <= maximum:
-            raise invalid(f"must be between {MIN_DPI} and {maximum}")
+            raise _invalid(f"must be between {MIN_DPI} and {maximum}")
         return dpi
 
     @field_validator("lang", mode="before")
@@ -192,7 +193,7 @@ class DocumentRequest(BaseModel):
         try:
             return ",".join(parse_languages(text))
         except ValueError as exc:
-            raise invalid(str(exc)) from None
+            raise _invalid(str(exc)) from None
 
     @field_validator("engine", mode="before")
     @classmethod
@@ -213,7 +214,7 @@ class DocumentRequest(BaseModel):
         try:
             return check_export_name(text)
         except ValueError as exc:
-            raise invalid(str(exc)) from None
+            raise _invalid(str(exc)) from None
 
     @field_validator("output", mode="before")
     @classmethod
@@ -222,7 +223,7 @@ class DocumentRequest(BaseModel):
         try:
             return parse_output(text)
         except ValueError as exc:
-            raise invalid(str(exc)) from None
+            raise _invalid(str(exc)) from None
 
     @field_validator(*SOURCE_FIELDS, mode="before")
     @classmethod
@@ -230,10 +231,10 @@ class DocumentRequest(BaseModel):
         if value is None:
             return None
         if not isinstance(value, str):
-            raise invalid("must be a string")
+            raise _invalid("must be a string")
         limit = FIELD_LIMITS.get(str(info.field_name))
         if limit is not None and len(value) > limit:
-            raise field_too_large(limit)
+            raise _too_long(limit)
         return value.strip() or None
 
     @property
