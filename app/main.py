@@ -19,12 +19,13 @@ from starlette.exceptions import HTTPException
 
 from app import __version__
 from app.api import compat, health, jobs, ocr, ops
-from app.api.inputs import base64_body_limit
+from app.api.body import base64_body_limit
 from app.api.web import add_web_page
 from app.engines.base import OcrEngine
 from app.engines.registry import EngineSet
 from app.engines.select import build_engines, build_orientation
 from app.errors import ServiceError, error_payload
+from app.intake.receiver import DocumentReceiver
 from app.jobs.retention import clean_up_periodically
 from app.jobs.service import OcrService
 from app.jobs.store import JobStore, build_job_store
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
         metrics.watch(service.snapshot, vlm=engines.vlm_statuses)
         app.state.settings = settings
         app.state.service = service
+        app.state.receiver = DocumentReceiver(settings, engines, store.repository.incoming)
         app.state.metrics = metrics
         app.state.disk = disk
         disk.start()

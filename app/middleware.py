@@ -18,11 +18,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.errors import ARRIVED, REQUEST_ID, ServiceError, error_payload
 from app.metrics import Metrics
 from app.shutdown import InFlight
-from app.uploads import BodyTooLarge
 
 log = logging.getLogger("app.access")
 CLIENT_CLOSED = 499
 """Status recorded (log and metrics; nothing is sent) when the client disconnects before the answer."""
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while a request body is still streaming in. An HTTPException so that FastAPI's body
+    parser re-raises it unchanged (it turns other exceptions into a 400)."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(413, f"the upload exceeds the limit of {limit_bytes / 1024 / 1024:g} MB")
 
 
 class BodyReadTimeout(HTTPException):

@@ -4,8 +4,9 @@ parsing that takes time on the event loop.
 JSON bodies are decoded and parsed in a worker thread, in steps that let the event loop run in between,
 after a cheap count of their structure (objects, arrays and commas) has shown that parsing is bounded:
 a body of millions of empty lists is refused before it is parsed. Numbers must be finite and at most
-:data:`MAX_NUMBER_CHARS` long. Forms are parsed by Starlette with a cap on the number of parts; each
-option field is then checked against :data:`FIELD_LIMITS` before anything reads its value.
+:data:`MAX_NUMBER_CHARS` long. Forms are parsed by Starlette with a cap on the number of parts and on the size
+of each; every field is then checked against its own limit before its value is parsed (see
+:mod:`app.intake.request`).
 
 Errors: 413 ``field_too_large`` (a field over its limit, named in ``details.field``), 413
 ``too_many_fields`` (too many form parts or JSON elements), 422 ``invalid_json`` (not JSON, not an
@@ -18,32 +19,16 @@ from __future__ import annotations
 import codecs
 import json
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import anyio
 from fastapi import Request
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
 from app.errors import ServiceError, bad_request, unprocessable
+from app.intake.request import SOURCE_FIELDS
 
-#: The fields that carry the document; only these may be as large as the body.
-SOURCE_FIELDS = ("file", "image_base64", "url", "image_url")
-#: Longest value, in characters, of each option (checked before the value is parsed).
-FIELD_LIMITS: dict[str, int] = {
-    "pages": 4096,
-    "lang": 256,
-    "engine": 64,
-    "output": 32,
-    "dpi": 32,
-    "return_content": 16,
-    "lang_strict": 16,
-    "filename": 1024,
-    "export_name": 1024,  # its own check then allows 200 characters once stripped (app.storage.rag_export)
-    "url": 8192,
-    "image_url": 8192,
-}
 MAX_FORM_FIELDS = 32
 MAX_FORM_FILES = 2  # a second file is answered with several_sources; a third ends parsing at once
 MAX_JSON_CONTAINERS = 64
@@ -51,6 +36,11 @@ MAX_JSON_COMMAS = 16384
 MAX_JSON_DEPTH = 32
 MAX_NUMBER_CHARS = 40
 _CHUNK = 4 * 1024 * 1024
+
+
+def base64_body_limit(max_upload_bytes: int) -> int:
+    """Largest body carrying a base64 document of ``max_upload_bytes`` (4/3 of it) plus options."""
+    return -(-max_upload_bytes // 3) * 4 + 1024 * 1024
 
 
 def several_sources() -> ServiceError:
@@ -72,13 +62,6 @@ def too_many_fields(message: str) -> ServiceError:
 
 def invalid_json(message: str) -> ServiceError:
     return unprocessable("invalid_json", message)
-
-
-def check_field_size(name: str, value: str) -> None:
-    """413 ``field_too_large`` when option ``name`` is longer than its limit (document sources have none)."""
-    limit = FIELD_LIMITS.get(name)
-    if limit is not None and len(value) > limit:
-        raise field_too_large(name, limit)
 
 
 # --- JSON -------------------------------------------------------------------------------------------
@@ -205,20 +188,3 @@ async def read_form(request: Request, max_field_bytes: int) -> FormData:
         if "exceeded maximum size" in detail:
             raise ServiceError(413, "field_too_large", "a form field is larger than the upload limit") from None
         raise bad_request("invalid_multipart", f"the form cannot be read: {detail}") from None
-
-
-def single(fields: Mapping[str, Any], name: str) -> Any:
-    """The one value of field ``name`` (None when absent). 400 ``several_sources`` when a document source
-    comes twice, 422 ``invalid_<name>`` for another field sent twice or a file where text belongs."""
-    if isinstance(fields, FormData):
-        values = fields.getlist(name)
-        if len(values) > 1:
-            if name in SOURCE_FIELDS:
-                raise several_sources()
-            raise ServiceError(422, f"invalid_{name}", f"{name}: sent more than once", details={"field": name})
-        value = values[0] if values else None
-    else:
-        value = fields.get(name)
-    if isinstance(value, UploadFile) and name != "file":
-        raise ServiceError(422, f"invalid_{name}", f"{name}: must be a text field, not a file", details={"field": name})
-    return value

@@ -1,9 +1,12 @@
-"""Dependencies shared by routes."""
+"""Dependencies shared by routes, as ``Annotated`` types: ``service: Service``, ``receiver: Receiver``, ..."""
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
 
+from fastapi import Depends, Request
+
+from app.intake.receiver import DocumentReceiver
 from app.jobs.service import OcrService
 from app.settings import Settings
 
@@ -13,6 +16,18 @@ def get_service(request: Request) -> OcrService:
     return service
 
 
+def get_receiver(request: Request) -> DocumentReceiver:
+    receiver: DocumentReceiver = request.app.state.receiver
+    return receiver
+
+
 def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+Service = Annotated[OcrService, Depends(get_service)]
+"""The OCR facade (jobs: submit, wait, result, ...)."""
+Receiver = Annotated[DocumentReceiver, Depends(get_receiver)]
+"""Where documents come in: the engine is chosen and the document received (see :mod:`app.intake.receiver`)."""
+AppSettings = Annotated[Settings, Depends(get_settings_dep)]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.api.deps import get_service
+from app.api.deps import Receiver, Service
 from app.api.downloads import FILE_RESPONSES, file_response
-from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input, parse_output, submit_document
+from app.api.intake import REQUEST_BODY, Submission, output_format, submit_document
 from app.api.ocr import ERRORS, accepted, render_result
 from app.jobs.models import JobRecord
 from app.jobs.service import OcrService
@@ -36,19 +38,15 @@ def status_body(request: Request, service: OcrService, record: JobRecord) -> Job
     )
 
 
-@router.post("", status_code=202, response_model=JobAccepted, responses=ERRORS, openapi_extra=OPENAPI_BODY)
-async def create_job(
-    request: Request,
-    document: DocumentInput = Depends(document_input),
-    service: OcrService = Depends(get_service),
-) -> JSONResponse:
+@router.post("", status_code=202, response_model=JobAccepted, responses=ERRORS, openapi_extra=REQUEST_BODY)
+async def create_job(request: Request, submission: Submission, service: Service, receiver: Receiver) -> JSONResponse:
     """Accept a document and answer at once with the job's URLs (same inputs as ``POST /ocr``)."""
-    record = await submit_document(request, service, document)
+    record = await submit_document(request, service, receiver, submission)
     return accepted(request, record)
 
 
 @router.get("/{job_id}", response_model=JobStatus, name="job_status", responses=ERRORS)
-async def job_status(job_id: str, request: Request, service: OcrService = Depends(get_service)) -> JobStatus:
+async def job_status(job_id: str, request: Request, service: Service) -> JobStatus:
     """Status and progress (``pages_done`` of ``pages_total``); from S3 when another replica runs the job."""
     return status_body(request, service, await service.find(job_id))
 
@@ -61,15 +59,15 @@ async def job_status(job_id: str, request: Request, service: OcrService = Depend
 )
 async def job_result(
     job_id: str,
+    service: Service,
     output: str | None = Query(
         "json",
         description="json | markdown | text, or a file to keep: pdf (searchable: the document's pages with the "
         "recognised text over them), docx, xlsx (the tables; 422 no_tables without any)",
     ),
-    service: OcrService = Depends(get_service),
 ) -> Response:
     """The finished document, as ``POST /ocr`` returns it; 409 while the job is not finished."""
-    output = parse_output(output)
+    output = output_format(output)
     record = await service.find(job_id)
     result = await service.result(record)
     if output in ("pdf", "docx", "xlsx"):
@@ -85,8 +83,8 @@ async def job_result(
 )
 async def job_page_image(
     job_id: str,
-    number: int = Path(..., ge=1, description="page number in the document, from 1"),
-    service: OcrService = Depends(get_service),
+    number: Annotated[int, Path(ge=1, description="page number in the document, from 1")],
+    service: Service,
 ) -> Response:
     """Page ``number`` of the job's document as a JPEG, as the engine saw it: draw the result's boxes on it
     scaled by ``width`` and ``height`` of the page. 410 when the document is no longer stored."""
@@ -95,6 +93,6 @@ async def job_page_image(
 
 
 @router.delete("/{job_id}", response_model=JobStatus, responses=ERRORS)
-async def cancel_job(job_id: str, request: Request, service: OcrService = Depends(get_service)) -> JobStatus:
+async def cancel_job(job_id: str, request: Request, service: Service) -> JobStatus:
     """Cancel a queued or running job: pages in progress finish, no new pages start."""
     return status_body(request, service, await service.cancel(job_id))

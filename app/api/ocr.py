@@ -9,14 +9,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.api.deps import get_service
+from app.api.deps import AppSettings, Receiver, Service
 from app.api.downloads import FILE_RESPONSES, file_response
-from app.api.inputs import OPENAPI_BODY, DocumentInput, document_input, submit_document
+from app.api.intake import REQUEST_BODY, Submission, submit_document
 from app.jobs.models import JobRecord
-from app.jobs.service import OcrService
 from app.schemas import DocumentResult, ErrorResponse, JobAccepted
 
 log = logging.getLogger(__name__)
@@ -66,21 +65,19 @@ def accepted(request: Request, record: JobRecord) -> JSONResponse:
         },
         202: {"model": JobAccepted, "description": "not done within SYNC_TIMEOUT_S: continues as a job"},
     },
-    openapi_extra=OPENAPI_BODY,
+    openapi_extra=REQUEST_BODY,
 )
 async def ocr(
-    request: Request,
-    document: DocumentInput = Depends(document_input),
-    service: OcrService = Depends(get_service),
+    request: Request, submission: Submission, service: Service, receiver: Receiver, settings: AppSettings
 ) -> Response:
     """Recognise a document, waiting at most ``SYNC_TIMEOUT_S`` before handing back a job, then at most
     ``S3_UPLOAD_WAIT_S`` for the result's S3 upload (``storage.s3.status`` says whether it is done)."""
-    record = await submit_document(request, service, document)
-    record = await service.wait(record.id, service.settings.sync_timeout_s)
+    record = await submit_document(request, service, receiver, submission)
+    record = await service.wait(record.id, settings.sync_timeout_s)
     if not record.finished:
-        log.info("ocr id=%s continues as a job after %.0f s", record.id, service.settings.sync_timeout_s)
+        log.info("ocr id=%s continues as a job after %.0f s", record.id, settings.sync_timeout_s)
         return accepted(request, record)
-    result = await service.result(record, service.settings.s3_upload_wait_s)
-    if document.output in ("pdf", "docx", "xlsx"):
-        return await file_response(service, record, result, document.output)
-    return render_result(result, document.output, content=document.return_content)
+    result = await service.result(record, settings.s3_upload_wait_s)
+    if submission.output in ("pdf", "docx", "xlsx"):
+        return await file_response(service, record, result, submission.output)
+    return render_result(result, submission.output, content=submission.return_content)

@@ -1,8 +1,8 @@
-"""The ``/layout-parsing`` use case: a PaddleX request -> :class:`OcrService` -> a PaddleX response.
+"""The ``/layout-parsing`` answer: a finished job's result in the shape of PaddleX's response.
 
-Works with whichever engine serves requests. Options the engine cannot apply per request (layout
-detection, orientation, unwarping, prompts, sampling) are accepted and ignored; ``prunedResult``'s
-``model_settings`` says what the engine did.
+Works with whichever engine served the job. Options the engine cannot apply per request (layout detection,
+orientation, unwarping, prompts, sampling) are accepted and ignored; ``prunedResult``'s ``model_settings`` says
+what the engine did. The document comes in and runs as for ``POST /ocr`` (:mod:`app.api.compat`).
 """
 
 from __future__ import annotations
@@ -14,63 +14,54 @@ from pathlib import Path
 import anyio
 
 from app.compat.convert import data_info, layout_parsing_page, markdown_image_paths, model_settings
-from app.compat.schemas import LayoutParsingRequest, LayoutParsingResponse, LayoutParsingResult
+from app.compat.schemas import LayoutParsingResponse, LayoutParsingResult
 from app.compat.visualize import render_visuals
-from app.jobs.models import OcrOptions
+from app.documents import Limits
+from app.intake.sources import ReceivedDocument
+from app.jobs.models import JobRecord
 from app.jobs.service import OcrService
 from app.schemas import DocumentResult
-from app.uploads import DocumentSource, name_from_url
+from app.settings import Settings
 
 log = logging.getLogger(__name__)
 
-
-def is_url(file: str) -> bool:
-    """Whether PaddleX would treat ``file`` as a URL (an ``http(s)://`` prefix) rather than base64."""
-    return file[:8].lower().startswith(("http://", "https://"))
+Visuals = list[tuple[str, dict[str, str]] | None]
+"""Per page: the page image and ``{"layout_order_res": ...}`` (base64 JPEG); None for a page that failed."""
 
 
-def _markdown_images(folder: Path, result: DocumentResult) -> list[dict[str, str]]:
-    """For each page, the images its Markdown references, read back from the result folder, as base64."""
-    root = folder.resolve()
+def _base64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+async def markdown_images(service: OcrService, record: JobRecord, result: DocumentResult) -> list[dict[str, str]]:
+    """For each page, the images its Markdown references (relative path -> base64), read from the job's result."""
     pages: list[dict[str, str]] = []
     for page in result.pages:
         images: dict[str, str] = {}
-        for relative in markdown_image_paths(page.markdown):
-            path = (folder / relative).resolve()
-            if root in path.parents and path.is_file():
-                images[relative] = base64.b64encode(path.read_bytes()).decode("ascii")
+        for relative in markdown_image_paths(page.markdown):  # no absolute paths, no '..'
+            path = await service.result_file(record, relative)
+            if path is not None:
+                images[relative] = await anyio.to_thread.run_sync(_base64, path)
         pages.append(images)
     return pages
 
 
-async def layout_parsing(
-    service: OcrService, request: LayoutParsingRequest, log_id: str, arrived: float | None = None
-) -> tuple[LayoutParsingResponse, str]:
-    """Recognise the request's document; returns the PaddleX response and our result id.
+async def page_visuals(document: ReceivedDocument, limits: Limits, dpi: int, result: DocumentResult) -> Visuals:
+    """The pages of the received document drawn again at ``dpi``, each with its blocks in reading order."""
+    return await anyio.to_thread.run_sync(
+        render_visuals, document.path, document.content_type, limits, dpi, result.pages
+    )
 
-    Errors are :class:`~app.errors.ServiceError` (the route renders them in the PaddleX envelope):
-    503 engine not ready, 429 queue full, 400/413/415/422 bad input (see :mod:`app.uploads`), URL
-    refusals and fetch failures (see :mod:`app.url_fetch`).
-    """
-    settings = service.settings
-    if is_url(request.file):
-        service.url_policy()  # 400 first when URL input is off
-        source = DocumentSource(url=request.file, filename=name_from_url(request.file))
-    else:
-        source = DocumentSource(base64=request.file)
-    service.check_accepting(arrived)
-    async with service.received(source) as document:
-        content_type = document.content_type
-        options = OcrOptions(dpi=settings.pdf_dpi)
-        visualize = request.visualize is not False  # the page images are drawn from the upload afterwards
-        result = await service.process(document, options, copy_upload=visualize, arrived=arrived)
-        visuals = None
-        if visualize:
-            visuals = await anyio.to_thread.run_sync(
-                render_visuals, document.path, content_type, service.limits, options.dpi, result.pages
-            )
-    folder = (service.jobs.root / (result.files.json_path or result.id)).parent
-    images = await anyio.to_thread.run_sync(_markdown_images, folder, result)
+
+def layout_parsing_response(
+    log_id: str,
+    result: DocumentResult,
+    settings: Settings,
+    images: list[dict[str, str]],
+    visuals: Visuals | None = None,
+) -> LayoutParsingResponse:
+    """PaddleX's success envelope for ``result``, with each page's Markdown ``images`` and, when drawn, its
+    ``visuals``; ``model_settings`` tells what the engine did (from the ``VL_USE_*`` settings for the VLM)."""
     page_settings = model_settings(
         result.engine,
         layout_detection=settings.vl_use_layout_detection,
@@ -81,8 +72,7 @@ async def layout_parsing(
         for i, page in enumerate(result.pages)
     ]
     log.info("layout-parsing log_id=%s id=%s pages=%d visualize=%s", log_id, result.id, len(pages), bool(visuals))
-    response = LayoutParsingResponse(
+    return LayoutParsingResponse(
         logId=log_id,
-        result=LayoutParsingResult(layoutParsingResults=pages, dataInfo=data_info(content_type, result.pages)),
+        result=LayoutParsingResult(layoutParsingResults=pages, dataInfo=data_info(result.content_type, result.pages)),
     )
-    return response, result.id

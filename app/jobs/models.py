@@ -46,13 +46,11 @@ class JobError:
 
 @dataclass(frozen=True)
 class OcrOptions:
-    """A request's recognition options."""
+    """A request's recognition options (its engine and languages come beside them, as a
+    :class:`~app.engines.select.Choice`)."""
 
     pages: str | None = None
     dpi: int = 150
-    languages: tuple[str, ...] | None = None  # None: OCR_LANGUAGES
-    engine: str | None = None  # None: chosen by language (or OCR_ENGINE)
-    strict_languages: bool = False  # lang_strict=true: no English added to a non-Latin script
     export_name: str | None = None  # stable name of the knowledge-base export (RAG_EXPORT_PREFIX)
 
 

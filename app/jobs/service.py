@@ -10,9 +10,7 @@ start-up (:mod:`~app.jobs.store`), which alone knows whether jobs live on this d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,9 @@ import anyio
 
 from app.documents import Limits, open_document, parse_page_spec
 from app.engines.registry import EngineSet
+from app.engines.select import Choice
 from app.errors import ServiceError
+from app.intake.sources import ReceivedDocument
 from app.jobs.admission import Admission, Drain
 from app.jobs.assembly import page_image, read_result, unavailable
 from app.jobs.models import JobRecord, OcrOptions
@@ -34,8 +34,6 @@ from app.schemas import DocumentResult
 from app.settings import Settings
 from app.storage.disk import DiskMonitor
 from app.storage.local import is_valid_id, new_id
-from app.uploads import DocumentSource, ReceivedDocument, receive
-from app.url_fetch import FetchPolicy
 
 log = logging.getLogger(__name__)
 
@@ -85,32 +83,6 @@ class OcrService:
         """503 while shutting down or while the engine is not ready (see :class:`Admission`)."""
         self.admission.check_accepting(arrived, engine)
 
-    @contextlib.asynccontextmanager
-    async def received(self, source: DocumentSource) -> AsyncIterator[ReceivedDocument]:
-        """Receive a request's document into a server-named file under ``.incoming`` — the one way in for ``/ocr``,
-        ``/jobs`` and ``/layout-parsing`` — and remove that file on exit (a job keeps its own copy).
-
-        Errors: those of :func:`app.uploads.receive` (400/413/415/422, URL refusals and fetch failures).
-        """
-        path = self.jobs.incoming / f"{new_id()}.upload"
-        try:
-            yield await receive(source, path, self.settings.max_upload_bytes, self.url_policy)
-        finally:
-            path.unlink(missing_ok=True)
-
-    def url_policy(self) -> FetchPolicy:
-        """The guards for fetching a client-given URL; 400 ``url_input_disabled`` when ``ALLOW_URL_INPUT`` is off."""
-        settings = self.settings
-        if not settings.allow_url_input:
-            raise ServiceError(
-                400, "url_input_disabled", "URL input is disabled on this server (ALLOW_URL_INPUT); send the file"
-            )
-        return FetchPolicy(
-            max_bytes=settings.max_upload_bytes,
-            timeout_s=settings.url_fetch_timeout_s,
-            allow_private=settings.allow_private_urls,
-        )
-
     def snapshot(self) -> dict[str, Any]:
         """Live numbers for /metrics: pages waiting and running, active jobs by status, engines, storage."""
         jobs = {"queued": 0, "running": 0}
@@ -129,17 +101,17 @@ class OcrService:
         self,
         document: ReceivedDocument,
         options: OcrOptions,
+        choice: Choice,
         *,
         copy_upload: bool = False,
         arrived: float | None = None,
     ) -> JobRecord:
-        """Validate the document, store a job for it (taking its file, or a copy) and start it.
+        """Validate the document, store a job for it (taking its file, or a copy) and start it on the engine the
+        request was given (``choice``, made once when the request came in: :mod:`app.intake.receiver`).
 
-        Raises 4xx :class:`ServiceError` for bad documents or options (422 for a language or engine that is not
-        there), 503 when the chosen engine is not ready or the shared store cannot take the job, 429 when the queue
-        is full.
+        Raises 4xx :class:`ServiceError` for bad documents or options, 503 when the chosen engine is not ready or the
+        shared store cannot take the job, 429 when the queue is full.
         """
-        choice = self.engines.choose(options.languages, options.engine, strict=options.strict_languages)
         self.check_accepting(arrived, choice.engine)
         upload, content_type = document.path, document.content_type
         page_count = await anyio.to_thread.run_sync(self._count_pages, upload, content_type)
@@ -216,35 +188,6 @@ class OcrService:
             active.waiters -= 1
         return active.record
 
-    async def process(
-        self,
-        document: ReceivedDocument,
-        options: OcrOptions,
-        *,
-        copy_upload: bool = False,
-        arrived: float | None = None,
-    ) -> DocumentResult:
-        """Submit and wait up to ``SYNC_TIMEOUT_S`` for the whole result (for callers that cannot take a 202, such as
-        the PaddleX-compatible API). The first page's error if every page failed; 504 ``sync_timeout`` naming the job
-        when it takes longer (the job goes on: poll ``/jobs/{id}``); 503 when a restart interrupts it."""
-        record = await self.submit(document, options, copy_upload=copy_upload, arrived=arrived)
-        record = await self.wait(record.id, self.settings.sync_timeout_s)
-        if not record.finished and not self.draining:
-            raise ServiceError(
-                504,
-                "sync_timeout",
-                f"the document takes longer than SYNC_TIMEOUT_S ({self.settings.sync_timeout_s:g} s); it goes on as "
-                f"job {record.id}: GET /jobs/{record.id}, or send long documents to POST /jobs",
-            )
-        if not record.finished:
-            raise ServiceError(
-                503,
-                "shutting_down",
-                f"the service is restarting; job {record.id} resumes afterwards",
-                headers={"Retry-After": "15"},
-            )
-        return await self.result(record, self.settings.s3_upload_wait_s)
-
     # --- reading ---------------------------------------------------------------------------------
     async def find(self, job_id: str) -> JobRecord:
         """The job from this replica's memory, else from the store (any replica's job). 404 when unknown; 503 when
@@ -283,6 +226,15 @@ class OcrService:
     async def result(self, record: JobRecord, upload_wait: float = 0) -> DocumentResult:
         """The finished job's result (see :func:`~app.jobs.assembly.read_result`)."""
         return await read_result(self.jobs, record, upload_wait)
+
+    async def result_file(self, record: JobRecord, name: str) -> Path | None:
+        """A file of the finished job's result folder (e.g. an image its Markdown references, ``imgs/...``) on this
+        disk, fetched from the shared store when only there; None when it is stored nowhere. 503 when the shared
+        store cannot be read."""
+        try:
+            return await anyio.to_thread.run_sync(self.jobs.result_file, record, name)
+        except StorageUnavailable as exc:
+            raise unavailable(exc) from None
 
     async def page_image(self, record: JobRecord, number: int) -> bytes:
         """A page of the job's document as a JPEG (see :func:`~app.jobs.assembly.page_image`)."""

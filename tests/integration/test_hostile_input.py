@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.api.body import FIELD_LIMITS, MAX_FORM_FIELDS, MAX_JSON_DEPTH
+from app.api.body import MAX_FORM_FIELDS, MAX_JSON_DEPTH
+from app.intake.request import FIELD_LIMITS
 from tests.support.documents import text_pdf
 from tests.support.faults import HealthProbe
 from tests.support.server import ServiceProcess

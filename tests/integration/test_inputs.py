@@ -97,7 +97,7 @@ def test_private_and_odd_urls_are_refused(client: httpx.Client, url: str) -> Non
 
 def test_redirect_to_loopback_is_refused(client: httpx.Client) -> None:
     """The first hop is a local server too, so it is refused before the redirect is even seen; the
-    redirect re-check itself is covered in tests/unit/test_url_fetch.py with a resolver stub."""
+    redirect re-check itself is covered in tests/unit/intake/test_url_fetch.py with a resolver stub."""
     with DocumentSource() as source:
         response = client.post("/ocr", json={"url": f"{source.url}/redirect?to=http://127.0.0.1:1/x"})
     assert response.status_code == 400 and response.json()["error"]["code"] == "url_refused"

@@ -1,4 +1,5 @@
-"""Figures an engine returns with a page are stored next to result.md, one file per page, referenced relatively.
+"""Figures an engine returns with a page are stored next to result.md, one file per page, referenced relatively;
+``/layout-parsing`` hands them back in each page's ``markdown.images``, read from the stored result.
 
 The engine is the real pp-ocr engine that also hands back a crop of the page under a fixed name, the way
 PaddleOCR-VL names figures after their box: two pages with a figure at the same place collide unless the
@@ -7,6 +8,7 @@ service makes the names unique.
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 from collections.abc import Sequence
@@ -46,7 +48,9 @@ def test_each_page_figure_is_its_own_file_next_to_result_md(tmp_path: Path) -> N
     with ThreadServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as client:
         wait_for(lambda: client.get("/health").json()["status"] == "healthy", 60, "engine ready")
         response = client.post("/ocr", files={"file": ("two.pdf", pdf_bytes(pages))})
+        parsed = client.post("/layout-parsing", json={"file": base64.b64encode(pdf_bytes(pages)).decode()})
     assert response.status_code == 200, response.text
+    assert parsed.status_code == 200, parsed.text
     body = response.json()
     result_md = tmp_path / body["files"]["markdown"]
     markdown = result_md.read_text()
@@ -59,3 +63,7 @@ def test_each_page_figure_is_its_own_file_next_to_result_md(tmp_path: Path) -> N
         assert stored.format == "JPEG" and stored.size == (400, 120)
         crops.append(stored.convert("L").tobytes())
     assert crops[0] != crops[1]  # "Page 1 ..." and "Page 2 ..." were drawn there: each page kept its own figure
+    for page, reference, crop in zip(parsed.json()["result"]["layoutParsingResults"], references, crops, strict=True):
+        assert list(page["markdown"]["images"]) == [reference]
+        image = Image.open(io.BytesIO(base64.b64decode(page["markdown"]["images"][reference])))
+        assert image.size == (400, 120) and image.convert("L").tobytes() == crop

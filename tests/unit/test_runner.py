@@ -17,7 +17,9 @@ from PIL import Image
 from app.engines.base import EnginePage
 from app.engines.pp_ocr import PpOcrEngine
 from app.engines.registry import EngineSet
+from app.engines.select import Choice
 from app.errors import ServiceError
+from app.intake.sources import ReceivedDocument
 from app.jobs.admission import RETRY_AFTER_UNKNOWN_S, DrainRate, retry_after
 from app.jobs.models import JobRecord, OcrOptions
 from app.jobs.ownership.base import Changes
@@ -27,11 +29,11 @@ from app.jobs.service import OcrService
 from app.jobs.store import JobStore, local_job_store
 from app.settings import Settings
 from app.storage.local import new_id
-from app.uploads import ReceivedDocument
 from tests.support.documents import cer, page_lines, text_pdf
 
 pytestmark = pytest.mark.anyio
 OPTIONS = OcrOptions(dpi=75)
+ENGINE = Choice(PpOcrEngine.name, ("en",), "given by the test")
 
 
 class GatedEngine(PpOcrEngine):
@@ -115,7 +117,7 @@ async def until(condition: object, timeout: float = 30) -> None:
 
 async def test_cancel_lets_running_pages_finish_and_starts_no_more(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     service = make_service()
-    record = await service.submit(document(tmp_path, 6, "doc.pdf"), OPTIONS)
+    record = await service.submit(document(tmp_path, 6, "doc.pdf"), OPTIONS, ENGINE)
     await until(lambda: len(engine.started) == 2)  # two workers, two pages running
     cancelled = await service.cancel(record.id)
     assert cancelled.status == "running"  # it stops at the next page boundary
@@ -132,8 +134,8 @@ async def test_cancel_lets_running_pages_finish_and_starts_no_more(make_service,
 
 async def test_drain_pauses_jobs_nobody_waits_for_and_finishes_waited_ones(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     service = make_service()
-    background = await service.submit(document(tmp_path, 8, "a.pdf"), OPTIONS)
-    waited = await service.submit(document(tmp_path, 2, "b.pdf"), OPTIONS)
+    background = await service.submit(document(tmp_path, 8, "a.pdf"), OPTIONS, ENGINE)
+    waited = await service.submit(document(tmp_path, 2, "b.pdf"), OPTIONS, ENGINE)
     waiter = asyncio.ensure_future(service.wait(waited.id, 60))
     await until(lambda: len(engine.started) == 2)
     service.begin_drain()
@@ -151,19 +153,19 @@ async def test_drain_pauses_jobs_nobody_waits_for_and_finishes_waited_ones(make_
 
 async def test_queue_limits_answer_429_until_there_is_room(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     service = make_service(max_queued_jobs=2, max_queued_pages=5)
-    first = await service.submit(document(tmp_path, 2, "a.pdf"), OPTIONS)
+    first = await service.submit(document(tmp_path, 2, "a.pdf"), OPTIONS, ENGINE)
     with pytest.raises(ServiceError) as too_many_pages:
-        await service.submit(document(tmp_path, 4, "b.pdf"), OPTIONS)
+        await service.submit(document(tmp_path, 4, "b.pdf"), OPTIONS, ENGINE)
     assert too_many_pages.value.status == 429  # no page has finished yet: no measured rate
     assert too_many_pages.value.headers["Retry-After"] == str(RETRY_AFTER_UNKNOWN_S)
-    await service.submit(document(tmp_path, 3, "c.pdf"), OPTIONS)
+    await service.submit(document(tmp_path, 3, "c.pdf"), OPTIONS, ENGINE)
     with pytest.raises(ServiceError) as too_many_jobs:
-        await service.submit(document(tmp_path, 1, "d.pdf"), OPTIONS)
+        await service.submit(document(tmp_path, 1, "d.pdf"), OPTIONS, ENGINE)
     assert "2 documents are already queued or running" in too_many_jobs.value.message
     engine.open()
     assert (await service.wait(first.id, 60)).status == "succeeded"
     await until(lambda: not service.active)
-    await service.submit(document(tmp_path, 1, "e.pdf"), OPTIONS)  # room again
+    await service.submit(document(tmp_path, 1, "e.pdf"), OPTIONS, ENGINE)  # room again
     assert service.admission.rate.per_second() is not None  # measured from the pages just done
 
 
@@ -184,7 +186,7 @@ def test_retry_after_follows_the_measured_drain_rate() -> None:
 async def test_a_page_over_the_timeout_fails_alone(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     service = make_service(page_timeout_s=2.5)
     engine.hold_first_s = 6.0  # the first page to start overruns; the other one does not
-    record = await service.submit(document(tmp_path, 2, "a.pdf"), OPTIONS)
+    record = await service.submit(document(tmp_path, 2, "a.pdf"), OPTIONS, ENGINE)
     engine.open()
     final = await service.wait(record.id, 60)
     assert final.status == "succeeded" and len(final.failed_pages) == 1
@@ -199,7 +201,7 @@ async def test_a_page_over_the_timeout_fails_alone(make_service, engine, tmp_pat
 
 async def test_a_restart_resumes_at_the_first_page_not_stored(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
     first = make_service(parallel=1)
-    record = await first.submit(document(tmp_path, 4, "a.pdf"), OPTIONS)
+    record = await first.submit(document(tmp_path, 4, "a.pdf"), OPTIONS, ENGINE)
     engine.permits.release(2)
     await until(lambda: record.pages_done == 2 and len(engine.started) == 3)
     first.begin_drain()  # SIGTERM: page 3 is running and finishes; page 4 does not start
@@ -233,7 +235,7 @@ async def test_a_job_taken_over_elsewhere_stops_and_writes_nothing_more(make_ser
     jobs, losing = store.repository, store.ownership
     assert isinstance(losing, Losing)
     service = make_service(store, parallel=1)
-    record = await service.submit(document(tmp_path, 5, "a.pdf"), OPTIONS)
+    record = await service.submit(document(tmp_path, 5, "a.pdf"), OPTIONS, ENGINE)
     engine.permits.release(1)
     await until(lambda: (jobs.load(record.id) or record).pages_done == 1)  # page 1 and its record are stored
     losing.taken_elsewhere.add(record.id)
@@ -259,7 +261,7 @@ async def test_a_job_deleted_by_retention_answers_410(make_service, engine, tmp_
     from datetime import datetime, timedelta, timezone
 
     service = make_service()
-    record = await service.submit(document(tmp_path, 1, "a.pdf"), OPTIONS)
+    record = await service.submit(document(tmp_path, 1, "a.pdf"), OPTIONS, ENGINE)
     engine.open()
     assert (await service.wait(record.id, 60)).status == "succeeded"
     await until(lambda: not service.active)

@@ -18,7 +18,7 @@ import pytest
 import trustme
 
 from app.errors import ServiceError
-from app.url_fetch import Fetched, FetchPolicy, IPAddress, fetch_to_file, non_public_reason, parse_url
+from app.intake.url_fetch import Fetched, FetchPolicy, IPAddress, fetch_to_file, non_public_reason, parse_url
 from tests.support.http_source import DocumentSource
 from tests.support.server import free_port
 

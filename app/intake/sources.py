@@ -1,9 +1,10 @@
-"""Receiving documents: into a server-named file with a size cap, the type sniffed from the bytes.
+"""A request's document source and how its bytes are received: into a server-named file with a size cap, the type
+sniffed from the bytes.
 
-Three sources, one set of rules (400 empty, 413 over the limit, 415 not a document we read):
-a multipart upload (:func:`save_upload`), a base64 string (:func:`save_base64`, PaddleX-compatible
-requests) and a URL (:func:`save_url`, through the guarded fetcher in :mod:`app.url_fetch`). Every endpoint
-(``/ocr``, ``/jobs``, ``/layout-parsing``) receives through :func:`receive`.
+Three sources, one set of rules (400 empty, 413 over the limit, 415 not a document we read): a multipart upload
+(:func:`save_upload`), a base64 string (:func:`save_base64`) and a URL (:func:`save_url`, through the guarded
+fetcher in :mod:`app.intake.url_fetch`). Every endpoint (``/ocr``, ``/jobs``, ``/layout-parsing``) receives through
+:func:`receive`, called by :class:`app.intake.receiver.DocumentReceiver`.
 """
 
 from __future__ import annotations
@@ -18,24 +19,15 @@ from typing import BinaryIO
 
 import anyio
 import httpx
-from starlette.exceptions import HTTPException
 
 from app.documents import SUPPORTED_TYPES, sniff_content_type
 from app.errors import ServiceError, bad_request, invalid_field, too_large
-from app.url_fetch import FetchPolicy, fetch_to_file
+from app.intake.url_fetch import FetchPolicy, fetch_to_file
 
 _CHUNK = 1024 * 1024
 _B64_CHUNK = 4 * 1024 * 1024  # characters; a multiple of 4
 _HEAD = 2048
 _DATA_URI = re.compile(r"^data:[\w.+/-]*(;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
-
-
-class BodyTooLarge(HTTPException):
-    """Raised while a request body is still streaming in. An HTTPException so that FastAPI's body
-    parser re-raises it unchanged (it turns other exceptions into a 400)."""
-
-    def __init__(self, limit_bytes: int) -> None:
-        super().__init__(413, f"the upload exceeds the limit of {limit_bytes / 1024 / 1024:g} MB")
 
 
 def _limit_message(limit: int) -> str:
@@ -205,6 +197,14 @@ async def receive(
     else:
         raise bad_request("no_file", "send the document as a file in 'file', as base64 in 'file', or a 'url'")
     return ReceivedDocument(target, content_type, source.filename)
+
+
+def base64_or_url(text: str) -> DocumentSource:
+    """The source in PaddleX's one ``file`` field: an ``http(s)://`` URL to fetch (named after its last path
+    segment), anything else the document as base64."""
+    if text[:8].lower().startswith(("http://", "https://")):
+        return DocumentSource(url=text, filename=name_from_url(text))
+    return DocumentSource(base64=text)
 
 
 def name_from_url(url: str, limit: int = 255) -> str | None:

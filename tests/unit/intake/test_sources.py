@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from app.errors import ServiceError
-from app.uploads import decoded_size, save_base64
+from app.intake.sources import decoded_size, save_base64
 from tests.support.documents import ENGLISH_LINES, image_bytes, render_page
 
 PNG = image_bytes(render_page(ENGLISH_LINES[:1], size=(400, 120), top=20), "PNG")

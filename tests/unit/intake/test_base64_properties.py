@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.errors import ServiceError
-from app.uploads import save_base64
+from app.intake.sources import save_base64
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
