@@ -22,8 +22,9 @@ from app.api import compat, health, jobs, ocr, ops
 from app.api.inputs import base64_body_limit
 from app.api.web import add_web_page
 from app.engines.base import OcrEngine
+from app.engines.factories import build_engines
 from app.engines.registry import EngineSet
-from app.engines.select import build_engines, build_orientation
+from app.engines.select import build_orientation
 from app.errors import ServiceError, error_payload
 from app.jobs.retention import clean_up_periodically
 from app.jobs.service import OcrService

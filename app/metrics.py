@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.engines.vl_status import LATENCY_BUCKETS as VLM_BUCKETS
-from app.engines.vl_status import VlmStatus
+from app.engines.paddleocr_vl.status import LATENCY_BUCKETS as VLM_BUCKETS
+from app.engines.paddleocr_vl.status import VlmStatus
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 

@@ -15,8 +15,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.client.iam import DEFAULT_IAM_URL
 from app.engines.languages import parse_languages
+from app.iam import DEFAULT_IAM_URL
 
 #: The engines that run on the CPU, in the order ``auto`` prefers them for a request.
 CPU_ENGINES = ("pp-ocr", "tesseract")

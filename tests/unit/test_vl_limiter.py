@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from app.engines.vl_limiter import FixedLimit, GradientLimit, Limit, PageGate, RequestSlots
-from app.engines.vl_status import LATENCY_BUCKETS
+from app.engines.paddleocr_vl.limiter import FixedLimit, GradientLimit, Limit, PageGate, RequestSlots
+from app.engines.paddleocr_vl.status import LATENCY_BUCKETS
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """HTTP to the VLM server: the transport under paddlex's OpenAI client, and the start-up model check.
 
 :class:`VlmTransport` handles every request the pipeline sends (one per page without layout detection,
-one per block with it): it waits for a slot of the request limit (:mod:`app.engines.vl_limiter`), puts the
-bearer credential in (:mod:`app.engines.vl_auth`; after a 401 with an IAM token, once more with a renewed
+one per block with it): it waits for a slot of the request limit (:mod:`app.engines.paddleocr_vl.limiter`), puts the
+bearer credential in (:mod:`app.engines.paddleocr_vl.auth`; after a 401 with an IAM token, once more with a renewed
 one), replaces the request's timeouts with ``VL_REQUEST_TIMEOUT_S`` (httpx carries them in the ``timeout``
 request extension, which the connection pool honours; paddlex asks for 600 s), reads the whole answer and
 reports its latency and outcome to the limit: 2xx ok; 429, 503 and timeouts overload; the rest errors.
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import httpx
 
 from app.engines.base import EngineLoadError
-from app.engines.vl_auth import VlmCredentials
-from app.engines.vl_limiter import Outcome, RequestSlots
+from app.engines.paddleocr_vl.auth import VlmCredentials
+from app.engines.paddleocr_vl.limiter import Outcome, RequestSlots
 
 #: The connection pool of the pipeline's client (paddlex may have ~200 requests in flight).
 POOL_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)

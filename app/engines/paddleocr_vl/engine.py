@@ -6,7 +6,7 @@ OpenAI-compatible server (vLLM, SGLang, FastDeploy) at ``VL_SERVER_URL``.
 
 Concurrency. ``native``: one pipeline call at a time (``max_parallel`` 1), the GPU is the bottleneck.
 Server backends: pages run concurrently through **one shared pipeline instance**, and the number of VLM
-requests in flight is ``VL_MAX_CONCURRENCY`` (``auto``: adapted to the server, :mod:`app.engines.vl_limiter`;
+requests in flight is ``VL_MAX_CONCURRENCY`` (``auto``: adapted to the server, :mod:`app.engines.paddleocr_vl.limiter`;
 the page workers are sized for its upper bound, and :attr:`page_gate` admits a page only while the server
 has room). Sharing the pipeline is safe in paddlex 3.3 (checked in its source,
 ``inference/pipelines/paddleocr_vl/pipeline.py`` and ``inference/models/doc_vlm/predictor.py``): with
@@ -18,7 +18,7 @@ layout and preprocessing models: those calls are serialised with one lock (:clas
 the VLM requests of all pages stay concurrent.
 
 HTTP. The pipeline gets its own HTTP client through ``SubModules.VLRecognition.genai_config.client_kwargs``
-of a full paddlex config: ``max_retries=0`` and :class:`~app.engines.vl_client.VlmTransport`, which puts in
+of a full paddlex config: ``max_retries=0`` and :class:`~app.engines.paddleocr_vl.client.VlmTransport`, which puts in
 the bearer credential (``VL_API_KEY``, or Cloud.ru IAM tokens renewed before they expire), waits for a slot
 of the request limit and replaces each request's timeouts with ``VL_REQUEST_TIMEOUT_S`` (paddlex asks for
 600 s and the OpenAI client would retry twice). A timed-out request is really cancelled (its connection
@@ -44,9 +44,9 @@ from PIL import Image
 
 from app.engines.base import EngineLoadError, EnginePage, OcrEngine
 from app.engines.errors import EngineError, VlmAuthFailed, VlmFailed, VlmTimeout, VlmUnavailable
-from app.engines.vl_auth import VlmAuthError, VlmCredentials, credentials_for
-from app.engines.vl_client import VlmServerNotReady, VlmTransport, choose_model, list_models
-from app.engines.vl_config import (
+from app.engines.paddleocr_vl.auth import VlmAuthError, VlmCredentials, credentials_for
+from app.engines.paddleocr_vl.client import VlmServerNotReady, VlmTransport, choose_model, list_models
+from app.engines.paddleocr_vl.config import (
     SERVER_BACKENDS,
     check_settings,
     missing_models,
@@ -59,13 +59,13 @@ from app.engines.vl_config import (
     resolve_pipeline_version,
     server_label,
 )
-from app.engines.vl_limiter import PageGate, RequestSlots
-from app.engines.vl_mapping import page_from_vl_result
-from app.engines.vl_pipeline import serialise_local_models, to_bgr, warmup_page
-from app.engines.vl_status import VlmStatus
+from app.engines.paddleocr_vl.limiter import PageGate, RequestSlots
+from app.engines.paddleocr_vl.mapping import page_from_vl_result
+from app.engines.paddleocr_vl.pipeline import serialise_local_models, to_bgr, warmup_page
+from app.engines.paddleocr_vl.status import VlmStatus
 from app.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("app.engines.paddleocr_vl")  # one name for the whole engine (the guide quotes it)
 
 #: Seconds between attempts to reach the VLM server at start: 1, 2, 4, 8, 15, 15, ...
 _RETRY_CAP_S = 15.0

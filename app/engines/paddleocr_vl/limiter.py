@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
-from app.engines.vl_status import LATENCY_BUCKETS, ConcurrencyState
+from app.engines.paddleocr_vl.status import LATENCY_BUCKETS, ConcurrencyState
 
 Outcome = Literal["ok", "overload", "error"]
 Clock = Callable[[], float]
