@@ -69,6 +69,8 @@ def vlm_health(status: VlmStatus | None) -> VlmHealth | None:
             waiting=c.waiting,
             latency_s=c.latency_s,
             baseline_s=c.baseline_s,
+            signal=c.signal,
+            retries=c.retries,
         ),
     )
 

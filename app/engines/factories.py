@@ -10,19 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from app.engines.base import OcrEngine
+from app.engines.context import EngineContext
 from app.engines.select import EnginePlan, MachineFacts, gather_facts, plan_engines
 from app.settings import Settings
 
-EngineFactory = Callable[[Settings], OcrEngine]
+EngineFactory = Callable[[Settings, EngineContext], OcrEngine]
 
 
-def _paddleocr_vl(settings: Settings) -> OcrEngine:
+def _paddleocr_vl(settings: Settings, context: EngineContext) -> OcrEngine:
     from app.engines.paddleocr_vl.engine import PaddleOcrVlEngine
 
-    return PaddleOcrVlEngine(settings)
+    return PaddleOcrVlEngine(settings, context)
 
 
-def _tesseract(settings: Settings) -> OcrEngine:
+def _tesseract(settings: Settings, context: EngineContext) -> OcrEngine:
     from app.engines.tesseract import TesseractEngine, find_tessdata
 
     return TesseractEngine(
@@ -34,7 +35,7 @@ def _tesseract(settings: Settings) -> OcrEngine:
     )
 
 
-def _pp_ocr(settings: Settings) -> OcrEngine:
+def _pp_ocr(settings: Settings, context: EngineContext) -> OcrEngine:
     from app.engines.pp_ocr import PpOcrEngine
 
     return PpOcrEngine(
@@ -47,14 +48,16 @@ def _pp_ocr(settings: Settings) -> OcrEngine:
 FACTORIES: dict[str, EngineFactory] = {"paddleocr-vl": _paddleocr_vl, "pp-ocr": _pp_ocr, "tesseract": _tesseract}
 
 
-def build_engine(name: str, settings: Settings) -> OcrEngine:
-    """One engine by name, configured from the settings; loading is left to its runtime. ``KeyError``: no such
-    engine (the settings allow only the names of :data:`FACTORIES`)."""
-    return FACTORIES[name](settings)
+def build_engine(name: str, settings: Settings, context: EngineContext | None = None) -> OcrEngine:
+    """One engine by name, configured from the settings (``context``: where it may keep state); loading is left to
+    its runtime. ``KeyError``: no such engine (the settings allow only the names of :data:`FACTORIES`)."""
+    return FACTORIES[name](settings, context or EngineContext())
 
 
-def build_engines(settings: Settings, facts: MachineFacts | None = None) -> tuple[list[OcrEngine], EnginePlan]:
+def build_engines(
+    settings: Settings, facts: MachineFacts | None = None, context: EngineContext | None = None
+) -> tuple[list[OcrEngine], EnginePlan]:
     """The engines of :func:`~app.engines.select.plan_engines` for these settings, constructed (not loaded), and
     the plan."""
     plan = plan_engines(settings.ocr_engine, settings.cpu_engines, settings.vl_server_url, facts or gather_facts())
-    return [build_engine(name, settings) for name in plan.engines], plan
+    return [build_engine(name, settings, context) for name in plan.engines], plan

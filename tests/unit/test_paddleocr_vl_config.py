@@ -24,7 +24,7 @@ from app.engines.paddleocr_vl.config import (
     required_models,
     resolve_pipeline_version,
 )
-from app.engines.paddleocr_vl.engine import (
+from app.engines.paddleocr_vl.failures import (
     explain_failure,
     explain_vlm_rejection,
     is_transient_vlm_error,

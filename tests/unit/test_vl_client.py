@@ -14,7 +14,8 @@ import pytest
 from app.engines.base import EngineLoadError
 from app.engines.paddleocr_vl.auth import IamTokens, StaticKey, VlmCredentials
 from app.engines.paddleocr_vl.client import VlmServerNotReady, VlmTransport, choose_model, list_models, outcome_of
-from app.engines.paddleocr_vl.limiter import FixedLimit, GradientLimit, RequestSlots
+from app.engines.paddleocr_vl.limiter import FixedLimit, GradientLimit
+from app.engines.paddleocr_vl.slots import RequestSlots
 from tests.support.cloud import IAM_PATH, IamState, iam_app
 from tests.support.server import ThreadServer
 from tests.support.vlm_standin import VlmStandin

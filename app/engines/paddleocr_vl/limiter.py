@@ -4,43 +4,59 @@
 concurrency-limits (Gradient2): compare the latency now with the latency the server shows with less load;
 while they stay close, more requests at once only add throughput, so the limit grows; when latency rises
 past ``tolerance`` times that baseline, requests are queueing inside the server and the limit shrinks in
-proportion. A 429, a 503 or a timeout cuts the limit at once (``backoff``).
+proportion. A 429, a 503, a 502/504 from a gateway, a broken connection or a timeout cuts the limit at once
+(``backoff``).
+
+Start and growth (TCP's slow start): a limit with no history starts at :data:`INITIAL_LIMIT` (what a server
+that takes 4 requests at once survives: the excess waits in its queue for a round or two, and the first
+queued answers stop the growth) and doubles per round trip while it is what holds requests back and the
+latency stays flat. The first sign of queueing ends slow start: the limit falls to the level the latency
+says the server takes (at most by half), and that level is remembered as ``ssthresh``; above it the limit
+grows by a queue's worth per round (``smoothing * sqrt(limit)``). A limit restored from memory
+(:meth:`GradientLimit.restore`, a previous run's or the fleet's) starts at that level, in slow start below
+the remembered ``ssthresh``.
 
 The baseline is the mean latency measured at light load: when fewer than half of the allowed requests
 were in flight, or during a *probe* (after ``probe_every_s`` of the limit holding requests back, it is
 halved for the requests that start then, like the probes of TCP BBR). So it follows the workload (bigger
 pages are slower whatever the load) without creeping up with the queue the limit itself builds. Between
-probes it only falls (gradually). The limit grows only while it is what holds requests back (not to twice the demand,
-as Gradient2 allows): requests beyond it wait in the service's fair queue, where a small request is not
-stuck behind a large document, rather than in the server's. Until the first sign of queueing the limit
-grows by half per window (slow start), so it reaches a large server's capacity within a few rounds.
+probes it only falls (gradually). The limit grows only while it is what holds requests back (not to twice
+the demand, as Gradient2 allows): requests beyond it wait in the service's fair queue, where a small
+request is not stuck behind a large document, rather than in the server's.
 
-:class:`RequestSlots` holds the slots: coroutines wait in FIFO order (any thread may release), each
-request reports its latency and outcome, and a :class:`PageGate` lets the page scheduler admit a new page
-only while the server has room, so waiting pages stay in the scheduler's fair queue.
+The server's own word (:meth:`GradientLimit.observe_queue`): where the server's metrics say how many
+requests it runs and how many wait (vLLM's ``/metrics``), a waiting queue is the sign of overload and
+latency is not (a batching server gets slower per request as it takes more, and still gives more pages per
+second): the limit shrinks to our share of what the server runs, and grows while nothing waits.
+
+Several replicas sharing one server (:mod:`.fleet`) move their limits toward a fair share of what the
+fleet has learned (:meth:`GradientLimit.rebalance`); ``knee_total`` is what this replica last learned the
+whole server takes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-import threading
 import time
-from bisect import bisect_left
-from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
-from app.engines.paddleocr_vl.status import LATENCY_BUCKETS, ConcurrencyState
-
 Outcome = Literal["ok", "overload", "error"]
+Signal = Literal["latency", "queue"]
 Clock = Callable[[], float]
+
+#: Where a limit without history starts (measured: BENCHMARKS.md, the fresh bursts against capacity 4).
+INITIAL_LIMIT = 16
+#: Seconds a reading of the server's queue counts as current (the metrics are polled every half second).
+QUEUE_FRESH_S = 3.0
 
 
 class FixedLimit:
     """``VL_MAX_CONCURRENCY=<n>``: always ``n``."""
 
     mode: Literal["auto", "fixed"] = "fixed"
+    signal: Signal = "latency"
 
     def __init__(self, limit: int) -> None:
         self.maximum = self._limit = max(1, limit)
@@ -50,12 +66,27 @@ class FixedLimit:
     def limit(self) -> int:
         return self._limit
 
-    def record(self, *, rtt_s: float, in_flight: int, outcome: Outcome, started_at: float) -> None:
+    def record(
+        self, *, rtt_s: float, in_flight: int, outcome: Outcome, started_at: float, held_back: bool = False
+    ) -> None:
+        """A fixed limit learns nothing."""
+
+    def observe_queue(self, running: float, waiting: float, in_flight: int, held_back: bool) -> None:
         """A fixed limit learns nothing."""
 
 
+@dataclass(frozen=True)
+class Learned:
+    """What an adaptive limit has learned, to be remembered and restored (:mod:`.fleet`)."""
+
+    limit: float
+    ssthresh: float | None  # None: never saw the server queue (slow start)
+    baseline_s: float | None
+
+
 class GradientLimit:
-    """The adaptive limit (see the module docstring). Not thread-safe: :class:`RequestSlots` serialises calls."""
+    """The adaptive limit (see the module docstring). Not thread-safe: :class:`~.slots.RequestSlots` serialises
+    calls."""
 
     mode: Literal["auto", "fixed"] = "auto"
 
@@ -63,13 +94,14 @@ class GradientLimit:
         self,
         maximum: int,
         *,
-        initial: int = 4,
+        initial: int = INITIAL_LIMIT,
         minimum: int = 1,
         tolerance: float = 1.5,
         smoothing: float = 0.3,
         backoff: float = 0.7,
         probe_every_s: float = 30.0,
         clock: Clock = time.monotonic,
+        wall: Clock = time.time,
     ) -> None:
         self.maximum = max(1, maximum)
         self.minimum = max(1, min(minimum, self.maximum))
@@ -78,15 +110,24 @@ class GradientLimit:
         self.backoff = backoff
         self.probe_every_s = probe_every_s
         self.clock = clock
-        self._limit = float(max(self.minimum, min(initial, self.maximum)))
-        self.slow_start = True
+        self.wall = wall  # the time replicas agree on (knee_at)
+        self._limit = self._clamp(initial)
+        self.ssthresh = math.inf  # below it: slow start (doubling per round trip)
         self.baseline_s: float | None = None
+        #: The limit of the whole fleet (ours + the other replicas') when this replica last saw the server queue.
+        self.knee_total: float | None = None
+        self.knee_at: float | None = None  # wall time of that
+        self.fleet_others = 0.0  # the other replicas' limits together, as last read (:meth:`rebalance`)
         self._measured_at = clock()
         self._last_cut = -math.inf
         self._probe_from: float | None = None  # requests started from then on measure the baseline
         self._probe: list[float] = []
         self._window: list[float] = []
         self._window_peak = 0
+        self._window_held = False  # requests waited for a slot during the window: the limit was binding
+        self._queue_at = -math.inf
+        self._queueing_polls = 0
+        self._fastest = math.inf  # the fastest answer so far
 
     @property
     def limit(self) -> int:
@@ -94,9 +135,59 @@ class GradientLimit:
         limit = max(self.minimum, int(self._limit))
         return max(self.minimum, limit // 2) if self._probe_from is not None else limit
 
-    def record(self, *, rtt_s: float, in_flight: int, outcome: Outcome, started_at: float) -> None:
+    @property
+    def slow_start(self) -> bool:
+        return self._limit < self.ssthresh
+
+    @property
+    def signal(self) -> Signal:
+        """``queue`` while the server's metrics are current, else ``latency``."""
+        return "queue" if self.clock() - self._queue_at <= QUEUE_FRESH_S else "latency"
+
+    def _clamp(self, value: float) -> float:
+        return max(float(self.minimum), min(float(self.maximum), float(value)))
+
+    # --- what it has learned ---------------------------------------------------------------------------
+    def learned(self) -> Learned:
+        return Learned(self._limit, None if math.isinf(self.ssthresh) else self.ssthresh, self.baseline_s)
+
+    def restore(self, learned: Learned) -> None:
+        """Start from what was learned before (this replica's last run, or the fleet's share for it)."""
+        self._limit = self._clamp(learned.limit)
+        self.ssthresh = math.inf if learned.ssthresh is None else max(float(self.minimum), learned.ssthresh)
+        if learned.baseline_s is not None and learned.baseline_s > 0:
+            self.baseline_s = learned.baseline_s
+            self._measured_at = self.clock()
+
+    def rebalance(self, target: float, others: float, *, contended: bool = True) -> None:
+        """Move toward ``target``, this replica's fair share of the fleet: down to it at once (another replica is
+        held back below its share); up to it at once when no other replica is held back (the room is unused),
+        else half-way (the others come down in their own time). ``others``: the other replicas' limits together."""
+        self.fleet_others = others
+        target = self._clamp(target)
+        up = target - self._limit
+        self._limit = target if up < 0 or not contended else self._limit + up / 2
+
+    def settle(self) -> None:
+        """Another replica found where the server queues: slow start ends here too (the fleet's share follows)."""
+        self.ssthresh = min(self.ssthresh, self._limit)
+
+    def _learned_the_knee(self) -> None:
+        """The server queued at the current limit: remember it for the fleet (and the next start)."""
+        self.ssthresh = max(float(self.minimum), self._limit)
+        self.knee_total = self._limit + self.fleet_others
+        self.knee_at = self.wall()
+
+    # --- signals ---------------------------------------------------------------------------------------
+    def record(
+        self, *, rtt_s: float, in_flight: int, outcome: Outcome, started_at: float, held_back: bool = False
+    ) -> None:
         """One finished request: its latency, how many were in flight when it started (itself included),
-        and whether it succeeded, was refused for overload (429, 503, timeout) or failed otherwise."""
+        whether it succeeded, was refused for overload (429, 502-504, a broken connection, a timeout) or
+        failed otherwise, and whether the limit holds requests back now (they wait for a slot).
+
+        In slow start each answer as fast as the baseline allows while requests wait adds one (the limit
+        doubles per round trip, like TCP's window per acknowledgement)."""
         now = self.clock()
         if outcome == "overload":
             self._cut(now)
@@ -104,10 +195,51 @@ class GradientLimit:
             if self._probe_from is not None:
                 self._probe_sample(rtt_s, started_at, now)
             else:
+                self._fastest = min(self._fastest, rtt_s)
+                baseline = self.baseline_s if self.baseline_s is not None else self._fastest  # until the first window
+                if held_back and self.slow_start and self.signal == "latency" and rtt_s <= self.tolerance * baseline:
+                    self._grow(self._limit + 1)
                 self._window.append(rtt_s)
                 self._window_peak = max(self._window_peak, in_flight)
-                if len(self._window) >= max(4, math.ceil(self._limit / 2)):
+                self._window_held = self._window_held or held_back
+                size = 4 if self.baseline_s is None else max(4, math.ceil(self._limit / 2))  # the first: the fastest
+                if len(self._window) >= size:
                     self._close_window(now)
+
+    def observe_queue(self, running: float, waiting: float, in_flight: int, held_back: bool) -> None:
+        """A reading of the server's metrics: requests it runs and requests waiting in its queue (all clients'),
+        with ``in_flight`` of ours and whether our limit holds requests back now.
+
+        A queue in two readings in a row: the limit falls to our share of what the server runs (our in-flight
+        requests times running / (running + waiting)). No queue while the limit holds requests back: it grows,
+        doubling per reading in slow start (the next reading shows an overshoot), else by a queue's worth."""
+        now = self.clock()
+        self._queue_at = now
+        if waiting >= 1:
+            self._queueing_polls += 1
+            if self._queueing_polls >= 2:
+                share = running / max(1.0, running + waiting)
+                target = self._clamp(max(in_flight, self.minimum) * share)
+                if target < self._limit:
+                    self._last_cut = now
+                    self._limit = target
+                    self._after_decrease()
+            return
+        self._queueing_polls = 0
+        if held_back and in_flight >= self.limit - 1:
+            step = self._limit if self.slow_start else max(1.0, self.smoothing * math.sqrt(self._limit))
+            self._grow(self._limit + step)
+
+    def _grow(self, grown: float) -> None:
+        if self._limit < self.ssthresh < grown:  # slow start ends at the remembered level
+            grown = self.ssthresh
+        self._limit = self._clamp(grown)
+
+    def _after_decrease(self) -> None:
+        self._learned_the_knee()
+        self._probe_from = None
+        self._window.clear()
+        self._window_peak, self._window_held = 0, False
 
     def _probe_interval(self) -> float:
         return max(self.probe_every_s, 10 * (self.baseline_s or 0.0))
@@ -117,11 +249,8 @@ class GradientLimit:
         if now - self._last_cut < max(1.0, self.baseline_s or 0.0):
             return
         self._last_cut = now
-        self._limit = max(float(self.minimum), self._limit * self.backoff)
-        self.slow_start = False
-        self._probe_from = None
-        self._window.clear()
-        self._window_peak = 0
+        self._limit = self._clamp(self._limit * self.backoff)
+        self._after_decrease()
 
     def _probe_sample(self, rtt_s: float, started_at: float, now: float) -> None:
         if started_at < self._probe_from:  # type: ignore[operator]
@@ -134,30 +263,30 @@ class GradientLimit:
 
     def _close_window(self, now: float) -> None:
         """Update from a window of requests. ``peak`` (the most in flight) says how much the limit mattered:
-        under half of it, the latency is the light-load baseline; near it (``binding``), the limit holds
-        requests back and may grow; in between it may only shrink (a limit far above the demand would let
-        a burst queue inside the server, out of reach of the service's fair queue)."""
+        under half of it, the latency is the light-load baseline; when requests waited for a slot
+        (``binding``), the limit holds requests back and may grow; otherwise it may only shrink (a limit far
+        above the demand would let a burst queue inside the server, out of reach of the service's fair queue)."""
         short = sum(self._window) / len(self._window)
-        samples, peak = len(self._window), self._window_peak
+        peak, binding = self._window_peak, self._window_held
         self._window.clear()
-        self._window_peak = 0
+        self._window_peak, self._window_held = 0, False
         if self.baseline_s is None or peak < self._limit / 2:
             self.baseline_s = short if self.baseline_s is None else (self.baseline_s + short) / 2
             self._measured_at = now
-            return
-        allowed = max(self.minimum, int(self._limit))  # what the requests saw (the limit is an integer)
-        binding = peak >= min(allowed, max(allowed - 1, 0.9 * allowed))
+            if peak < self._limit / 2:
+                return
+        queue = self.signal == "queue"
         if short < self.baseline_s:  # less loaded than the baseline says: lower it (gradually: windows are noisy)
             self.baseline_s += (short - self.baseline_s) * self.smoothing
+        if queue:
+            return  # the server's queue says when to shrink and grow (observe_queue); no probes
         gradient = max(0.5, min(1.0, self.tolerance * self.baseline_s / short))
-        if gradient < 1.0:  # queueing in the server: shrink in proportion
-            self.slow_start = False
-            target = self._limit * (1 - self.smoothing + self.smoothing * gradient)
-        elif binding:  # latency holds: grow (by half per window in slow start, else by a queue's worth)
-            target = self._limit + (samples if self.slow_start else self.smoothing * math.sqrt(self._limit))
-        else:
-            target = self._limit
-        self._limit = max(float(self.minimum), min(float(self.maximum), target))
+        if gradient < 1.0:  # queueing in the server: shrink in proportion (slow start ends where it shows)
+            factor = max(0.5, gradient**2) if self.slow_start else 1 - self.smoothing + self.smoothing * gradient
+            self._limit = self._clamp(self._limit * factor)
+            self._learned_the_knee()
+        elif binding and not self.slow_start:  # latency holds: grow by a queue's worth (slow start: per answer)
+            self._grow(self._limit + self.smoothing * math.sqrt(self._limit))
         if not binding and short <= self.baseline_s * (1 + self.tolerance) / 2:
             self._measured_at = now  # nothing held back, latency near the baseline: nothing to re-measure
         elif binding and now - self._measured_at >= self._probe_interval():
@@ -165,128 +294,3 @@ class GradientLimit:
 
 
 Limit = FixedLimit | GradientLimit
-
-
-class RequestSlots:
-    """Slots for VLM requests under a limit; thread-safe, waiting is async (FIFO).
-
-    Use ``started = await slots.acquire()`` ... ``slots.release(started, rtt_s, outcome)``.
-    """
-
-    def __init__(self, limit: Limit, clock: Clock = time.monotonic) -> None:
-        self.policy = limit
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._in_flight = 0
-        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
-        self._listeners: list[Callable[[], None]] = []
-        self._counts: dict[str, int] = {"ok": 0, "overload": 0, "error": 0}
-        self._buckets = [0] * len(LATENCY_BUCKETS)
-        self._latency_sum = 0.0
-        self._recent: deque[float] = deque(maxlen=32)
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
-    @property
-    def waiting(self) -> int:
-        return len(self._waiters)
-
-    def on_room(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` (from any thread, without locks held) whenever a request finishes."""
-        self._listeners.append(listener)
-
-    async def acquire(self) -> tuple[float, int]:
-        """Wait for a slot; returns when the request started and how many were in flight then."""
-        with self._lock:
-            if not self._waiters and self._in_flight < self.policy.limit:
-                self._in_flight += 1
-                return self.clock(), self._in_flight
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
-            self._waiters.append((loop, future))
-        try:
-            await future
-        except asyncio.CancelledError:
-            with self._lock:
-                try:
-                    self._waiters.remove((loop, future))
-                except ValueError:  # a slot was already handed over: give it back
-                    self._in_flight -= 1
-                    self._wake_locked()
-            raise
-        return self.clock(), self._in_flight
-
-    def release(self, started: tuple[float, int], rtt_s: float, outcome: Outcome) -> None:
-        """Free the slot of a finished request and learn from it."""
-        with self._lock:
-            self._in_flight -= 1
-            self._counts[outcome] += 1
-            if outcome == "ok":
-                self._latency_sum += rtt_s
-                index = bisect_left(LATENCY_BUCKETS, rtt_s)
-                for i in range(index, len(self._buckets)):
-                    self._buckets[i] += 1
-                self._recent.append(rtt_s)
-            self.policy.record(rtt_s=rtt_s, in_flight=started[1], outcome=outcome, started_at=started[0])
-            self._wake_locked()
-        self.notify_room()
-
-    def notify_room(self) -> None:
-        """Tell the listeners there may be room (call without holding any lock)."""
-        for listener in self._listeners:
-            listener()
-
-    def _wake_locked(self) -> None:
-        while self._waiters and self._in_flight < self.policy.limit:
-            loop, future = self._waiters.popleft()
-            self._in_flight += 1
-            loop.call_soon_threadsafe(_resolve, future)
-
-    def state(self) -> ConcurrencyState:
-        with self._lock:
-            recent = list(self._recent)
-            return ConcurrencyState(
-                mode=self.policy.mode,
-                limit=self.policy.limit,
-                maximum=self.policy.maximum,
-                in_flight=self._in_flight,
-                waiting=len(self._waiters),
-                latency_s=round(sum(recent) / len(recent), 3) if recent else None,
-                baseline_s=None if self.policy.baseline_s is None else round(self.policy.baseline_s, 3),
-                requests=dict(self._counts),
-                latency_buckets=tuple(self._buckets),
-                latency_sum_s=self._latency_sum,
-            )
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-class PageGate:
-    """Admission of pages to the pipeline: a page enters while fewer pages than the request limit are in
-    and no request waits for a slot (with layout detection a page sends one request per block)."""
-
-    def __init__(self, slots: RequestSlots) -> None:
-        self.slots = slots
-        self._lock = threading.Lock()
-        self.pages = 0
-
-    def try_enter(self) -> bool:
-        with self._lock:
-            if self.pages >= self.slots.policy.limit or self.slots.waiting:
-                return False
-            self.pages += 1
-            return True
-
-    def leave(self) -> None:
-        with self._lock:
-            self.pages -= 1
-        self.slots.notify_room()
-
-    def on_room(self, listener: Callable[[], None]) -> None:
-        """``listener`` is called whenever a page may enter now (a page or a request finished)."""
-        self.slots.on_room(listener)

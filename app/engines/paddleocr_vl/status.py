@@ -38,6 +38,9 @@ class ConcurrencyState:
     #: Cumulative counts of successful requests at or under each bound of LATENCY_BUCKETS, then their sum.
     latency_buckets: tuple[int, ...] = ()
     latency_sum_s: float = 0.0
+    #: What tells the auto limit that the server is full: its latency, or its own queue (its metrics).
+    signal: Literal["latency", "queue"] = "latency"
+    retries: int = 0  # requests sent again after a transient failure (connection, 429, 502-504)
 
 
 @dataclass(frozen=True)
