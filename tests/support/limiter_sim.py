@@ -109,6 +109,7 @@ class Simulation:
         sync_every: float | None = None,
         memory: DictMemory | None = None,
         load_s: float = 1.0,
+        start: float = 0.0,
         seed: int = 7,
     ) -> None:
         self.capacity = capacity
@@ -118,7 +119,8 @@ class Simulation:
         self.sync_every = sync_every
         self.memory = memory if memory is not None else DictMemory()
         self.load_s = load_s
-        self.now = 0.0
+        self.start = start  # the clock at the beginning (times given to add, more_clients and run count from it)
+        self.now = start
         self.replicas: list[Replica] = []
         self.busy = 0
         self.peak_queue = 0
@@ -138,25 +140,25 @@ class Simulation:
     def add(
         self, make: MakeLimit, clients: int, *, pages: int | None = None, start_at: float = 0.0, name: str = ""
     ) -> Replica:
-        replica = Replica(name or f"r{len(self.replicas)}", make(self.clock), clients, pages, start_at)
+        replica = Replica(name or f"r{len(self.replicas)}", make(self.clock), clients, pages, self.start + start_at)
         if self.sync_every is not None:
             replica.keeper = LimitKeeper(replica, self.memory, replica.name, self.sync_every, wall=self.clock)
         self.replicas.append(replica)
-        self._push(start_at, "start", len(self.replicas) - 1)
+        self._push(self.start + start_at, "start", len(self.replicas) - 1)
         return replica
 
     def more_clients(self, at: float, replica: Replica, clients: int) -> None:
-        self._push(at, "clients", self.replicas.index(replica), clients)
+        self._push(self.start + at, "clients", self.replicas.index(replica), clients)
 
     def _push(self, at: float, kind: str, index: int, payload: int = 0) -> None:
         heapq.heappush(self._events, (at, next(self._order), kind, index, payload))
 
     def run(self, until: float) -> Simulation:
         if self.metrics_every is not None:
-            self._push(self.metrics_every, "poll", -1)
+            self._push(self.start + self.metrics_every, "poll", -1)
         while self._events:
             at, _, kind, index, payload = heapq.heappop(self._events)
-            if at > until:
+            if at > self.start + until:
                 break
             self.now = at
             if kind == "done":

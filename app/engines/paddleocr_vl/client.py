@@ -55,11 +55,13 @@ class VlmConnectionFailed(httpx.TransportError):
         self.attempts = attempts
 
 
-def backoff_s(attempt: int, retry_after: str | None = None, rng: random.Random | None = None) -> float:
-    """Seconds to wait before attempt ``attempt + 1``: ``BACKOFF_S * 2**(attempt-1)`` (at most ``BACKOFF_CAP_S``),
+def backoff_s(
+    attempt: int, retry_after: str | None = None, *, first_s: float = BACKOFF_S, rng: random.Random | None = None
+) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: ``first_s * 2**(attempt-1)`` (at most ``BACKOFF_CAP_S``),
     half of it random (jitter: replicas and pages do not retry in step); a ``Retry-After`` in seconds is honoured up
     to the cap."""
-    base = min(BACKOFF_CAP_S, BACKOFF_S * 2 ** (attempt - 1))
+    base = min(BACKOFF_CAP_S, first_s * 2 ** (attempt - 1))
     wait = base / 2 + (rng or random).uniform(0, base / 2)
     if retry_after is not None:
         with contextlib.suppress(ValueError):
@@ -79,6 +81,7 @@ class VlmTransport(httpx.AsyncBaseTransport):
         connect_s: float = 10.0,
         *,
         attempts: int = 3,
+        first_backoff_s: float = BACKOFF_S,
     ) -> None:
         self._inner = httpx.AsyncHTTPTransport(limits=POOL_LIMITS)
         connect = min(connect_s, timeout_s)
@@ -86,6 +89,7 @@ class VlmTransport(httpx.AsyncBaseTransport):
         self.credentials = credentials
         self.slots = slots
         self.attempts = max(1, attempts)
+        self.first_backoff_s = first_backoff_s
         self._renewing: asyncio.Lock | None = None  # one IAM exchange at a time (created on paddlex's loop)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -119,7 +123,7 @@ class VlmTransport(httpx.AsyncBaseTransport):
                         response.headers[ATTEMPTS_HEADER] = str(attempt)
                     return response
                 retry_after = response.headers.get("retry-after")
-            await asyncio.sleep(backoff_s(attempt, retry_after))
+            await asyncio.sleep(backoff_s(attempt, retry_after, first_s=self.first_backoff_s))
             attempt += 1
             self.slots.count_retry()
 

@@ -8,8 +8,7 @@ left. The decisions are pure functions:
   (``knee_total``, the newest one known; without one, the last fleet total or :data:`~.limiter.INITIAL_LIMIT`,
   then slow start), shared with the active replicas (those starting at the same moment announce themselves
   first). One replica with history starts where it stopped; with none, at ``INITIAL_LIMIT``.
-- :func:`fair_target`: the fleet's total (the limits together, at least the learned ``knee_total``) split
-  max-min fairly: a replica that uses less than an equal share keeps what it uses (its peak plus a margin),
+- :func:`fair_target`: the fleet's total (the limits together) split max-min fairly: a replica that uses less than an equal share keeps what it uses (its peak plus a margin),
   the others share the rest equally. A replica above its share gives half the difference back when another
   one is held back below its own share; a held-back replica below its share takes half the difference.
   Each replica's own latency or queue signal still decides the total (:mod:`.limiter`).
@@ -89,22 +88,30 @@ def start_point(
     if knee is None and not history and not others:
         return None
     newest = max(history, key=lambda s: s.at, default=None)
-    last_total = newest.fleet_total if newest is not None else 0.0
-    total = knee if knee is not None else max(float(initial), last_total)
+    running = sum(o.limit for o in others)
+    if running > 0:  # a fleet at work: a share of what it holds now (they give theirs back at their next look)
+        total = running
+    elif knee is not None:  # alone, or starting together: what the server was learned to take
+        total = knee
+    else:
+        total = max(float(initial), newest.fleet_total if newest is not None else 0.0)
     share = fair_shares(total, [math.inf, *(want(o) for o in others)])[0]
-    if knee is None:  # nothing learned: the fleet starts at ``initial`` together, each at least at a floor
+    if knee is None and running == 0:  # nothing learned: start at ``initial`` together, each at least at a floor
         share = max(share, min(float(initial), FRESH_FLOOR))
     baseline = newest.baseline_s if newest is not None else None
-    return Learned(limit=max(1.0, share), ssthresh=None if knee is None else max(1.0, share), baseline_s=baseline)
+    learned = knee is not None or running > 0
+    return Learned(limit=max(1.0, share), ssthresh=max(1.0, share) if learned else None, baseline_s=baseline)
 
 
 def fair_target(
     own_limit: float, own_binding: bool, own_peak: int, others: Sequence[Snapshot], knee: float | None
 ) -> float | None:
-    """Where this replica's limit should move to share the server fairly, or ``None`` to leave it."""
+    """Where this replica's limit should move to share what the fleet holds fairly, or ``None`` to leave it. The
+    total is not changed here (each replica's own signal does that), only its split; nothing before the fleet has
+    seen the server queue (``knee``): in slow start every replica doubles alike."""
     if not others or knee is None:
-        return None  # nobody to share with, or nothing learned yet: every replica doubles alike in slow start
-    total = max(knee, own_limit + sum(o.limit for o in others))
+        return None
+    total = own_limit + sum(o.limit for o in others)
     own_want = math.inf if own_binding else own_peak * 1.25 + 1
     shares = fair_shares(total, [own_want, *(want(o) for o in others)])
     target = shares[0] if own_binding else max(shares[0], total / (len(others) + 1) / 2)  # room for its next burst

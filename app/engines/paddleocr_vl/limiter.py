@@ -19,8 +19,9 @@ the remembered ``ssthresh``.
 The baseline is the mean latency measured at light load: when fewer than half of the allowed requests
 were in flight, or during a *probe* (after ``probe_every_s`` of the limit holding requests back, it is
 halved for the requests that start then, like the probes of TCP BBR). So it follows the workload (bigger
-pages are slower whatever the load) without creeping up with the queue the limit itself builds. Between
-probes it only falls (gradually). The limit grows only while it is what holds requests back (not to twice
+pages are slower whatever the load) without creeping up with the queue the limit itself builds. Probes
+start at the same moments of the wall clock in every replica, so replicas sharing a server measure it
+together. Between probes the baseline only falls (gradually). The limit grows only while it is what holds requests back (not to twice
 the demand, as Gradient2 allows): requests beyond it wait in the service's fair queue, where a small
 request is not stuck behind a large document, rather than in the server's.
 
@@ -289,8 +290,13 @@ class GradientLimit:
             self._grow(self._limit + self.smoothing * math.sqrt(self._limit))
         if not binding and short <= self.baseline_s * (1 + self.tolerance) / 2:
             self._measured_at = now  # nothing held back, latency near the baseline: nothing to re-measure
-        elif binding and now - self._measured_at >= self._probe_interval():
+        elif binding and now - self._measured_at >= self._probe_interval() and self._at_probe_time():
             self._probe_from, self._probe = now, []  # held back for a while: re-measure the baseline
+
+    def _at_probe_time(self) -> bool:
+        """Probes start in the first seconds of each probe interval of the wall clock, so that replicas sharing the
+        server probe together (one replica's probe alone would measure the others' queue)."""
+        return self.wall() % self._probe_interval() < max(5.0, 2 * (self.baseline_s or 0.0))
 
 
 Limit = FixedLimit | GradientLimit
