@@ -4,14 +4,20 @@ Every ``VL_LIMIT_SYNC_S`` seconds a replica publishes a :class:`~.memory.Snapsho
 others' (:class:`LimitKeeper`). A replica is *active* while its snapshot is fresh (3 periods) and it has not
 left. The decisions are pure functions:
 
-- :func:`start_point`: a starting replica takes its fair share of what the fleet learned the server takes
-  (``knee_total``, the newest one known; without one, the last fleet total or :data:`~.limiter.INITIAL_LIMIT`,
-  then slow start), shared with the active replicas (those starting at the same moment announce themselves
-  first). One replica with history starts where it stopped; with none, at ``INITIAL_LIMIT``.
-- :func:`fair_target`: the fleet's total (the limits together) split max-min fairly: a replica that uses less than an equal share keeps what it uses (its peak plus a margin),
-  the others share the rest equally. A replica above its share gives half the difference back when another
-  one is held back below its own share; a held-back replica below its share takes half the difference.
-  Each replica's own latency or queue signal still decides the total (:mod:`.limiter`).
+- :func:`start_point`: a replica joining a fleet at work takes its fair share of what the fleet holds (the others
+  give theirs back at their next look); alone, or with replicas starting at the same moment (they announce
+  themselves first), it starts from what the fleet learned the server takes (``knee_total``, the newest one
+  known), else from the last fleet total or :data:`~.limiter.INITIAL_LIMIT` shared (at least
+  :data:`FRESH_FLOOR` each) and in slow start. One replica with history starts where it stopped.
+- :func:`fair_target`: the fleet's total (the limits together) split max-min fairly: a replica that uses less
+  than an equal share keeps what it uses (its peak plus a margin), the others share the rest equally. A replica
+  above its share comes down to it when another one is held back below its own share; a held-back replica below
+  its share takes half the difference (all of it when nobody else is held back). Each replica's own latency or
+  queue signal still decides the total (:mod:`.limiter`); the split starts once the fleet has seen the server
+  queue (in slow start every replica doubles alike).
+
+Several replicas' probes (:mod:`.limiter`) fall at the same moments of the wall clock, so they measure the
+server's baseline together.
 """
 
 from __future__ import annotations

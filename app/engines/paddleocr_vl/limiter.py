@@ -21,9 +21,9 @@ were in flight, or during a *probe* (after ``probe_every_s`` of the limit holdin
 halved for the requests that start then, like the probes of TCP BBR). So it follows the workload (bigger
 pages are slower whatever the load) without creeping up with the queue the limit itself builds. Probes
 start at the same moments of the wall clock in every replica, so replicas sharing a server measure it
-together. Between probes the baseline only falls (gradually). The limit grows only while it is what holds requests back (not to twice
-the demand, as Gradient2 allows): requests beyond it wait in the service's fair queue, where a small
-request is not stuck behind a large document, rather than in the server's.
+together. Between probes the baseline only falls (gradually). The limit grows only while it is what holds
+requests back (not to twice the demand, as Gradient2 allows): requests beyond it wait in the service's fair
+queue, where a small request is not stuck behind a large document, rather than in the server's.
 
 The server's own word (:meth:`GradientLimit.observe_queue`): where the server's metrics say how many
 requests it runs and how many wait (vLLM's ``/metrics``), a waiting queue is the sign of overload and
