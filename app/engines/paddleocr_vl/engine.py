@@ -44,6 +44,7 @@ from PIL import Image
 from app.engines.base import EngineLoadError, EnginePage, OcrEngine
 from app.engines.context import EngineContext
 from app.engines.paddleocr_vl.auth import VlmAuthError, VlmCredentials, credentials_for
+from app.engines.paddleocr_vl.buffers import reuse_page_buffers
 from app.engines.paddleocr_vl.client import VlmServerNotReady, VlmTransport, choose_model, list_models
 from app.engines.paddleocr_vl.config import (
     SERVER_BACKENDS,
@@ -211,8 +212,13 @@ class PaddleOcrVlEngine(OcrEngine):
             self.detail = None
 
     def _start_limit(self) -> None:
-        """Where the limit starts (the fleet's share, the last run's, or the default), then keep it shared and
-        watch the server's queue."""
+        """Server backends: page buffers kept for reuse (pages stream through this process); where the limit starts
+        (the fleet's share, the last run's, or the default), then keep it shared and watch the server's queue."""
+        if not self._server:
+            return
+        kept = reuse_page_buffers()
+        if kept:
+            log.info("paddleocr-vl: page buffers reused: %s", "; ".join(kept))
         for helper in (self._keeper, self._watcher):
             if helper is not None:
                 helper.start()
