@@ -274,3 +274,25 @@ def test_the_page_gate_admits_pages_while_the_server_has_room() -> None:
             slots.release(started, 0.5, "ok")
 
     asyncio.run(scenario())
+
+
+def test_pages_held_at_the_gate_count_as_held_back() -> None:
+    """In the service, pages wait at the page gate (in the scheduler's fair queue), not for a slot: an answer while
+    a page was turned away grows the limit in slow start, as a request waiting for a slot would."""
+
+    async def scenario() -> None:
+        now = [0.0]
+        slots = RequestSlots(GradientLimit(128, initial=2, clock=lambda: now[0], wall=lambda: now[0]))
+        gate = PageGate(slots)
+        assert gate.try_enter() and gate.try_enter() and not gate.try_enter()
+        assert slots.pages_held and slots.usage().binding
+        held = [await slots.acquire(), await slots.acquire()]
+        now[0] = 2.0
+        slots.release(held[0], 2.0, "ok")
+        assert slots.policy.limit == 3  # +1: a page was waiting
+        gate.leave()
+        assert gate.try_enter() and not slots.pages_held  # the waiting page got in; none left
+        slots.release(held[1], 2.0, "ok")
+        assert slots.policy.limit == 3  # nothing waited: no growth
+
+    asyncio.run(scenario())

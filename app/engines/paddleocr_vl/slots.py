@@ -47,6 +47,8 @@ class RequestSlots:
         self._recent: deque[float] = deque(maxlen=32)
         self._held_back = False
         self._peak = 0
+        #: The page gate turned a page away at its last look (a page waits in the scheduler for room).
+        self.pages_held = False
         self.retries = 0  # requests sent again after a transient failure (:mod:`.client`)
 
     @property
@@ -113,9 +115,15 @@ class RequestSlots:
         self.notify_room()
 
     def _held_back_now(self) -> bool:
-        """Requests wait for a slot because of the limit (not because more than it are in flight: a limit just
-        lowered by the fleet does not grow again before the excess has finished)."""
-        return bool(self._waiters) and self._in_flight <= self.policy.limit
+        """Requests wait for a slot, or pages wait at the gate, because of the limit (not because more than it are
+        in flight: a limit just lowered by the fleet does not grow again before the excess has finished)."""
+        return (bool(self._waiters) or self.pages_held) and self._in_flight <= self.policy.limit
+
+    def note_pages_held(self, held: bool) -> None:
+        """The page gate turned a page away (``True``) or let one in (:class:`PageGate`)."""
+        self.pages_held = held
+        if held:
+            self._held_back = True
 
     def count_retry(self) -> None:
         """A request is sent again after a transient failure (:mod:`.client`)."""
@@ -138,7 +146,7 @@ class RequestSlots:
     def usage(self) -> Usage:
         """Whether the limit held requests back, and the peak in flight, since the last call (then reset)."""
         with self._lock:
-            used = Usage(binding=self._held_back or bool(self._waiters), peak=self._peak)
+            used = Usage(binding=self._held_back or bool(self._waiters) or self.pages_held, peak=self._peak)
             self._held_back, self._peak = False, self._in_flight
             return used
 
@@ -192,8 +200,10 @@ class PageGate:
     def try_enter(self) -> bool:
         with self._lock:
             if self.pages >= self.slots.policy.limit or self.slots.waiting:
+                self.slots.note_pages_held(True)
                 return False
             self.pages += 1
+            self.slots.note_pages_held(False)
             return True
 
     def leave(self) -> None:
