@@ -260,7 +260,7 @@ class VlmStandin:
             def _complete(self, raw: bytes) -> None:
                 try:
                     request = json.loads(raw)
-                    prompt, image = parse_chat_request(request)
+                    prompt, image = parse_chat_request(request, decode=standin.reply is None)
                 except (ValueError, KeyError, TypeError) as exc:
                     return self._error(400, f"bad request: {exc}", "BadRequestError")
                 entry = {"model": request.get("model"), "prompt": prompt, "size": image.size, "time": time.time()}
@@ -289,8 +289,10 @@ class VlmStandin:
         return Handler
 
 
-def parse_chat_request(request: dict[str, Any]) -> tuple[str, Image.Image]:
-    """The text prompt and the decoded image of a chat-completion request with one user message."""
+def parse_chat_request(request: dict[str, Any], decode: bool = True) -> tuple[str, Image.Image]:
+    """The text prompt and the decoded image of a chat-completion request with one user message; ``decode`` false
+    (a fixed ``reply``: nothing reads the pixels): the image's header only, as a GPU server's CPU would not pay
+    for decoding it on the service's cores."""
     content = request["messages"][-1]["content"]
     prompt = next(part["text"] for part in content if part.get("type") == "text")
     url = next(part["image_url"]["url"] for part in content if part.get("type") == "image_url")
@@ -299,6 +301,8 @@ def parse_chat_request(request: dict[str, Any]) -> tuple[str, Image.Image]:
         raise ValueError(f"expected a base64 image data URI, got {header[:40]!r}")
     try:
         image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        if not decode:
+            return prompt, image
         image.load()
     except (binascii.Error, OSError) as exc:
         raise ValueError(f"undecodable image: {exc}") from exc

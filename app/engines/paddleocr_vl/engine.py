@@ -70,7 +70,7 @@ from app.engines.paddleocr_vl.fleet import LimitKeeper
 from app.engines.paddleocr_vl.limiter import GradientLimit
 from app.engines.paddleocr_vl.mapping import page_from_vl_result
 from app.engines.paddleocr_vl.memory import memory_for
-from app.engines.paddleocr_vl.pipeline import serialise_local_models, to_bgr, warmup_page
+from app.engines.paddleocr_vl.pipeline import serialise_local_models, spare_size_copies, to_bgr, warmup_page
 from app.engines.paddleocr_vl.server_queue import QueueWatcher, metrics_url
 from app.engines.paddleocr_vl.slots import PageGate, RequestSlots
 from app.engines.paddleocr_vl.status import VlmStatus
@@ -197,6 +197,8 @@ class PaddleOcrVlEngine(OcrEngine):
         log.info("paddleocr-vl: %s", self.detail)
         try:
             self._pipeline = PaddleOCRVL(paddlex_config=config, **kwargs)
+            if not spare_size_copies():
+                log.info("paddleocr-vl: this paddlex's calc_merged_wh is left as it is")
             if self._server and self.needs_local_models and not serialise_local_models(self._pipeline):
                 log.warning("paddleocr-vl: cannot guard the local models of this paddlex version; one call at a time")
                 self._one_call_at_a_time = threading.Lock()
