@@ -197,11 +197,7 @@ class PaddleOcrVlEngine(OcrEngine):
         log.info("paddleocr-vl: %s", self.detail)
         try:
             self._pipeline = PaddleOCRVL(paddlex_config=config, **kwargs)
-            if not spare_size_copies():
-                log.info("paddleocr-vl: this paddlex's calc_merged_wh is left as it is")
-            if self._server and self.needs_local_models and not serialise_local_models(self._pipeline):
-                log.warning("paddleocr-vl: cannot guard the local models of this paddlex version; one call at a time")
-                self._one_call_at_a_time = threading.Lock()
+            self._prepare_pipeline()
             self._start_limit()
             self._warm_up()
         except EngineLoadError:
@@ -212,6 +208,14 @@ class PaddleOcrVlEngine(OcrEngine):
             raise EngineLoadError(explain_failure(exc, missing=missing, models_dir=models_dir)) from exc
         finally:
             self.detail = None
+
+    def _prepare_pipeline(self) -> None:
+        """Its local models guarded for concurrent pages (server backends), a needless copy spared."""
+        if not spare_size_copies():
+            log.info("paddleocr-vl: this paddlex's calc_merged_wh is left as it is")
+        if self._server and self.needs_local_models and not serialise_local_models(self._pipeline):
+            log.warning("paddleocr-vl: cannot guard the local models of this paddlex version; one call at a time")
+            self._one_call_at_a_time = threading.Lock()
 
     def _start_limit(self) -> None:
         """Server backends: page buffers kept for reuse (pages stream through this process); where the limit starts
