@@ -169,7 +169,9 @@ def test_the_keeper_thread_publishes_and_leaves(tmp_path: Path) -> None:
     keeper.join()
     assert [s.state for s in memory.load()] == ["joining"]
     keeper.start()
-    time.sleep(0.3)
+    time.sleep(0.25)
+    assert [s.state for s in memory.load()] == ["joining"]  # idle: it publishes every 10th look only (0.5 s)
+    time.sleep(0.6)
     assert [s.state for s in memory.load()] == ["running"]
     keeper.stop()
     assert [s.state for s in memory.load()] == ["left"]

@@ -39,6 +39,8 @@ log = logging.getLogger("app.engines.paddleocr_vl")
 STALE_PERIODS = 3
 #: Where each replica of a fleet with no history starts at least.
 FRESH_FLOOR = 8.0
+#: An idle replica publishes and reads only every this many periods.
+IDLE_EVERY = 10
 
 
 def active(snapshots: Sequence[Snapshot], me: str, now: float, stale_s: float) -> list[Snapshot]:
@@ -154,6 +156,7 @@ class LimitKeeper:
         self.restored: Learned | None = None
         self._previous: Snapshot | None = None
         self._started_at: float | None = None
+        self._idle_looks = 0
 
     def join(self) -> None:
         """Announce this replica before its limit starts, so replicas starting together share the start (what this
@@ -201,8 +204,15 @@ class LimitKeeper:
             self.sync_once()
 
     def sync_once(self) -> None:
-        """Publish, read the others, move toward the fair share."""
+        """Publish, read the others, move toward the fair share. Idle (no request since the last look), only every
+        :data:`IDLE_EVERY` looks: an idle replica needs no share, and the bucket is spared the calls."""
         usage = self.slots.usage()
+        if usage.peak == 0 and not usage.binding:
+            self._idle_looks += 1
+            if self._idle_looks % IDLE_EVERY:
+                return
+        else:
+            self._idle_looks = 0
         self._publish("running", binding=usage.binding, peak=usage.peak)
         snapshots = self._load()
         learned = self.slots.learned()
