@@ -37,8 +37,9 @@ class DictMemory:
     def save(self, snapshot: Snapshot) -> None:
         self.snapshots[snapshot.replica] = snapshot
 
-    def load(self) -> list[Snapshot]:
-        return list(self.snapshots.values())
+    def load(self, recent_s: float | None = None) -> list[Snapshot]:
+        newest = max((s.at for s in self.snapshots.values()), default=0.0)
+        return [s for s in self.snapshots.values() if recent_s is None or newest - s.at <= recent_s]
 
 
 @dataclass

@@ -94,11 +94,15 @@ def test_snapshots_round_trip_and_bad_files_are_ignored(tmp_path: Path) -> None:
     assert b"http" not in (tmp_path / "limits" / "host-2.json").read_bytes()  # numbers only
 
 
-def test_old_snapshots_are_deleted(tmp_path: Path) -> None:
+def test_old_snapshots_are_deleted_and_history_is_read_at_start_only(tmp_path: Path) -> None:
     memory = FolderMemory(tmp_path, clock=lambda: 1e9)
     memory.save(snap("old", 8, at=1e9 - RETAIN_S - 1))
     memory.save(snap("new", 8, at=1e9 - 5))
     assert [s.replica for s in memory.load()] == ["new"] and not (tmp_path / "old.json").exists()
+    memory.save(snap("hour-ago", 8, at=1e9 - 3600))
+    os.utime(tmp_path / "hour-ago.json", (time.time() - 3600, time.time() - 3600))
+    assert sorted(s.replica for s in memory.load()) == ["hour-ago", "new"]
+    assert [s.replica for s in memory.load(recent_s=60)] == ["new"]  # a look while running: recent ones only
 
 
 class Objects:
@@ -115,7 +119,7 @@ class Objects:
         return self.data.get(key)
 
     def keys(self, prefix: str) -> list[dict[str, object]]:
-        return [{"Key": key, "LastModified": str(i)} for i, key in enumerate(self.data) if key.startswith(prefix)]
+        return [{"Key": key, "LastModified": float(i)} for i, key in enumerate(self.data) if key.startswith(prefix)]
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:
@@ -145,7 +149,7 @@ def test_a_failing_memory_is_logged_once_and_changes_nothing(caplog: pytest.LogC
         def save(self, snapshot: Snapshot) -> None:
             raise OSError("disk gone")
 
-        def load(self) -> list[Snapshot]:
+        def load(self, recent_s: float | None = None) -> list[Snapshot]:
             raise OSError("disk gone")
 
     replica = Replica("r", GradientLimit(128), 1, None, 0.0)

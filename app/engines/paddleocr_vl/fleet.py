@@ -41,6 +41,8 @@ STALE_PERIODS = 3
 FRESH_FLOOR = 8.0
 #: An idle replica publishes and reads only every this many periods.
 IDLE_EVERY = 10
+#: At each look, only snapshots written within this many periods of the newest are read (older ones: at start).
+RECENT_PERIODS = 30
 
 
 def active(snapshots: Sequence[Snapshot], me: str, now: float, stale_s: float) -> list[Snapshot]:
@@ -214,7 +216,7 @@ class LimitKeeper:
         else:
             self._idle_looks = 0
         self._publish("running", binding=usage.binding, peak=usage.peak)
-        snapshots = self._load()
+        snapshots = self._load(recent_s=RECENT_PERIODS * self.every_s)
         learned = self.slots.learned()
         if snapshots is None or learned is None:
             return
@@ -260,9 +262,9 @@ class LimitKeeper:
         )
         self._call(lambda: self.memory.save(snapshot), "saving")
 
-    def _load(self) -> list[Snapshot] | None:
+    def _load(self, recent_s: float | None = None) -> list[Snapshot] | None:
         found: list[list[Snapshot]] = []
-        self._call(lambda: found.append(self.memory.load()), "reading")
+        self._call(lambda: found.append(self.memory.load(recent_s)), "reading")
         return found[0] if found else None
 
     def _call(self, action: Callable[[], None], doing: str) -> None:

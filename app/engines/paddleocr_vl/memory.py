@@ -75,8 +75,9 @@ class LimiterMemory(Protocol):
 
     where: str  # for logs
 
-    def load(self) -> list[Snapshot]:
-        """Every replica's latest snapshot, this replica's too."""
+    def load(self, recent_s: float | None = None) -> list[Snapshot]:
+        """Every replica's latest snapshot, this replica's too; with ``recent_s``, only those written within that
+        many seconds of the newest one (the store's own times: no clock of ours compared with another's)."""
 
     def save(self, snapshot: Snapshot) -> None:
         """Publish this replica's snapshot (replacing its previous one)."""
@@ -112,12 +113,15 @@ class FolderMemory:
                 os.unlink(tmp)
             raise
 
-    def load(self) -> list[Snapshot]:
+    def load(self, recent_s: float | None = None) -> list[Snapshot]:
         if not self.folder.is_dir():
             return []
         found = []
-        files = sorted(self.folder.glob("*.json"), key=_mtime, reverse=True)
-        for path in files[:MAX_SNAPSHOTS]:
+        files = sorted(((path, _mtime(path)) for path in self.folder.glob("*.json")), key=lambda f: f[1], reverse=True)
+        newest = files[0][1] if files else 0.0
+        for path, written in files[:MAX_SNAPSHOTS]:
+            if recent_s is not None and newest - written > recent_s:
+                break
             with contextlib.suppress(OSError):
                 snapshot = Snapshot.from_json(path.read_bytes())
                 if snapshot is not None and self._clock() - snapshot.at > RETAIN_S:
@@ -146,10 +150,13 @@ class BucketMemory:
     def save(self, snapshot: Snapshot) -> None:
         self.objects.put(self.prefix + file_name(snapshot.replica), snapshot.to_json(), "application/json")
 
-    def load(self) -> list[Snapshot]:
-        listed = sorted(self.objects.keys(self.prefix), key=lambda item: str(item.get("LastModified", "")))
+    def load(self, recent_s: float | None = None) -> list[Snapshot]:
+        listed = sorted(self.objects.keys(self.prefix), key=lambda item: _when(item.get("LastModified")))
+        newest = _when(listed[-1].get("LastModified")) if listed else 0.0
         found, old = [], []
         for item in reversed(listed[-MAX_SNAPSHOTS:]):
+            if recent_s is not None and newest - _when(item.get("LastModified")) > recent_s:
+                break  # older ones are history, read at start only
             raw = self.objects.fetch(str(item["Key"]))
             snapshot = None if raw is None else Snapshot.from_json(raw)
             if snapshot is not None and self._clock() - snapshot.at > RETAIN_S:
@@ -162,6 +169,14 @@ class BucketMemory:
             except Exception as exc:  # clean-up only: the next reader tries again
                 log.debug("paddleocr-vl: old limit snapshots not deleted: %s", exc)
         return found
+
+
+def _when(value: Any) -> float:
+    """An object's LastModified (a datetime from boto3, or a number) as seconds; 0 when unknown."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    timestamp = getattr(value, "timestamp", None)
+    return float(timestamp()) if callable(timestamp) else 0.0
 
 
 def memory_for(context: EngineContext, server: str) -> LimiterMemory | None:
