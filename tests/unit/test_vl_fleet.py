@@ -18,6 +18,7 @@ from app.engines.paddleocr_vl.fleet import FRESH_FLOOR, LimitKeeper, fair_shares
 from app.engines.paddleocr_vl.limiter import INITIAL_LIMIT, GradientLimit, Limit
 from app.engines.paddleocr_vl.memory import RETAIN_S, BucketMemory, FolderMemory, Snapshot, memory_for, server_key
 from tests.support.limiter_sim import DictMemory, Replica, Simulation
+from tests.support.server import wait_for
 
 
 def auto(clock: Callable[[], float]) -> Limit:
@@ -175,8 +176,7 @@ def test_the_keeper_thread_publishes_and_leaves(tmp_path: Path) -> None:
     keeper.start()
     time.sleep(0.25)
     assert [s.state for s in memory.load()] == ["joining"]  # idle: it publishes every 10th look only (0.5 s)
-    time.sleep(0.6)
-    assert [s.state for s in memory.load()] == ["running"]
+    wait_for(lambda: [s.state for s in memory.load()] == ["running"], 10, "the idle replica's 10th look")
     keeper.stop()
     assert [s.state for s in memory.load()] == ["left"]
     assert os.listdir(tmp_path) == ["r1.json"]
