@@ -22,8 +22,10 @@ from app.api import compat, health, jobs, ocr, ops
 from app.api.body import base64_body_limit
 from app.api.web import add_web_page
 from app.engines.base import OcrEngine
+from app.engines.context import EngineContext
+from app.engines.factories import build_engines
 from app.engines.registry import EngineSet
-from app.engines.select import build_engines, build_orientation
+from app.engines.select import build_orientation
 from app.errors import ServiceError, error_payload
 from app.intake.receiver import DocumentReceiver
 from app.jobs.retention import clean_up_periodically
@@ -37,6 +39,8 @@ from app.settings import Settings, get_settings, warn_about_comments
 from app.shutdown import GracefulStop, InFlight
 from app.storage.disk import DiskMonitor
 from app.storage.local import resolve_output_dir, sweep_incoming
+from app.storage.s3.client import missing_settings
+from app.storage.s3.objects import S3Objects
 
 log = logging.getLogger("app")
 
@@ -59,7 +63,7 @@ def create_app(settings: Settings | None = None, engine: OcrEngine | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store, disk = await anyio.to_thread.run_sync(_open_output, settings)
-        engines = _engine_set(settings, engine)
+        engines = _engine_set(settings, engine, _engine_context(settings, store))
         log.info(
             "engines %s loading; default %s (%s); output in %s",
             ", ".join(engines.runtimes),
@@ -135,11 +139,33 @@ def _add_middleware(app: FastAPI, settings: Settings, metrics: Metrics, in_fligh
     )
 
 
-def _engine_set(settings: Settings, engine: OcrEngine | None) -> EngineSet:
+def _engine_set(settings: Settings, engine: OcrEngine | None, context: EngineContext) -> EngineSet:
     if engine is not None:
         return EngineSet.single(engine, "given to create_app", settings.languages)
-    built, plan = build_engines(settings)
+    built, plan = build_engines(settings, context=context)
     return EngineSet(built, plan, settings.languages, orientation=build_orientation(settings, built))
+
+
+def _engine_context(settings: Settings, store: JobStore) -> EngineContext:
+    """Where engines keep what they learn: ``OUTPUT_DIR/.engines``, and the bucket when S3 is configured (its own
+    direct-call client; the engines' keys go under ``CLOUDRU_S3_PREFIX``)."""
+    shared = None
+    if not missing_settings(settings):
+        secrets = [
+            value
+            for value in (
+                settings.cloudru_s3_secret_key.get_secret_value(),
+                settings.cloudru_s3_access_key.get_secret_value(),
+            )
+            if value
+        ]
+        shared = S3Objects(settings, secrets, lambda described: None)
+    return EngineContext(
+        state_dir=store.repository.root / ".engines",
+        shared=shared,
+        shared_prefix=settings.cloudru_s3_prefix,
+        replica=store.ownership.replica or "local",
+    )
 
 
 def _open_output(settings: Settings) -> tuple[JobStore, DiskMonitor]:

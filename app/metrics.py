@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.engines.vl_status import LATENCY_BUCKETS as VLM_BUCKETS
-from app.engines.vl_status import VlmStatus
+from app.engines.paddleocr_vl.status import LATENCY_BUCKETS as VLM_BUCKETS
+from app.engines.paddleocr_vl.status import VlmStatus
 
 if TYPE_CHECKING:
     from app.jobs.store import StorageHealth

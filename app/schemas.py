@@ -159,6 +159,10 @@ class VlmConcurrencyHealth(BaseModel):
     waiting: int = Field(description="requests waiting for a slot")
     latency_s: float | None = Field(None, description="mean latency of the last requests to the server")
     baseline_s: float | None = Field(None, description="auto: the server's latency at light load (estimated)")
+    signal: Literal["latency", "queue"] = Field(
+        "latency", description="auto: what says the server is full: its latency, or its queue (its /metrics)"
+    )
+    retries: int = Field(0, description="requests sent again after a broken connection or a 429/502/503/504")
 
 
 class VlmHealth(BaseModel):

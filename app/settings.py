@@ -16,8 +16,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.client.iam import DEFAULT_IAM_URL
 from app.engines.languages import parse_languages
+from app.iam import DEFAULT_IAM_URL
 
 #: The engines that run on the CPU, in the order ``auto`` prefers them for a request.
 CPU_ENGINES = ("pp-ocr", "tesseract")
@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     vl_auto_concurrency_max: int = Field(128, ge=1, le=256)  # the upper bound of "auto"
     vl_batch_pages: int = Field(4, ge=1, le=64)
     vl_request_timeout_s: float = Field(180, gt=0, le=3600)
+    vl_request_attempts: int = Field(3, ge=1, le=10)  # tries of a VLM request on a broken connection or 429/502-504
+    vl_limit_sync_s: float = Field(2.0, ge=0, le=600)  # auto limit: remembered and shared this often; 0 = never
+    vl_server_metrics_url: str = ""  # "" = <VL_SERVER_URL's host>/metrics; "off" = latency only
     vl_use_layout_detection: bool = True
     vl_use_doc_orientation_classify: bool = False
     vl_use_doc_unwarping: bool = False

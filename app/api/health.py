@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from app import __version__
 from app.api.deps import get_service
 from app.engines.base import EngineRuntime
-from app.engines.vl_status import VlmStatus
+from app.engines.paddleocr_vl.status import VlmStatus, vlm_status_of
 from app.jobs.service import OcrService
 from app.schemas import (
     DiskHealth,
@@ -51,7 +51,7 @@ def engine_health(runtime: EngineRuntime) -> EngineHealth:
         selection=runtime.selection,
         detail=engine.detail,
         languages=None if engine.languages is None else sorted(engine.languages),
-        vlm=vlm_health(engine.vlm_status()),
+        vlm=vlm_health(vlm_status_of(engine)),
     )
 
 
@@ -73,6 +73,8 @@ def vlm_health(status: VlmStatus | None) -> VlmHealth | None:
             waiting=c.waiting,
             latency_s=c.latency_s,
             baseline_s=c.baseline_s,
+            signal=c.signal,
+            retries=c.retries,
         ),
     )
 

@@ -1,6 +1,6 @@
 """Authentication to a deployment: Cloud.ru IAM tokens (exchanged and refreshed) and the service's API key.
 
-The key pair is exchanged at ``CLOUD_RU_IAM_URL`` (the contract: :mod:`app.client.iam`). The platform in front of
+The key pair is exchanged at ``CLOUD_RU_IAM_URL`` (the contract: :mod:`app.iam`). The platform in front of
 a Docker RUN (or a Model RUN) with authentication on wants ``Authorization: Bearer <access_token>``. The service's
 own ``API_KEY`` goes in ``X-API-Key``, so both layers work together.
 """
@@ -11,8 +11,8 @@ from collections.abc import Generator
 
 import httpx
 
-from app.client.iam import IamError, IamTokenCache, IssuedToken
 from app.client.settings import ClientSettings
+from app.iam import IamError, IamTokenCache, IssuedToken
 
 
 class AuthError(Exception):

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.client.iam import DEFAULT_IAM_URL
+from app.iam import DEFAULT_IAM_URL
 
 AuthMode = Literal["iam", "token", "none"]
 

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
 
-from app.engines.vl_status import VlmStatus
 from app.scheduler import Gate
 from app.schemas import Block
 
@@ -80,10 +79,6 @@ class OcrEngine(ABC):
     def page_gate(self) -> Gate | None:
         """Admission of pages by the page scheduler when the engine's room changes at run time (a VLM server's
         request limit); ``None``: pages are bounded by ``max_parallel`` only."""
-        return None
-
-    def vlm_status(self) -> VlmStatus | None:
-        """The VLM server the engine calls, for ``/health`` and ``/metrics``; ``None`` for engines without one."""
         return None
 
     @abstractmethod

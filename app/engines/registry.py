@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from app.engines.base import EngineRuntime, OcrEngine
 from app.engines.measured import Figures, load_figures
 from app.engines.orientation import OrientationDetector
+from app.engines.paddleocr_vl.status import VlmStatus, vlm_status_of
 from app.engines.select import Choice, EnginePlan, choose_for_request
-from app.engines.vl_status import VlmStatus
 
 
 class EngineSet:
@@ -98,7 +98,7 @@ class EngineSet:
 
     def vlm_statuses(self) -> dict[str, VlmStatus | None]:
         """Each engine's VLM server (``None`` for engines without one), for /metrics."""
-        return {name: runtime.engine.vlm_status() for name, runtime in self.runtimes.items()}
+        return {name: vlm_status_of(runtime.engine) for name, runtime in self.runtimes.items()}
 
     def close(self) -> None:
         for runtime in self.runtimes.values():

@@ -189,12 +189,6 @@ def _union(groups: Iterable[frozenset[str] | None]) -> frozenset[str] | None:
     return frozenset(union)
 
 
-def build_engines(settings: Settings, facts: MachineFacts | None = None) -> tuple[list[OcrEngine], EnginePlan]:
-    """The engines of :func:`plan_engines` for these settings, constructed (not loaded), and the plan."""
-    plan = plan_engines(settings.ocr_engine, settings.cpu_engines, settings.vl_server_url, facts or gather_facts())
-    return [build_engine(name, settings) for name in plan.engines], plan
-
-
 def build_orientation(settings: Settings, engines: Sequence[OcrEngine]) -> OrientationDetector | None:
     """The page orientation detector for ``engines`` that need upright pages, unless ``OCR_AUTO_ROTATE`` is off;
     ``None`` (with a warning naming the fix) when Tesseract's ``osd.traineddata`` is not installed."""
@@ -212,28 +206,3 @@ def build_orientation(settings: Settings, engines: Sequence[OcrEngine]) -> Orien
             tessdata,
         )
     return detector
-
-
-def build_engine(name: str, settings: Settings) -> OcrEngine:
-    """One engine by name, configured from the settings; loading is left to its runtime."""
-    if name == "paddleocr-vl":
-        from app.engines.paddleocr_vl import PaddleOcrVlEngine
-
-        return PaddleOcrVlEngine(settings)
-    if name == "tesseract":
-        from app.engines.tesseract import TesseractEngine, find_tessdata
-
-        return TesseractEngine(
-            find_tessdata(settings.tessdata_dir),
-            parallel=settings.ocr_concurrency,
-            psm=settings.tesseract_psm,
-            default_languages=settings.languages,
-            timeout_s=settings.page_timeout_s,
-        )
-    from app.engines.pp_ocr import PpOcrEngine
-
-    return PpOcrEngine(
-        parallel=settings.ocr_concurrency,
-        threads=settings.threads_per_worker,
-        textline_orientation=settings.pp_ocr_textline_orientation,
-    )

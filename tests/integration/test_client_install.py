@@ -47,10 +47,12 @@ def client_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with only what a caller copies: app/__init__.py, app/client/, the check script and its page."""
+    """A folder with only what a caller copies: app/__init__.py, app/iam.py, app/client/, the check script and its
+    page."""
     root = tmp_path_factory.mktemp("client-files")
     (root / "app").mkdir()
     shutil.copy(ROOT / "app" / "__init__.py", root / "app")
+    shutil.copy(ROOT / "app" / "iam.py", root / "app")
     shutil.copytree(ROOT / "app" / "client", root / "app" / "client", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "check_deployment.py", root / "scripts")

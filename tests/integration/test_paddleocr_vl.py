@@ -137,16 +137,34 @@ def test_multipage_pdf(vl: httpx.Client, vl_service: ServiceProcess, standin: Vl
     assert (vl_service.output_dir / body["files"]["markdown"]).read_text() == body["markdown"]
 
 
+def test_transient_faults_are_retried_then_failed_with_the_reason(
+    vl: httpx.Client, vl_service: ServiceProcess, standin: VlmStandin
+) -> None:
+    """A reset connection and a 503 on the way (a restarting server, a gateway): the page still comes back. A server
+    that keeps answering 503: the page fails after VL_REQUEST_ATTEMPTS (3) attempts, saying so."""
+    standin.faults.extend(["reset", 503])
+    response = post_page(vl, small_page(ENGLISH_LINES[:2]))
+    assert response.status_code == 200, response.text
+    assert not standin.faults and len(standin.requests) == 1
+    standin.faults.extend([503, 502, 504])
+    failed = post_page(vl, small_page(ENGLISH_LINES[:2]))
+    assert failed.status_code == 502, failed.text
+    assert failed.json()["error"]["message"] == "the VLM server answered HTTP 504 (3 attempts)"
+    health = vl_service.health()
+    assert health is not None and health["engine"]["vlm"]["concurrency"]["retries"] >= 3
+
+
 def test_server_down_is_a_clean_502_then_recovery(
     vl: httpx.Client, vl_service: ServiceProcess, standin: VlmStandin
 ) -> None:
     standin.stop()
     began = time.monotonic()
     response = post_page(vl, small_page(ENGLISH_LINES[:2]))
-    assert time.monotonic() - began < 10  # no retries, no waiting for a deadline
+    assert time.monotonic() - began < 10  # two retries after short backoffs, no waiting for a deadline
     assert response.status_code == 502, response.text
     error = response.json()["error"]
     assert error["code"] == "vlm_unavailable"
+    assert error["message"] == "the VLM server cannot be reached (3 attempts); retry later"
     assert str(standin.port) not in error["message"]  # the server's address stays internal
     health = vl_service.health()
     assert health is not None and health["status"] == "healthy"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from app.engines.base import EngineLoadError
-from app.engines.paddleocr_vl import PaddleOcrVlEngine
+from app.engines.paddleocr_vl.engine import PaddleOcrVlEngine
 from app.settings import Settings
 from tests.support.documents import cer, page_lines, render_page
 from tests.support.vlm_standin import VlmStandin

@@ -41,6 +41,9 @@ class Cloud:
             "VL_IAM_URL": self.iam_url,
             "VL_USE_LAYOUT_DETECTION": "false",
             "VL_REQUEST_TIMEOUT_S": "120",  # the machine may be busy: this test is about tokens
+            # At most 4 requests at once (auto from 4, not from 16): a job's requests are then sent over its whole
+            # time, under several tokens, rather than all at its start under one.
+            "VL_AUTO_CONCURRENCY_MAX": "4",
             **extra,
         }
 

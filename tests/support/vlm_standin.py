@@ -10,9 +10,12 @@ Auth: ``api_key`` (one static key), or ``authorize`` (a check of the bearer toke
 stand-in and not expired": :meth:`tests.support.cloud.IamState.valid`); 401 otherwise, counted in ``rejected``.
 
 Knobs: ``delay_s`` (answer late), ``fail_status`` (answer every completion with that HTTP error),
-``stop()`` / ``start()`` (the port refuses connections, then serves again on the same port), and for
-benchmarks ``reply`` (a fixed answer instead of reading the image: no CPU spent on OCR) and
-``capacity`` (at most that many completions at once; the rest wait, like a batching server's slots).
+``faults`` (what the next completions meet, one each: an HTTP status such as 502, 503 or 504, or ``"reset"``:
+the connection is closed without an answer), ``stop()`` / ``start()`` (the port refuses connections, then serves
+again on the same port), ``metrics`` (serve vLLM's Prometheus ``GET /metrics`` with ``vllm:num_requests_running``
+and ``vllm:num_requests_waiting``; off, it answers 404 as a gateway would), and for benchmarks ``reply`` (a
+fixed answer instead of reading the image: no CPU spent on OCR) and ``capacity`` (at most that many completions
+at once; the rest wait, like a batching server's slots).
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ import contextlib
 import io
 import json
 import socket
+import struct
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -73,6 +78,7 @@ class VlmStandin:
         reply: str | None = None,
         capacity: int | None = None,
         authorize: Callable[[str], bool] | None = None,
+        metrics: bool = False,
     ) -> None:
         self.model_id = model_id
         self.api_key = api_key
@@ -85,7 +91,11 @@ class VlmStandin:
         self.delay_s = 0.0
         self.fail_status: int | None = None
         self.requests: list[dict[str, Any]] = []  # what each completion request carried (no image bytes)
-        self.in_flight = 0
+        self.faults: deque[int | str] = deque()
+        self.metrics = metrics
+        self.in_flight = 0  # completions being worked on (at most ``capacity``)
+        self.waiting = 0  # completions waiting for one of the ``capacity`` slots
+        self.peak_waiting = 0
         self._lock = threading.Lock()
         self._release = threading.Event()  # set by stop(): delayed answers give up at once
         self._connections: set[socket.socket] = set()
@@ -127,6 +137,7 @@ class VlmStandin:
         """Back to a healthy, running server with no knobs set and no requests recorded."""
         self.delay_s = 0.0
         self.fail_status = None
+        self.faults.clear()
         if not self.running:
             self.start()
         self.requests.clear()
@@ -187,6 +198,8 @@ class VlmStandin:
                 return False
 
             def do_GET(self) -> None:
+                if self.path.rstrip("/") == "/metrics" and standin.metrics:
+                    return self._metrics()
                 if self.path.rstrip("/") != "/v1/models":
                     return self._error(404, f"no route {self.path}", "NotFoundError")
                 if self._authorised():
@@ -200,8 +213,18 @@ class VlmStandin:
                     return self._error(404, f"no route {self.path}", "NotFoundError")
                 if not self._authorised():
                     return None
+                with standin._lock:
+                    fault = standin.faults.popleft() if standin.faults else None
+                if fault == "reset":
+                    return self._reset()
+                if fault is not None:
+                    return self._error(int(fault), "stand-in fault", "ServiceUnavailableError")
+                with standin._lock:
+                    standin.waiting += 1
+                    standin.peak_waiting = max(standin.peak_waiting, standin.waiting)
                 with standin._slots or contextlib.nullcontext():
                     with standin._lock:
+                        standin.waiting -= 1
                         standin.in_flight += 1
                     try:
                         self._complete(raw)
@@ -210,10 +233,34 @@ class VlmStandin:
                             standin.in_flight -= 1
                 return None
 
+            def _reset(self) -> None:
+                """Close the connection at once with a TCP reset, no answer (a crashed or restarted server)."""
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.close()
+
+            def _metrics(self) -> None:
+                with standin._lock:
+                    running, waiting = standin.in_flight, standin.waiting
+                body = (
+                    "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+                    "# TYPE vllm:num_requests_running gauge\n"
+                    f'vllm:num_requests_running{{model_name="{standin.model_id}"}} {float(running)}\n'
+                    "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+                    "# TYPE vllm:num_requests_waiting gauge\n"
+                    f'vllm:num_requests_waiting{{model_name="{standin.model_id}"}} {float(waiting)}\n'
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def _complete(self, raw: bytes) -> None:
                 try:
                     request = json.loads(raw)
-                    prompt, image = parse_chat_request(request)
+                    prompt, image = parse_chat_request(request, decode=standin.reply is None)
                 except (ValueError, KeyError, TypeError) as exc:
                     return self._error(400, f"bad request: {exc}", "BadRequestError")
                 entry = {"model": request.get("model"), "prompt": prompt, "size": image.size, "time": time.time()}
@@ -242,8 +289,10 @@ class VlmStandin:
         return Handler
 
 
-def parse_chat_request(request: dict[str, Any]) -> tuple[str, Image.Image]:
-    """The text prompt and the decoded image of a chat-completion request with one user message."""
+def parse_chat_request(request: dict[str, Any], decode: bool = True) -> tuple[str, Image.Image]:
+    """The text prompt and the decoded image of a chat-completion request with one user message; ``decode`` false
+    (a fixed ``reply``: nothing reads the pixels): the image's header only, as a GPU server's CPU would not pay
+    for decoding it on the service's cores."""
     content = request["messages"][-1]["content"]
     prompt = next(part["text"] for part in content if part.get("type") == "text")
     url = next(part["image_url"]["url"] for part in content if part.get("type") == "image_url")
@@ -252,6 +301,8 @@ def parse_chat_request(request: dict[str, Any]) -> tuple[str, Image.Image]:
         raise ValueError(f"expected a base64 image data URI, got {header[:40]!r}")
     try:
         image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        if not decode:
+            return prompt, image
         image.load()
     except (binascii.Error, OSError) as exc:
         raise ValueError(f"undecodable image: {exc}") from exc

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from app.engines.vl_config import check_settings, normalise_server_url
+from app.engines.paddleocr_vl.config import check_settings, normalise_server_url
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

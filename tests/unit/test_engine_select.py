@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 
 import pytest
 
+from app.engines.factories import FACTORIES, build_engines
 from app.engines.languages import PP_OCR_LANGUAGES
 from app.engines.measured import Figures, Measurement, load_figures
-from app.engines.paddleocr_vl import PaddleOcrVlEngine
+from app.engines.paddleocr_vl.engine import PaddleOcrVlEngine
 from app.engines.pp_ocr import PpOcrEngine
 from app.engines.registry import EngineSet
-from app.engines.select import MachineFacts, build_engines, choose_for_request, gather_facts, plan_engines
+from app.engines.select import MachineFacts, choose_for_request, gather_facts, plan_engines
 from app.engines.tesseract import TesseractEngine
 from app.errors import ServiceError
 from app.settings import Settings
@@ -227,6 +229,11 @@ def test_named_engine_must_be_loaded_and_read_the_languages() -> None:
 
 
 # --- building and the engine set --------------------------------------------------------------------------
+
+
+def test_every_engine_the_settings_name_has_a_factory() -> None:
+    named = set(typing.get_args(Settings.model_fields["ocr_engine"].annotation)) - {"auto"}
+    assert set(FACTORIES) == named
 
 
 def test_build_engines_constructs_without_loading(tmp_path: Path) -> None:

@@ -15,15 +15,8 @@ from PIL import Image
 
 from app.engines.base import EngineLoadError
 from app.engines.errors import EngineError, VlmAuthFailed, VlmFailed, VlmTimeout, VlmUnavailable
-from app.engines.paddleocr_vl import (
-    explain_failure,
-    explain_vlm_rejection,
-    is_transient_vlm_error,
-    short_error,
-    vlm_service_error,
-)
-from app.engines.vl_auth import VlmAuthError
-from app.engines.vl_config import (
+from app.engines.paddleocr_vl.auth import VlmAuthError
+from app.engines.paddleocr_vl.config import (
     check_settings,
     missing_models,
     normalise_server_url,
@@ -31,7 +24,14 @@ from app.engines.vl_config import (
     required_models,
     resolve_pipeline_version,
 )
-from app.engines.vl_pipeline import SerializedCalls, to_bgr
+from app.engines.paddleocr_vl.failures import (
+    explain_failure,
+    explain_vlm_rejection,
+    is_transient_vlm_error,
+    short_error,
+    vlm_service_error,
+)
+from app.engines.paddleocr_vl.pipeline import SerializedCalls, to_bgr
 from app.errors import engine_failure
 from app.settings import Settings
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from app.client.iam import refresh_margin
-from app.engines.vl_auth import IamTokens, StaticKey, VlmAuthError, VlmCredentials, credentials_for
+from app.engines.paddleocr_vl.auth import IamTokens, StaticKey, VlmAuthError, VlmCredentials, credentials_for
+from app.iam import refresh_margin
 from app.settings import Settings
 from tests.support.cloud import IAM_PATH, IamState, iam_app
 from tests.support.server import ThreadServer

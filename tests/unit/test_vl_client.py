@@ -4,6 +4,7 @@ outcome), against the VLM stand-in and the IAM stand-in over real HTTP."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,9 +13,21 @@ import httpx
 import pytest
 
 from app.engines.base import EngineLoadError
-from app.engines.vl_auth import IamTokens, StaticKey, VlmCredentials
-from app.engines.vl_client import VlmServerNotReady, VlmTransport, choose_model, list_models, outcome_of
-from app.engines.vl_limiter import FixedLimit, GradientLimit, RequestSlots
+from app.engines.paddleocr_vl.auth import IamTokens, StaticKey, VlmCredentials
+from app.engines.paddleocr_vl.client import (
+    ATTEMPTS_HEADER,
+    BACKOFF_CAP_S,
+    BACKOFF_S,
+    VlmConnectionFailed,
+    VlmServerNotReady,
+    VlmTransport,
+    backoff_s,
+    choose_model,
+    list_models,
+    outcome_of,
+)
+from app.engines.paddleocr_vl.limiter import FixedLimit, GradientLimit
+from app.engines.paddleocr_vl.slots import RequestSlots
 from tests.support.cloud import IAM_PATH, IamState, iam_app
 from tests.support.server import ThreadServer
 from tests.support.vlm_standin import VlmStandin
@@ -39,8 +52,8 @@ def test_choose_model() -> None:
 
 
 def test_outcomes() -> None:
-    assert [outcome_of(s) for s in (200, 400, 401, 404, 429, 500, 503)] == [
-        "ok", "error", "error", "error", "overload", "error", "overload"
+    assert [outcome_of(s) for s in (200, 400, 401, 404, 429, 500, 502, 503, 504)] == [
+        "ok", "error", "error", "error", "overload", "error", "overload", "overload", "overload"
     ]  # fmt: skip
 
 
@@ -123,10 +136,56 @@ def test_overload_and_deadline_reach_the_limit(vlm: VlmStandin) -> None:
     vlm.api_key, vlm.authorize = "k", None
     slots = RequestSlots(FixedLimit(4))
     vlm.fail_status = 503
-    assert complete(VlmTransport(30, StaticKey("k"), slots), vlm.url, 2) == [503, 503]
+    assert complete(VlmTransport(30, StaticKey("k"), slots, attempts=1), vlm.url, 2) == [503, 503]
     vlm.fail_status, vlm.delay_s = None, 5
     began = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
         complete(VlmTransport(0.5, StaticKey("k"), slots), vlm.url, 1)
     assert time.monotonic() - began < 4  # VL_REQUEST_TIMEOUT_S replaced the client's 600 s
     assert slots.state().requests == {"ok": 0, "overload": 3, "error": 0} and slots.in_flight == 0
+
+
+def test_transient_faults_are_retried_and_counted_as_overload(vlm: VlmStandin) -> None:
+    """A reset connection, a 502, a 503 and a 504 (server or gateway), each answered by another attempt after a
+    backoff; each counts as overload for the limit; the page comes back."""
+    vlm.api_key, vlm.authorize = "k", None
+    slots = RequestSlots(FixedLimit(4))
+    transport = VlmTransport(30, StaticKey("k"), slots, attempts=5, first_backoff_s=0.02)
+    vlm.faults.extend(["reset", 502, 503, 504])
+    assert complete(transport, vlm.url, 1) == [200]
+    assert not vlm.faults and len(vlm.requests) == 1
+    state = slots.state()
+    assert state.requests == {"ok": 1, "overload": 4, "error": 0} and state.retries == 4 and slots.in_flight == 0
+
+
+def test_retries_are_bounded_then_the_reason_comes_back(vlm: VlmStandin) -> None:
+    vlm.api_key, vlm.authorize = "k", None
+    slots = RequestSlots(FixedLimit(4))
+    transport = VlmTransport(30, StaticKey("k"), slots, attempts=3, first_backoff_s=0.02)
+    vlm.faults.extend([503, 503, 503, 503])
+
+    async def one() -> httpx.Response:
+        async with httpx.AsyncClient(transport=transport, base_url=vlm.url) as client:
+            return await client.post("/chat/completions", json={"model": MODEL, "messages": []})
+
+    answer = asyncio.run(one())
+    assert answer.status_code == 503 and answer.headers[ATTEMPTS_HEADER] == "3" and len(vlm.faults) == 1
+    vlm.faults.clear()
+    vlm.fail_status = 500  # not transient: one attempt
+    assert complete(transport, vlm.url, 1) == [500] and slots.state().requests["error"] == 1
+    vlm.stop()
+    with pytest.raises(VlmConnectionFailed) as failed:
+        complete(transport, vlm.url, 1)
+    assert failed.value.attempts == 3
+    assert slots.state().retries == 2 + 2 and slots.in_flight == 0
+
+
+def test_backoff_doubles_with_jitter_and_honours_retry_after() -> None:
+    rng = random.Random(1)
+    waits = [backoff_s(attempt, rng=rng) for attempt in (1, 2, 3, 4, 5, 6)]
+    for attempt, wait in enumerate(waits, start=1):
+        base = min(BACKOFF_CAP_S, BACKOFF_S * 2 ** (attempt - 1))
+        assert base / 2 <= wait <= base
+    assert len({round(w, 6) for w in waits}) == len(waits)
+    assert backoff_s(1, "5", rng=rng) == 5.0 and backoff_s(1, "600", rng=rng) == BACKOFF_CAP_S
+    assert backoff_s(1, "Wed, 21 Oct 2015 07:28:00 GMT", rng=rng) <= 1.0

@@ -4,9 +4,11 @@ Documented contract (cloud.ru docs, "Аутентификация в API"): ``PO
 with JSON ``{"keyId": ..., "secret": ...}`` answers ``{"access_token", "id_token", "refresh_token",
 "expires_in": 3600, "refresh_expires_in", "scopes", "token_type": "Bearer", "not_before"}``. The access token
 goes in ``Authorization: Bearer <access_token>``; it lives ``expires_in`` seconds (an hour) and is then
-replaced by a new exchange (the refresh token is empty). Used by the clients (:mod:`app.client.auth`) and by
-the paddleocr-vl engine for its VLM server (:mod:`app.engines.vl_auth`); it imports nothing of the service, so
-the client stays installable on its own.
+replaced by a new exchange (the refresh token is empty).
+
+Neutral ground between the two sides: used by the clients (:mod:`app.client.auth`) and by the paddleocr-vl engine
+for its VLM server (:mod:`app.engines.paddleocr_vl.auth`). It imports nothing but ``httpx`` and the standard
+library, so the client (``app/__init__.py``, this module and ``app/client/``) stays installable on its own.
 """
 
 from __future__ import annotations
@@ -71,9 +73,9 @@ def exchange(
 class IamTokenCache:
     """A key pair and the one token last had for it, replaced :func:`refresh_margin` before it expires.
 
-    The clients (:class:`app.client.auth.IamTokenSource`) and the VLM engine (:class:`app.engines.vl_auth.IamTokens`)
-    build on it and decide what a failed exchange means for them. Subclasses hold ``_lock`` around ``_renew``-like
-    code; the secret is kept out of ``repr`` and never logged.
+    The clients (:class:`app.client.auth.IamTokenSource`) and the VLM engine
+    (:class:`app.engines.paddleocr_vl.auth.IamTokens`) build on it and decide what a failed exchange means for
+    them. Subclasses hold ``_lock`` around ``_renew``-like code; the secret is kept out of ``repr`` and never logged.
     """
 
     #: Seconds one exchange may take when the caller gives no ``timeout``.

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from app.engines.base import EngineLoadError
-from app.engines.vl_limiter import FixedLimit, GradientLimit, Limit
+from app.engines.paddleocr_vl.limiter import FixedLimit, GradientLimit, Limit
 from app.settings import Settings
 
 SERVER_BACKENDS = ("vllm-server", "sglang-server", "fastdeploy-server")

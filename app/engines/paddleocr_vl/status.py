@@ -1,9 +1,11 @@
-"""What the paddleocr-vl engine knows about its VLM server, as plain data for ``/health`` and ``/metrics``."""
+"""What the paddleocr-vl engine knows about its VLM server, as plain data for ``/health`` and ``/metrics``.
+
+Imports nothing but the standard library: the health and metrics code reads it without loading the engine."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 #: Upper bounds (seconds) of the VLM latency histogram exported on /metrics.
 LATENCY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
@@ -36,6 +38,9 @@ class ConcurrencyState:
     #: Cumulative counts of successful requests at or under each bound of LATENCY_BUCKETS, then their sum.
     latency_buckets: tuple[int, ...] = ()
     latency_sum_s: float = 0.0
+    #: What tells the auto limit that the server is full: its latency, or its own queue (its metrics).
+    signal: Literal["latency", "queue"] = "latency"
+    retries: int = 0  # requests sent again after a transient failure (connection, 429, 502-504)
 
 
 @dataclass(frozen=True)
@@ -47,3 +52,15 @@ class VlmStatus:
     models_offered: tuple[str, ...] | None  # what GET /models listed; None until asked
     auth: TokenState
     concurrency: ConcurrencyState
+
+
+@runtime_checkable
+class CallsVlmServer(Protocol):
+    """An engine that calls a VLM server (``None``: it is configured to run the VLM itself)."""
+
+    def vlm_status(self) -> VlmStatus | None: ...
+
+
+def vlm_status_of(engine: object) -> VlmStatus | None:
+    """The VLM server ``engine`` calls, for ``/health`` and ``/metrics``; ``None`` for engines without one."""
+    return engine.vlm_status() if isinstance(engine, CallsVlmServer) else None

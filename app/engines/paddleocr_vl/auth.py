@@ -1,5 +1,5 @@
 """The bearer credential for the VLM server: none, a static key (``VL_API_KEY``), or Cloud.ru IAM access
-tokens (``VL_IAM_KEY_ID`` + ``VL_IAM_SECRET``, exchanged at ``VL_IAM_URL``; see :mod:`app.client.iam`).
+tokens (``VL_IAM_KEY_ID`` + ``VL_IAM_SECRET``, exchanged at ``VL_IAM_URL``; see :mod:`app.iam`).
 
 IAM tokens live an hour. :class:`IamTokens` caches one, replaces it shortly before it expires and, after the
 server answers 401, once more (only if that token is not brand new: a fresh token refused means the service
@@ -14,11 +14,11 @@ import logging
 import time
 from datetime import datetime, timezone
 
-from app.client.iam import IamError, IamTokenCache
-from app.engines.vl_status import TokenState
+from app.engines.paddleocr_vl.status import TokenState
+from app.iam import IamError, IamTokenCache
 from app.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("app.engines.paddleocr_vl")  # one name for the whole engine (the guide quotes it)
 
 #: Seconds between failed exchanges: 1, 2, 4, ... up to this.
 RETRY_CAP_S = 60.0
@@ -153,7 +153,7 @@ class IamTokens(IamTokenCache, VlmCredentials):
 
 
 def credentials_for(settings: Settings) -> VlmCredentials:
-    """The credential the settings ask for (:func:`~app.engines.vl_config.check_settings` allows one at most)."""
+    """The credential the settings ask for (:func:`.config.check_settings` allows one at most)."""
     s = settings
     if s.vl_iam_key_id and s.vl_iam_secret.get_secret_value():
         return IamTokens(s.vl_iam_key_id, s.vl_iam_secret.get_secret_value(), s.vl_iam_url)

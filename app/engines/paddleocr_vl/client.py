@@ -1,11 +1,13 @@
 """HTTP to the VLM server: the transport under paddlex's OpenAI client, and the start-up model check.
 
 :class:`VlmTransport` handles every request the pipeline sends (one per page without layout detection,
-one per block with it): it waits for a slot of the request limit (:mod:`app.engines.vl_limiter`), puts the
-bearer credential in (:mod:`app.engines.vl_auth`; after a 401 with an IAM token, once more with a renewed
-one), replaces the request's timeouts with ``VL_REQUEST_TIMEOUT_S`` (httpx carries them in the ``timeout``
-request extension, which the connection pool honours; paddlex asks for 600 s), reads the whole answer and
-reports its latency and outcome to the limit: 2xx ok; 429, 503 and timeouts overload; the rest errors.
+one per block with it): it waits for a slot of the request limit (:mod:`.slots`), puts the bearer credential
+in (:mod:`.auth`; after a 401 with an IAM token, once more with a renewed one), replaces the request's timeouts
+with ``VL_REQUEST_TIMEOUT_S`` (httpx carries them in the ``timeout`` request extension, which the connection
+pool honours; paddlex asks for 600 s), reads the whole answer and reports its latency and outcome to the limit:
+2xx ok; 429, 502, 503, 504, a broken connection and timeouts overload; the rest errors. Transient faults (a
+broken connection, 429/502/503/504 from the server or a gateway) are tried again, ``VL_REQUEST_ATTEMPTS`` in all,
+after a jittered backoff and in a new slot: a page is idempotent, and a blip must not fail a user's document.
 
 :func:`list_models` and :func:`choose_model` are the start-up check: which models ``GET /models`` lists, and
 which one requests name (``VL_MODEL_NAME``, or the only one served).
@@ -14,52 +16,116 @@ which one requests name (``VL_MODEL_NAME``, or the only one served).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import time
 from collections.abc import Sequence
 
 import httpx
 
 from app.engines.base import EngineLoadError
-from app.engines.vl_auth import VlmCredentials
-from app.engines.vl_limiter import Outcome, RequestSlots
+from app.engines.paddleocr_vl.auth import VlmCredentials
+from app.engines.paddleocr_vl.limiter import Outcome
+from app.engines.paddleocr_vl.slots import RequestSlots
 
 #: The connection pool of the pipeline's client (paddlex may have ~200 requests in flight).
 POOL_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
 
 
+#: Statuses that mean "the server (or the gateway in front of it) is overloaded or restarting": retried.
+TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+#: Seconds of the first retry's backoff (doubling, half of it random), and the most one backoff may wait.
+BACKOFF_S = 1.0
+BACKOFF_CAP_S = 8.0
+#: Header on the answer handed to the pipeline: how many attempts it took (read by the engine's error text).
+ATTEMPTS_HEADER = "x-vlm-attempts"
+
+
 def outcome_of(status: int) -> Outcome:
     if 200 <= status < 300:
         return "ok"
-    return "overload" if status in (429, 503) else "error"
+    return "overload" if status in TRANSIENT_STATUSES else "error"
+
+
+class VlmConnectionFailed(httpx.TransportError):
+    """The connection to the VLM server failed on every attempt; the last failure is the cause."""
+
+    def __init__(self, message: str, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+def backoff_s(
+    attempt: int, retry_after: str | None = None, *, first_s: float = BACKOFF_S, rng: random.Random | None = None
+) -> float:
+    """Seconds to wait before attempt ``attempt + 1``: ``first_s * 2**(attempt-1)`` (at most ``BACKOFF_CAP_S``),
+    half of it random (jitter: replicas and pages do not retry in step); a ``Retry-After`` in seconds is honoured up
+    to the cap."""
+    base = min(BACKOFF_CAP_S, first_s * 2 ** (attempt - 1))
+    wait = base / 2 + (rng or random).uniform(0, base / 2)
+    if retry_after is not None:
+        with contextlib.suppress(ValueError):
+            wait = max(wait, min(BACKOFF_CAP_S, float(retry_after)))
+    return float(wait)
 
 
 class VlmTransport(httpx.AsyncBaseTransport):
-    """The pipeline's transport: slot, credential, deadline, measured (see the module docstring)."""
+    """The pipeline's transport: slot, credential, deadline, measured, transient faults retried (see the module
+    docstring)."""
 
     def __init__(
-        self, timeout_s: float, credentials: VlmCredentials, slots: RequestSlots, connect_s: float = 10.0
+        self,
+        timeout_s: float,
+        credentials: VlmCredentials,
+        slots: RequestSlots,
+        connect_s: float = 10.0,
+        *,
+        attempts: int = 3,
+        first_backoff_s: float = BACKOFF_S,
     ) -> None:
         self._inner = httpx.AsyncHTTPTransport(limits=POOL_LIMITS)
         connect = min(connect_s, timeout_s)
         self._timeouts = {"connect": connect, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
         self.credentials = credentials
         self.slots = slots
+        self.attempts = max(1, attempts)
+        self.first_backoff_s = first_backoff_s
         self._renewing: asyncio.Lock | None = None  # one IAM exchange at a time (created on paddlex's loop)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The request through a slot; a broken connection or a transient status (:data:`TRANSIENT_STATUSES`) is
+        tried again in a new slot after a backoff, up to ``attempts`` in all. Then the last answer is returned
+        (with :data:`ATTEMPTS_HEADER`) or :class:`VlmConnectionFailed` raised. Timeouts are not retried: the
+        deadline is the deadline."""
         request.extensions = {**request.extensions, "timeout": self._timeouts}
-        started = await self.slots.acquire()
-        outcome: Outcome = "error"
-        rtt = time.monotonic() - started[0]
-        try:
-            response, rtt = await self._send(request)
-            outcome = outcome_of(response.status_code)
-            return response
-        except httpx.TimeoutException:
-            outcome, rtt = "overload", time.monotonic() - started[0]
-            raise
-        finally:
-            self.slots.release(started, rtt, outcome)
+        attempt = 1
+        while True:
+            started = await self.slots.acquire()
+            outcome: Outcome = "error"
+            rtt = 0.0
+            response: httpx.Response | None = None
+            try:
+                response, rtt = await self._send(request)
+                outcome = outcome_of(response.status_code)
+            except httpx.TimeoutException:
+                outcome, rtt = "overload", time.monotonic() - started[0]
+                raise
+            except httpx.TransportError as exc:
+                outcome, rtt = "overload", time.monotonic() - started[0]
+                if attempt >= self.attempts:
+                    raise VlmConnectionFailed(f"{type(exc).__name__}: {exc}", attempt) from exc
+            finally:
+                self.slots.release(started, rtt, outcome)
+            retry_after = None
+            if response is not None:
+                if response.status_code not in TRANSIENT_STATUSES or attempt >= self.attempts:
+                    if attempt > 1:
+                        response.headers[ATTEMPTS_HEADER] = str(attempt)
+                    return response
+                retry_after = response.headers.get("retry-after")
+            await asyncio.sleep(backoff_s(attempt, retry_after, first_s=self.first_backoff_s))
+            attempt += 1
+            self.slots.count_retry()
 
     async def _send(self, request: httpx.Request) -> tuple[httpx.Response, float]:
         """The request with the current token; after a 401, once more with a renewed one."""

@@ -6,7 +6,7 @@ OpenAI-compatible server (vLLM, SGLang, FastDeploy) at ``VL_SERVER_URL``.
 
 Concurrency. ``native``: one pipeline call at a time (``max_parallel`` 1), the GPU is the bottleneck.
 Server backends: pages run concurrently through **one shared pipeline instance**, and the number of VLM
-requests in flight is ``VL_MAX_CONCURRENCY`` (``auto``: adapted to the server, :mod:`app.engines.vl_limiter`;
+requests in flight is ``VL_MAX_CONCURRENCY`` (``auto``: adapted to the server, :mod:`app.engines.paddleocr_vl.limiter`;
 the page workers are sized for its upper bound, and :attr:`page_gate` admits a page only while the server
 has room). Sharing the pipeline is safe in paddlex 3.3 (checked in its source,
 ``inference/pipelines/paddleocr_vl/pipeline.py`` and ``inference/models/doc_vlm/predictor.py``): with
@@ -18,7 +18,7 @@ layout and preprocessing models: those calls are serialised with one lock (:clas
 the VLM requests of all pages stay concurrent.
 
 HTTP. The pipeline gets its own HTTP client through ``SubModules.VLRecognition.genai_config.client_kwargs``
-of a full paddlex config: ``max_retries=0`` and :class:`~app.engines.vl_client.VlmTransport`, which puts in
+of a full paddlex config: ``max_retries=0`` and :class:`~app.engines.paddleocr_vl.client.VlmTransport`, which puts in
 the bearer credential (``VL_API_KEY``, or Cloud.ru IAM tokens renewed before they expire), waits for a slot
 of the request limit and replaces each request's timeouts with ``VL_REQUEST_TIMEOUT_S`` (paddlex asks for
 600 s and the OpenAI client would retry twice). A timed-out request is really cancelled (its connection
@@ -33,9 +33,8 @@ Start. Before the pipeline is built, ``GET /models`` on the server says which mo
 from __future__ import annotations
 
 import logging
-import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +42,11 @@ import httpx
 from PIL import Image
 
 from app.engines.base import EngineLoadError, EnginePage, OcrEngine
-from app.engines.errors import EngineError, VlmAuthFailed, VlmFailed, VlmTimeout, VlmUnavailable
-from app.engines.vl_auth import VlmAuthError, VlmCredentials, credentials_for
-from app.engines.vl_client import VlmServerNotReady, VlmTransport, choose_model, list_models
-from app.engines.vl_config import (
+from app.engines.context import EngineContext
+from app.engines.paddleocr_vl.auth import VlmAuthError, VlmCredentials, credentials_for
+from app.engines.paddleocr_vl.buffers import reuse_page_buffers
+from app.engines.paddleocr_vl.client import VlmServerNotReady, VlmTransport, choose_model, list_models
+from app.engines.paddleocr_vl.config import (
     SERVER_BACKENDS,
     check_settings,
     missing_models,
@@ -59,13 +59,24 @@ from app.engines.vl_config import (
     resolve_pipeline_version,
     server_label,
 )
-from app.engines.vl_limiter import PageGate, RequestSlots
-from app.engines.vl_mapping import page_from_vl_result
-from app.engines.vl_pipeline import serialise_local_models, to_bgr, warmup_page
-from app.engines.vl_status import VlmStatus
+from app.engines.paddleocr_vl.failures import (
+    explain_failure,
+    explain_vlm_rejection,
+    is_transient_vlm_error,
+    short_error,
+    vlm_service_error,
+)
+from app.engines.paddleocr_vl.fleet import LimitKeeper
+from app.engines.paddleocr_vl.limiter import GradientLimit
+from app.engines.paddleocr_vl.mapping import page_from_vl_result
+from app.engines.paddleocr_vl.memory import memory_for
+from app.engines.paddleocr_vl.pipeline import serialise_local_models, spare_size_copies, to_bgr, warmup_page
+from app.engines.paddleocr_vl.server_queue import QueueWatcher, metrics_url
+from app.engines.paddleocr_vl.slots import PageGate, RequestSlots
+from app.engines.paddleocr_vl.status import VlmStatus
 from app.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("app.engines.paddleocr_vl")  # one name for the whole engine (the guide quotes it)
 
 #: Seconds between attempts to reach the VLM server at start: 1, 2, 4, 8, 15, 15, ...
 _RETRY_CAP_S = 15.0
@@ -76,12 +87,14 @@ _CONFIG_NAMES = {"v1": "PaddleOCR-VL"}
 class PaddleOcrVlEngine(OcrEngine):
     name = "paddleocr-vl"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, context: EngineContext | None = None) -> None:
         self._settings = settings
         self._server = settings.vl_backend in SERVER_BACKENDS
         self._credentials = credentials_for(settings) if self._server else VlmCredentials()
         self._slots = RequestSlots(request_limit(settings))
         self._gate = PageGate(self._slots) if self._server else None
+        self._keeper = self._limit_keeper(context or EngineContext())
+        self._watcher = self._queue_watcher()
         self._model: str | None = None  # the name requests carry, found at start
         self._offered: tuple[str, ...] | None = None
         self._one_call_at_a_time: threading.Lock | None = None  # set when the local models cannot be guarded
@@ -89,6 +102,23 @@ class PaddleOcrVlEngine(OcrEngine):
         self._stop = threading.Event()
         self._timeout_s = settings.vl_request_timeout_s
         self.device = settings.ocr_device or "auto"
+
+    def _limit_keeper(self, context: EngineContext) -> LimitKeeper | None:
+        """With an adaptive limit and ``VL_LIMIT_SYNC_S`` > 0: what remembers and shares it (:mod:`.fleet`)."""
+        s = self._settings
+        if not self._server or not isinstance(self._slots.policy, GradientLimit) or s.vl_limit_sync_s <= 0:
+            return None
+        memory = memory_for(context, self._server_label())
+        return None if memory is None else LimitKeeper(self._slots, memory, context.replica, s.vl_limit_sync_s)
+
+    def _queue_watcher(self) -> QueueWatcher | None:
+        """With an adaptive limit: what reads the server's queue (:mod:`.server_queue`), unless it is ``off``."""
+        s = self._settings
+        url = metrics_url(s.vl_server_metrics_url, normalise_server_url(s.vl_server_url)) if self._server else None
+        if url is None or not isinstance(self._slots.policy, GradientLimit):
+            return None
+        slots = self._slots
+        return QueueWatcher(url, slots.observe_queue, lambda: slots.in_flight > 0, self._credentials.cached)
 
     @property
     def max_parallel(self) -> int:
@@ -137,6 +167,8 @@ class PaddleOcrVlEngine(OcrEngine):
                 "paddleocr is not installed: use the GPU image, or pip install 'paddleocr[doc-parser]' "
                 "and paddlepaddle(-gpu); or set OCR_ENGINE=pp-ocr"
             ) from exc
+        if self._keeper is not None:
+            self._keeper.join()  # before the slow part, so replicas starting together see each other
         version = resolve_pipeline_version(s.vl_pipeline_version, PaddleOCRVL, paddleocr.__version__)
         local_device = resolve_device(s.ocr_device) if self.needs_local_models else (s.ocr_device or "cpu")
         self.device = f"{local_device}; VLM: {s.vl_backend}" if self._server else local_device
@@ -165,9 +197,8 @@ class PaddleOcrVlEngine(OcrEngine):
         log.info("paddleocr-vl: %s", self.detail)
         try:
             self._pipeline = PaddleOCRVL(paddlex_config=config, **kwargs)
-            if self._server and self.needs_local_models and not serialise_local_models(self._pipeline):
-                log.warning("paddleocr-vl: cannot guard the local models of this paddlex version; one call at a time")
-                self._one_call_at_a_time = threading.Lock()
+            self._prepare_pipeline()
+            self._start_limit()
             self._warm_up()
         except EngineLoadError:
             raise
@@ -177,6 +208,26 @@ class PaddleOcrVlEngine(OcrEngine):
             raise EngineLoadError(explain_failure(exc, missing=missing, models_dir=models_dir)) from exc
         finally:
             self.detail = None
+
+    def _prepare_pipeline(self) -> None:
+        """Its local models guarded for concurrent pages (server backends), a needless copy spared."""
+        if not spare_size_copies():
+            log.info("paddleocr-vl: this paddlex's calc_merged_wh is left as it is")
+        if self._server and self.needs_local_models and not serialise_local_models(self._pipeline):
+            log.warning("paddleocr-vl: cannot guard the local models of this paddlex version; one call at a time")
+            self._one_call_at_a_time = threading.Lock()
+
+    def _start_limit(self) -> None:
+        """Server backends: page buffers kept for reuse (pages stream through this process); where the limit starts
+        (the fleet's share, the last run's, or the default), then keep it shared and watch the server's queue."""
+        if not self._server:
+            return
+        kept = reuse_page_buffers()
+        if kept:
+            log.info("paddleocr-vl: page buffers reused: %s", "; ".join(kept))
+        for helper in (self._keeper, self._watcher):
+            if helper is not None:
+                helper.start()
 
     def _find_model(self) -> str:
         """Ask the server which models it serves (waiting for it); the name requests will carry."""
@@ -212,7 +263,9 @@ class PaddleOcrVlEngine(OcrEngine):
     def _client_kwargs(self) -> dict[str, Any]:
         if not log.isEnabledFor(logging.DEBUG):  # httpx logs every VLM request (one per block) at INFO
             logging.getLogger("httpx").setLevel(logging.WARNING)
-        transport = VlmTransport(self._timeout_s, self._credentials, self._slots)
+        transport = VlmTransport(
+            self._timeout_s, self._credentials, self._slots, attempts=self._settings.vl_request_attempts
+        )
         return {"max_retries": 0, "http_client": httpx.AsyncClient(transport=transport, timeout=self._timeout_s)}
 
     def _warm_up(self) -> None:
@@ -273,108 +326,12 @@ class PaddleOcrVlEngine(OcrEngine):
 
     def close(self) -> None:
         self._stop.set()
+        for helper in (self._watcher, self._keeper):
+            if helper is not None:
+                helper.stop()
         pipeline, self._pipeline = self._pipeline, None
         if pipeline is not None:
             try:
                 pipeline.close()
             except Exception as exc:  # shutting down: report, do not raise
                 log.warning("paddleocr-vl: close failed: %r", exc)
-
-
-# --- errors (pure) --------------------------------------------------------------------------------
-_ARCH_MISMATCH = re.compile(
-    r"no kernel image|nokernelimagefordevice|not compatible with the current gpu|compute capability|\bsm_?\d{2,3}\b"
-)
-_DRIVER_TOO_OLD = ("driver version is insufficient", "insufficientdriver", "cuda driver version")
-
-
-def explain_failure(exc: BaseException, *, missing: Sequence[str] = (), models_dir: Path | None = None) -> str:
-    """An initialisation error as a sentence that says what to do."""
-    text = short_error(exc)
-    low = text.lower()
-    if _ARCH_MISMATCH.search(low):
-        return (
-            "CUDA/architecture mismatch: the installed paddlepaddle-gpu has no kernels for this GPU. Use the image "
-            "built for it (the sm120 image for Blackwell, e.g. RTX 50xx; the non-sm120 one for A100/H100). "
-            f"Error: {text}"
-        )
-    if any(marker in low for marker in _DRIVER_TOO_OLD):
-        return (
-            "the NVIDIA driver is too old for the CUDA of this image: update the driver or use an older image. "
-            f"Error: {text}"
-        )
-    if "out of memory" in low:
-        return f"the GPU ran out of memory while loading: free the GPU or use a larger one. Error: {text}"
-    if missing:
-        return (
-            f"models missing under {models_dir}: {', '.join(missing)}, and they could not be downloaded. "
-            "Use the -offline image, mount the models there, or point PADDLE_PDX_CACHE_HOME at the folder "
-            f"that holds official_models/. Error: {text}"
-        )
-    return text
-
-
-def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
-def vlm_service_error(exc: BaseException, timeout_s: float) -> EngineError | None:
-    """The engine error for a failed VLM request, or ``None`` when ``exc`` is something else.
-
-    Timeout -> :class:`VlmTimeout`; unreachable -> :class:`VlmUnavailable`; an HTTP error status from the
-    server -> :class:`VlmFailed` (:data:`app.errors.ENGINE_ERRORS` maps them to 504/502). Messages name no
-    host: the server's address is internal.
-    """
-    try:
-        import openai
-    except ImportError:  # pragma: no cover - openai comes with paddlex's VLM client
-        return None
-    if any(isinstance(error, VlmAuthError) for error in _exception_chain(exc)):  # no token: details in /health
-        return VlmAuthFailed("no credential for the VLM server; retry later")
-    for error in _exception_chain(exc):
-        if isinstance(error, openai.APITimeoutError):
-            return VlmTimeout(
-                f"the VLM server did not answer within {timeout_s:g} s (VL_REQUEST_TIMEOUT_S); retry later"
-            )
-        if isinstance(error, openai.APIConnectionError):
-            return VlmUnavailable("the VLM server cannot be reached; retry later")
-        if isinstance(error, openai.APIStatusError):
-            return VlmFailed(f"the VLM server answered HTTP {error.status_code}", error.status_code)
-    return None
-
-
-def explain_vlm_rejection(exc: BaseException, server: str) -> str:
-    """What to fix when the VLM server refuses the warm-up request with a 4xx."""
-    status = next((int(e.status_code) for e in _exception_chain(exc) if hasattr(e, "status_code")), 0)
-    if status in (401, 403):
-        hint = "check VL_API_KEY (sent as 'Authorization: Bearer ...')"
-    elif status == 404:
-        hint = (
-            "check VL_SERVER_URL (the OpenAI base URL, usually ending in /v1) and VL_MODEL_NAME "
-            "(it must be the server's --served-model-name; GET <VL_SERVER_URL>/models lists them)"
-        )
-    else:
-        hint = "check VL_MODEL_NAME and that the server serves PaddleOCR-VL"
-    return f"the VLM server at {server} rejected the warm-up request (HTTP {status}): {hint}. {short_error(exc)}"
-
-
-def is_transient_vlm_error(exc: BaseException) -> bool:
-    """Worth retrying at start: unreachable, timed out, or a 5xx (e.g. still loading); not a 4xx."""
-    error = vlm_service_error(exc, 0)
-    if error is None:
-        return False
-    if not isinstance(error, VlmFailed):
-        return True
-    return any(getattr(e, "status_code", 0) >= 500 for e in _exception_chain(exc))
-
-
-def short_error(exc: BaseException) -> str:
-    """``Type: message`` on one line, at most 300 characters."""
-    message = " ".join(str(exc).split())
-    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."

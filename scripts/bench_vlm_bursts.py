@@ -1,0 +1,260 @@
+"""Bursts on fresh and restarted services, and several replicas sharing one VLM stand-in: the parts of
+``scripts/bench_vs_paddlex.py`` that check the adaptive VLM limit's start and its sharing (issue 25).
+
+A burst: ``clients`` clients send ``pages`` one-page requests each, one after another, all starting together; its
+pages/s run from the first request sent to the last answer. *Fresh*: a new service with an empty OUTPUT_DIR (no
+memory of a limit). *Restarted*: the same OUTPUT_DIR again (the limit it learned is on its disk). Replicas: each
+its own OUTPUT_DIR, all on one SeaweedFS bucket (where they publish their limits) and one stand-in; each replica
+meets its own burst of ``capacity`` clients at the same moment.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.client.api import describe
+from scripts.bench import cpu_seconds
+from tests.support.server import ServiceProcess
+from tests.support.vlm_standin import VlmStandin
+
+Env = Callable[[str, Path], dict[str, str]]
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def burst(url: str, clients: int, pages: int, page: bytes, start: threading.Event | None = None) -> dict[str, Any]:
+    """``clients`` x ``pages`` one-page requests; pages/s from the first send to the last answer, errors by kind."""
+    errors: Counter[str] = Counter()
+    latencies: list[float] = []
+    lock = threading.Lock()
+    ready = threading.Barrier(clients + 1)
+    span: list[float] = []
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=600) as http:
+            ready.wait()
+            for _ in range(pages):
+                began = time.perf_counter()
+                try:
+                    response = http.post("/ocr", files={"file": ("page.png", page)})
+                    response.raise_for_status()
+                except httpx.HTTPStatusError as exc:
+                    with lock:
+                        errors[describe(exc.response)[:100]] += 1
+                    continue
+                except httpx.HTTPError as exc:
+                    with lock:
+                        errors[f"{type(exc).__name__}: {exc}"[:100]] += 1
+                    continue
+                with lock:
+                    latencies.append(time.perf_counter() - began)
+
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(client) for _ in range(clients)]
+        if start is not None:
+            start.wait()
+        ready.wait()
+        span.append(time.perf_counter())
+        for future in futures:
+            future.result()
+        span.append(time.perf_counter())
+    wall = span[1] - span[0]
+    return {
+        "pages": len(latencies),
+        "pages_s": len(latencies) / wall,
+        "wall": wall,
+        "began": span[0],
+        "ended": span[1],
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+    }
+
+
+def limit_of(url: str) -> int | None:
+    health = httpx.get(url + "/health", timeout=10).json()
+    concurrency = ((health.get("engine") or {}).get("vlm") or {}).get("concurrency") or {}
+    return concurrency.get("limit")
+
+
+def fresh_and_restarted(
+    env: Env, page: bytes, tmp: Path, latency: float, cases: list[tuple[int, int, int, bool]]
+) -> list[dict[str, Any]]:
+    """For each (capacity, clients, pages, metrics): a stand-in; a fresh service meets the burst; the same service
+    restarted on its OUTPUT_DIR meets it again."""
+    rows = []
+    for capacity, clients, pages, metrics in cases:
+        folder = tmp / f"burst-{capacity}-{clients}-{int(metrics)}"
+        folder.mkdir()
+        with VlmStandin(reply="stand-in text", capacity=capacity, metrics=metrics) as vlm:
+            vlm.delay_s = latency
+            for start in ("fresh", "restarted"):
+                with ServiceProcess(folder, env=env(vlm.url, folder)) as service:
+                    service.wait_ready(timeout=600)
+                    assert service.process is not None
+                    limit_before = limit_of(service.url)
+                    vlm.peak_waiting = 0
+                    cpu0, machine0 = cpu_seconds(service.process.pid), machine_busy()
+                    row = burst(service.url, clients, pages, page)
+                    busy, total = (b - a for a, b in zip(machine0, machine_busy(), strict=True))
+                    row.update(
+                        capacity=capacity,
+                        clients=clients,
+                        per_client=pages,
+                        metrics=metrics,
+                        start=start,
+                        limit_before=limit_before,
+                        limit_after=limit_of(service.url),
+                        server_queue=vlm.peak_waiting,
+                        cpu_per_page=(cpu_seconds(service.process.pid) - cpu0) / max(1, row["pages"]),
+                        cores_busy=busy / max(1, total) * (os.cpu_count() or 1),
+                        load=os.getloadavg()[0],
+                        ceiling=min(capacity, clients) / latency,
+                    )
+                    rows.append(row)
+                    print("burst", {k: v for k, v in row.items() if k != "error_kinds"}, flush=True)
+    return rows
+
+
+def replicas(
+    env: Env, page: bytes, tmp: Path, latency: float, s3: Any, cases: list[tuple[int, int, int, int]]
+) -> list[dict[str, Any]]:
+    """For each (capacity, replicas, clients per replica, pages): one stand-in, a fresh bucket, ``replicas`` fresh
+    services on it; every replica meets its burst at the same moment."""
+    rows = []
+    for capacity, count, clients, pages in cases:
+        bucket = s3.new_bucket()
+        with VlmStandin(reply="stand-in text", capacity=capacity) as vlm:
+            vlm.delay_s = latency
+            services = []
+            try:
+                for index in range(count):
+                    folder = tmp / f"fleet-{capacity}-{count}-{index}"
+                    folder.mkdir()
+                    extra = {"REPLICA_ID": f"replica-{index}", "CLOUDRU_S3_PREFIX": "bench"}
+                    services.append(
+                        ServiceProcess(folder, env={**env(vlm.url, folder), **s3.service_env(bucket), **extra})
+                    )
+                for service in services:
+                    service.start()
+                for service in services:
+                    service.wait_ready(timeout=600)
+                go = threading.Event()
+                with concurrent.futures.ThreadPoolExecutor(count) as pool:
+                    futures = [pool.submit(burst, s.url, clients, pages, page, go) for s in services]
+                    machine0 = machine_busy()
+                    go.set()
+                    results = [future.result() for future in futures]
+                busy, total = (b - a for a, b in zip(machine0, machine_busy(), strict=True))
+                began, ended = min(r["began"] for r in results), max(r["ended"] for r in results)
+                together = sum(r["pages"] for r in results) / (ended - began)
+                row = {
+                    "capacity": capacity,
+                    "replicas": count,
+                    "clients": clients,
+                    "per_client": pages,
+                    "pages_s": together,
+                    "ceiling": min(capacity, clients * count) / latency,
+                    "each": [r["pages_s"] for r in results],
+                    "errors": sum(r["errors"] for r in results),
+                    "error_kinds": dict(sum((Counter(r["error_kinds"]) for r in results), Counter())),
+                    "limits_after": [limit_of(s.url) for s in services],
+                    "server_queue": vlm.peak_waiting,
+                    "cores_busy": busy / max(1, total) * (os.cpu_count() or 1),
+                    "load": os.getloadavg()[0],
+                }
+                rows.append(row)
+                print("replicas", {k: v for k, v in row.items() if k != "error_kinds"}, flush=True)
+            finally:
+                for service in services:
+                    service.stop()
+    return rows
+
+
+def render_bursts(rows: list[dict[str, Any]], latency: float) -> list[str]:
+    lines = [
+        f"Bursts (stand-in answering after {latency:g} s, `capacity` at once): `clients` x `pages` one-page requests "
+        "all starting together; pages/s from the first request to the last answer. *fresh*: a new service, nothing "
+        "learned; *restarted*: the same OUTPUT_DIR again (the limit it learned is kept there, "
+        "`.engines/vlm/limits/`). *metrics*: the stand-in serves vLLM's `/metrics` (the queue is the signal).",
+        "",
+        "| Capacity | Clients x pages | start | signal | pages/s | of ceiling | errors | limit before / after | "
+        "server queue (peak) | CPU s/page | cores busy | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['capacity']} | {r['clients']} x {r['per_client']} | {r['start']} | "
+            f"{'queue' if r['metrics'] else 'latency'} | {r['pages_s']:.2f} | {r['pages_s'] / r['ceiling']:.0%} | "
+            f"{r['errors']} | {r['limit_before']} / {r['limit_after']} | {r['server_queue']} | "
+            f"{r['cpu_per_page']:.3f} | {r['cores_busy']:.2f} | {r['load']:.1f} |"
+        )
+    return lines
+
+
+def render_replicas(rows: list[dict[str, Any]], latency: float) -> list[str]:
+    lines = [
+        "Several replicas, one stand-in: each replica a fresh service (own OUTPUT_DIR, one SeaweedFS bucket where "
+        "the limits are published every 2 s), each meeting a burst of `clients` x `pages` at the same moment; "
+        "*together* from the first request to the last answer; *each* a replica's own pages/s and its ratio to the "
+        "mean.",
+        "",
+        "| Capacity | Replicas | clients x pages each | together pages/s | of ceiling | each pages/s (x mean) | "
+        "errors | limits after | server queue (peak) | cores busy | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        mean = sum(r["each"]) / len(r["each"])
+        each = ", ".join(f"{v:.2f} ({v / mean:.2f})" for v in r["each"])
+        lines.append(
+            f"| {r['capacity']} | {r['replicas']} | {r['clients']} x {r['per_client']} | {r['pages_s']:.2f} | "
+            f"{r['pages_s'] / r['ceiling']:.0%} | {each} | {r['errors']} | {r['limits_after']} | {r['server_queue']} | "
+            f"{r['cores_busy']:.2f} | {r['load']:.1f} |"
+        )
+    return lines
+
+
+def verdicts(bursts: list[dict[str, Any]], fleets: list[dict[str, Any]]) -> list[str]:
+    """The issue's targets read from the rows."""
+    found = []
+    for r in bursts:
+        if r["capacity"] < 16:
+            found.append(
+                f"- Capacity {r['capacity']}, {r['start']} ({'queue' if r['metrics'] else 'latency'}): "
+                f"{r['errors']} errors, at most {r['server_queue']} requests waiting inside the server."
+            )
+            continue
+        target = 0.85 if r["start"] == "fresh" else 0.90
+        share = r["pages_s"] / r["ceiling"]
+        saturated = r["cores_busy"] >= 1.9
+        verdict = "met" if share >= target else ("cores saturated" if saturated else "missed")
+        found.append(
+            f"- Capacity {r['capacity']}, {r['clients']} x {r['per_client']}, {r['start']} "
+            f"({'queue' if r['metrics'] else 'latency'}): {share:.0%} of the ceiling (target {target:.0%}): "
+            f"{verdict} (cores busy {r['cores_busy']:.2f} of 2)."
+        )
+    for r in fleets:
+        mean = sum(r["each"]) / len(r["each"])
+        spread = max(abs(v / mean - 1) for v in r["each"])
+        share = r["pages_s"] / r["ceiling"]
+        if r["capacity"] < 16:
+            found.append(f"- {r['replicas']} replicas on capacity {r['capacity']}: {r['errors']} errors.")
+            continue
+        found.append(
+            f"- {r['replicas']} replicas on capacity {r['capacity']}: together {share:.0%} of the ceiling (target "
+            f"85 %), each within {spread:.0%} of the mean (target 25 %), {r['errors']} errors."
+        )
+    return found

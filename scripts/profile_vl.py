@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Where the service's CPU goes per page on the VL path: py-spy samples the service's threads while clients send
+one-page requests to it, against the VLM stand-in (fixed reply, no OCR); prints CPU s/page and the samples by part.
+
+Usage: .venv/bin/python scripts/profile_vl.py [--clients 16] [--seconds 30] [--latency 0.5] [--raw profile.txt]
+
+py-spy (requirements-dev.txt) needs ptrace rights over the service (root, or CAP_SYS_PTRACE). Samples are of
+threads on a CPU or ready to run, so on a busy machine they lean toward wall time; the CPU s/page line is the
+process's own CPU time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import concurrent.futures
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from scripts.bench import cpu_seconds  # noqa: E402
+from scripts.bench_vs_paddlex import a4_page, ours_env  # noqa: E402
+from tests.support.server import ServiceProcess  # noqa: E402
+from tests.support.vlm_standin import VlmStandin  # noqa: E402
+
+WAITING = ("Condition.wait", "EpollSelector.select", "Queue.get", "_wait_for_tstate_lock", "Event.wait")
+#: (part, any frame containing one of these), first match wins.
+PARTS = [
+    ("decoding the page (PIL) and its RGB copy", ("ImageDocument.render",)),
+    ("page -> BGR array for paddlex", ("to_bgr",)),
+    ("paddlex pipeline: crops, JPEG, base64, openai client", ("paddlex/", "openai/", "_AsyncThreadManager")),
+    ("VLM transport (slots, httpx)", ("VlmTransport", "httpcore")),
+    ("job records and results on disk (fsync)", ("atomic_write", "local_store", "assembly", "app/jobs")),
+    ("upload (multipart to disk)", ("multipart", "uploads.py", "api/body", "api/inputs")),
+    ("HTTP stack (uvicorn, starlette, fastapi)", ("uvicorn", "starlette", "fastapi", "h11")),
+    ("page scheduler", ("scheduler.py",)),
+    ("logging", ("logging/",)),
+    ("limit keeper, queue watcher", ("fleet.py", "server_queue.py", "memory.py")),
+]
+
+
+def breakdown(raw: Path) -> list[tuple[str, float]]:
+    """Busy samples by part (waiting threads left out), as shares."""
+    counts: collections.Counter[str] = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        frames = stack.split(";")
+        if any(wait in frames[-1] for wait in WAITING):
+            continue
+        part = next((name for name, keys in PARTS if any(k in f for f in frames for k in keys)), "other")
+        counts[part] += int(number)
+    total = sum(counts.values()) or 1
+    return [(name, count / total) for name, count in counts.most_common()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--latency", type=float, default=0.5, help="stand-in seconds per request")
+    parser.add_argument("--raw", type=Path, help="keep py-spy's raw samples here")
+    args = parser.parse_args()
+    page = a4_page()
+    spy_bin = Path(sys.executable).with_name("py-spy")
+    with tempfile.TemporaryDirectory() as tmp_name, VlmStandin(reply="stand-in text", capacity=256) as vlm:
+        tmp = Path(tmp_name)
+        raw = args.raw or tmp / "profile.txt"
+        vlm.delay_s = args.latency
+        with ServiceProcess(tmp, env=ours_env(vlm.url, tmp)) as service:
+            service.wait_ready(timeout=600)
+            assert service.process is not None
+            pid = service.process.pid
+            httpx.post(service.url + "/ocr", files={"file": ("page.png", page)}, timeout=120).raise_for_status()
+            command = [str(spy_bin), "record", "--pid", str(pid), "--duration", str(int(args.seconds))]
+            command += ["--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking"]
+            spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + args.seconds
+            done = [0]
+            lock = threading.Lock()
+
+            def client() -> None:
+                with httpx.Client(base_url=service.url, timeout=120) as http:
+                    while time.monotonic() < deadline:
+                        http.post("/ocr", files={"file": ("page.png", page)}).raise_for_status()
+                        with lock:
+                            done[0] += 1
+
+            cpu0, began = cpu_seconds(pid), time.monotonic()
+            with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
+                list(pool.map(lambda _: client(), range(args.clients)))
+            wall = time.monotonic() - began
+            cpu = (cpu_seconds(pid) - cpu0) / max(1, done[0])
+            spy.wait(args.seconds + 120)
+        print(
+            f"{done[0]} pages in {wall:.1f} s ({done[0] / wall:.1f} pages/s), {cpu:.3f} CPU s/page, "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
+        for name, share in breakdown(raw):
+            print(f"{share:6.1%}  {name}")
+
+
+if __name__ == "__main__":
+    main()
