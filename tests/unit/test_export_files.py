@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from app.documents import Limits
-from app.engines.vl_mapping import page_from_vl_result
+from app.engines.paddleocr_vl.mapping import page_from_vl_result
 from app.exports.docx import write_docx
 from app.exports.pdf import write_searchable_pdf
 from app.exports.xlsx import NoTables, cell_value, write_xlsx
