@@ -11,7 +11,7 @@ from app.api.deps import Receiver, Service
 from app.api.downloads import FILE_RESPONSES, file_response
 from app.api.errors import http_status
 from app.api.intake import REQUEST_BODY, Submission, output_format, submit_document
-from app.api.ocr import ERRORS, accepted, render_result
+from app.api.responses import ERRORS, accepted, render_result
 from app.jobs.models import JobError, JobRecord
 from app.jobs.service import OcrService
 from app.schemas import DocumentResult, ErrorResponse, JobAccepted, JobFailure, JobStatus
