@@ -29,6 +29,7 @@ run: system-deps $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app tests scripts docker
 	$(VENV)/bin/ruff format --check app tests scripts docker
+	$(VENV)/bin/lint-imports
 	bash scripts/check_secrets.sh
 	$(VENV)/bin/hadolint Dockerfile Dockerfile.cpu
 	$(VENV)/bin/shellcheck start.sh scripts/*.sh docker/*.sh

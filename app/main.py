@@ -20,13 +20,14 @@ from starlette.exceptions import HTTPException
 from app import __version__
 from app.api import compat, health, jobs, ocr, ops
 from app.api.body import base64_body_limit
+from app.api.errors import error_payload, http_headers, http_status
 from app.api.web import add_web_page
 from app.engines.base import OcrEngine
 from app.engines.context import EngineContext
 from app.engines.factories import build_engines
 from app.engines.registry import EngineSet
 from app.engines.select import build_orientation
-from app.errors import ServiceError, error_payload
+from app.errors import ServiceError
 from app.intake.receiver import DocumentReceiver
 from app.jobs.retention import clean_up_periodically
 from app.jobs.service import OcrService
@@ -220,7 +221,7 @@ _HTTP_CODES = {
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return _error(request, exc.status, exc.code, exc.message, headers=exc.headers, details=exc.details)
+        return _error(request, http_status(exc), exc.code, exc.message, headers=http_headers(exc), details=exc.details)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -247,4 +248,4 @@ def _add_error_handlers(app: FastAPI) -> None:
         if error is None:
             raise exc
         log.warning("%s %s: %s", request.method, request.url.path, exc)
-        return _error(request, error.status, error.code, error.message, headers=error.headers)
+        return _error(request, http_status(error), error.code, error.message, headers=http_headers(error))

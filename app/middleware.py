@@ -15,7 +15,8 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import ARRIVED, REQUEST_ID, ServiceError, error_payload
+from app.api.errors import ARRIVED, REQUEST_ID, error_payload, http_headers, http_status
+from app.errors import ServiceError, Unavailable
 from app.metrics import Metrics
 from app.shutdown import InFlight
 
@@ -110,7 +111,9 @@ class AdmissionMiddleware:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
             error = self._refusal(scope)
             if error is not None:
-                await send_json_error(scope, send, error.status, error.code, error.message, headers=error.headers)
+                await send_json_error(
+                    scope, send, http_status(error), error.code, error.message, headers=http_headers(error)
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -119,9 +122,7 @@ class AdmissionMiddleware:
         state = getattr(scope.get("app"), "state", None)
         service: Any = getattr(state, "service", None)
         if service is not None and service.draining:
-            return ServiceError(
-                503, "shutting_down", "the service is restarting; retry shortly", headers={"Retry-After": "15"}
-            )
+            return Unavailable("shutting_down", "the service is restarting; retry shortly", retry_after=15)
         disk: Any = getattr(state, "disk", None)
         refusal: ServiceError | None = disk.refusal() if disk is not None else None
         return refusal

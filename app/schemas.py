@@ -263,8 +263,10 @@ class JobAccepted(BaseModel):
     result_url: str
 
 
-class JobError(BaseModel):
-    status: int
+class JobFailure(BaseModel):
+    """Why a job failed, as ``GET /jobs/{id}`` shows it."""
+
+    status: int = Field(description="the HTTP status its result answers with")
     code: str
     message: str
 
@@ -279,7 +281,7 @@ class JobStatus(BaseModel):
     created_at: str
     started_at: str | None
     finished_at: str | None
-    error: JobError | None
+    error: JobFailure | None
     queue_position: int | None
     result_url: str
     owner: str | None = Field(None, description="the replica running the job (with S3), or that ran it")

@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.bench import percentile, write_section  # noqa: E402
 from tests.support.documents import cer, page_lines, text_pdf  # noqa: E402
+from tests.support.fleet import Fleet  # noqa: E402
 from tests.support.s3server import S3Server  # noqa: E402
 from tests.support.server import ServiceProcess  # noqa: E402
 
@@ -88,12 +89,12 @@ class Replica:
         return not self.signal and self.process.process is not None and self.process.process.poll() is None
 
 
-class Fleet:
-    """``count`` slots, each always holding one replica; a killed replica is replaced by a fresh one."""
+class Slots:
+    """``count`` slots of a :class:`~tests.support.fleet.Fleet`, each always holding one replica; a killed replica is
+    replaced by a fresh one (an empty disk) in its slot."""
 
-    def __init__(self, root: Path, env: dict[str, str], count: int, skew: float = 0.0) -> None:
-        self.root = root
-        self.env = env
+    def __init__(self, fleet: Slots, count: int, skew: float = 0.0) -> None:
+        self.fleet = fleet
         self.skew = skew
         self.lock = threading.Lock()
         self.all: list[Replica] = []
@@ -106,14 +107,12 @@ class Fleet:
     def launch(self, slot: int) -> Replica:
         generation = sum(1 for r in self.all if r.slot == slot)
         name = f"r{slot}g{generation}"
-        folder = self.root / name
-        folder.mkdir()  # empty: a replaced container starts with nothing on its disk
-        env = {**self.env, "REPLICA_ID": name}
+        env: dict[str, str] = {}
         if slot == 0 and self.skew:  # its wall clock runs ahead; its monotonic clock is left alone
             env.update(LD_PRELOAD=LIBFAKETIME, FAKETIME=f"{self.skew:+g}s", FAKETIME_DONT_FAKE_MONOTONIC="1")
-        process = ServiceProcess(folder, env=env).start()
-        replica = Replica(slot, name, process)
         with self.lock:
+            process = self.fleet.start(ready=False, name=name, **env)
+            replica = Replica(slot, name, process)
             self.all.append(replica)
         threading.Thread(target=self._wait_ready, args=(replica,), daemon=True).start()
         return replica
@@ -194,7 +193,7 @@ class Client:
     """Keeps ``in_flight`` jobs unfinished, sending each to a random running replica, retrying as a client behind
     a load balancer would; polls the jobs it knows through random ready replicas."""
 
-    def __init__(self, fleet: Fleet, rng: random.Random, args: argparse.Namespace) -> None:
+    def __init__(self, fleet: Slots, rng: random.Random, args: argparse.Namespace) -> None:
         self.fleet = fleet
         self.rng = rng
         self.args = args
@@ -289,7 +288,7 @@ class Client:
             job.status = found
 
 
-def victims(fleet: Fleet, client: Client, args: argparse.Namespace, end: float) -> list[Replica]:
+def victims(fleet: Slots, client: Client, args: argparse.Namespace, end: float) -> list[Replica]:
     """The ready replicas a kill may hit now; with ``--busy-victims`` only those holding an unfinished job (waiting
     for one until ``end``). Empty while fewer than two are ready: one replica keeps working."""
     while True:
@@ -305,7 +304,7 @@ def victims(fleet: Fleet, client: Client, args: argparse.Namespace, end: float) 
         time.sleep(0.5)
 
 
-def chaos(fleet: Fleet, client: Client, s3: S3Server, rng: random.Random, args: argparse.Namespace) -> Counter[str]:
+def chaos(fleet: Slots, client: Client, s3: S3Server, rng: random.Random, args: argparse.Namespace) -> Counter[str]:
     """A fault every ``kill_interval`` s (±50 %) until ``duration`` or ``max_kills`` faults: a kill of a random ready
     replica, or (``--faults``) a freeze of one, or an S3 outage. Returns the faults by kind."""
     end = time.monotonic() + args.duration
@@ -347,7 +346,7 @@ def chaos(fleet: Fleet, client: Client, s3: S3Server, rng: random.Random, args: 
     return faults
 
 
-def verify(client: Client, fleet: Fleet, ids: list[str]) -> dict[str, list[str]]:
+def verify(client: Client, fleet: Slots, ids: list[str]) -> dict[str, list[str]]:
     """Check every job: succeeded once, all pages in order and read. Problems by kind -> job ids."""
     problems: dict[str, list[str]] = {
         "lost": [],
@@ -384,7 +383,7 @@ def verify(client: Client, fleet: Fleet, ids: list[str]) -> dict[str, list[str]]
     return problems
 
 
-def resumption_gaps(fleet: Fleet) -> dict[str, list[float]]:
+def resumption_gaps(fleet: Slots) -> dict[str, list[float]]:
     """Seconds from a replica's kill to the first page of each of its jobs that a taking-over replica finished, by
     signal; "not killed" counts takeovers from a replica that was not killed (a lease lost to slowness)."""
     by_name = {r.name: r for r in fleet.all}
@@ -404,7 +403,7 @@ def resumption_gaps(fleet: Fleet) -> dict[str, list[float]]:
     return gaps
 
 
-def job_lines(fleet: Fleet, job_id: str) -> str:
+def job_lines(fleet: Slots, job_id: str) -> str:
     """Every log line about ``job_id`` (access log aside), in time order, each with its replica, and the kills."""
     found = [
         f"{line[:23]} {replica.name}: {line[24:]}"
@@ -479,9 +478,11 @@ def main() -> int:
         s3 = S3Server(root / "s3").start()
         bucket = "chaos"
         s3.client().create_bucket(Bucket=bucket)
-        env = s3.service_env(
-            bucket,
-            CLOUDRU_S3_PREFIX=PREFIX,
+        replicas = Fleet(
+            s3,
+            root,
+            bucket=bucket,
+            prefix=PREFIX,
             JOB_LEASE_S=f"{args.lease:g}",
             JOB_SCAN_INTERVAL_S=f"{args.scan:g}",
             SHUTDOWN_GRACE_S=str(args.grace),
@@ -490,7 +491,7 @@ def main() -> int:
             # when S3 is back, not when the backoff ends.
             S3_RETRY_MAX_S="60" if "s3" in args.faults else "1",
         )
-        fleet = Fleet(root, env, args.replicas, args.skew)
+        fleet = Slots(replicas, args.replicas, args.skew)
         client = Client(fleet, random.Random(args.seed + 1), args)
         try:
             fleet.settle(300)

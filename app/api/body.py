@@ -26,7 +26,7 @@ from fastapi import Request
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 
-from app.errors import ServiceError, bad_request, unprocessable
+from app.errors import ServiceError, TooLarge, bad_request, unprocessable
 from app.intake.request import SOURCE_FIELDS
 
 MAX_FORM_FIELDS = 32
@@ -48,8 +48,7 @@ def several_sources() -> ServiceError:
 
 
 def field_too_large(name: str, limit: int) -> ServiceError:
-    return ServiceError(
-        413,
+    return TooLarge(
         "field_too_large",
         f"{name}: longer than its limit of {limit} characters",
         details={"field": name, "limit": limit},
@@ -57,7 +56,7 @@ def field_too_large(name: str, limit: int) -> ServiceError:
 
 
 def too_many_fields(message: str) -> ServiceError:
-    return ServiceError(413, "too_many_fields", message)
+    return TooLarge("too_many_fields", message)
 
 
 def invalid_json(message: str) -> ServiceError:
@@ -186,5 +185,5 @@ async def read_form(request: Request, max_field_bytes: int) -> FormData:
         if detail.startswith("Too many fields"):
             raise too_many_fields(f"the form has more than {MAX_FORM_FIELDS} fields") from None
         if "exceeded maximum size" in detail:
-            raise ServiceError(413, "field_too_large", "a form field is larger than the upload limit") from None
+            raise TooLarge("field_too_large", "a form field is larger than the upload limit") from None
         raise bad_request("invalid_multipart", f"the form cannot be read: {detail}") from None

@@ -14,10 +14,11 @@ from pydantic import ValidationError
 
 from app.api.body import read_json_object
 from app.api.deps import AppSettings, Receiver, Service
+from app.api.errors import arrived_at, request_id_of
 from app.compat import PADDLEX_PATHS
 from app.compat.layout_parsing import layout_parsing_response, markdown_images, page_visuals
 from app.compat.schemas import LayoutParsingRequest, LayoutParsingResponse, PaddleXError
-from app.errors import ServiceError, arrived_at, request_id_of
+from app.errors import ServiceError, TimedOut, Unavailable, Unsupported
 from app.intake.sources import base64_or_url
 from app.jobs.models import JobRecord, OcrOptions
 
@@ -34,7 +35,7 @@ async def layout_parsing_body(request: Request) -> LayoutParsingRequest:
     event loop); a body that does not fit the model is a 422 as for any FastAPI body."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
-        raise ServiceError(415, "unsupported_body", "send the request as application/json")
+        raise Unsupported("unsupported_body", "send the request as application/json")
     fields = await read_json_object(request)
     try:
         return LayoutParsingRequest.model_validate(fields)
@@ -58,9 +59,8 @@ def unfinished(record: JobRecord, draining: bool, sync_timeout_s: float) -> Serv
     503 when a restart interrupted the wait (the job resumes afterwards)."""
     if draining:
         message = f"the service is restarting; job {record.id} resumes afterwards"
-        return ServiceError(503, "shutting_down", message, headers={"Retry-After": "15"})
-    return ServiceError(
-        504,
+        return Unavailable("shutting_down", message, retry_after=15)
+    return TimedOut(
         "sync_timeout",
         f"the document takes longer than SYNC_TIMEOUT_S ({sync_timeout_s:g} s); it goes on as job {record.id}: "
         f"GET /jobs/{record.id}, or send long documents to POST /jobs",

@@ -7,9 +7,7 @@ from fastapi.responses import FileResponse
 
 from app.exports.files import export_file
 from app.exports.formats import FORMATS, content_disposition, download_name
-from app.jobs.assembly import unavailable
 from app.jobs.models import JobRecord
-from app.jobs.repository.base import StorageUnavailable
 from app.jobs.service import OcrService
 from app.schemas import DocumentResult
 
@@ -21,10 +19,7 @@ async def file_response(service: OcrService, record: JobRecord, result: Document
     """The job's ``output`` file (rendered on the first request, see :mod:`app.exports.files`), named after the
     uploaded document (``Content-Disposition`` with an RFC 5987 ``filename*``)."""
     fmt = FORMATS[output]
-    try:
-        path = await anyio.to_thread.run_sync(export_file, service.jobs, record, result, fmt, service.limits)
-    except StorageUnavailable as exc:
-        raise unavailable(exc) from None
+    path = await anyio.to_thread.run_sync(export_file, service.jobs, record, result, fmt, service.limits)
     name = download_name(record.filename, record.id, fmt.extension)
     headers = {"X-Result-Id": result.id, "Content-Disposition": content_disposition(name)}
     return FileResponse(path, media_type=fmt.media_type, headers=headers)

@@ -25,8 +25,9 @@ from starlette.datastructures import FormData, UploadFile
 
 from app.api.body import base64_body_limit, field_too_large, read_form, read_json_object, several_sources
 from app.api.deps import AppSettings, Receiver, Service
+from app.api.errors import arrived_at
 from app.engines.select import Choice
-from app.errors import ServiceError, arrived_at, bad_request, invalid_field
+from app.errors import Invalid, Unsupported, bad_request, invalid_field
 from app.intake.request import FIELD_LIMITS, SOURCE_FIELDS, DocumentRequest, Output, parse_output
 from app.intake.sources import DocumentSource, name_from_url
 from app.jobs.models import JobRecord, OcrOptions
@@ -74,13 +75,13 @@ def _form_fields(form: FormData) -> tuple[dict[str, Any], UploadFile | None]:
         if len(values) > 1:
             if name in SOURCE_FIELDS:
                 raise several_sources()
-            raise ServiceError(422, f"invalid_{name}", f"{name}: sent more than once", details={"field": name})
+            raise Invalid(f"invalid_{name}", f"{name}: sent more than once", details={"field": name})
         if not values:
             continue
         if isinstance(values[0], UploadFile):
             if name != "file":
                 message = f"{name}: must be a text field, not a file"
-                raise ServiceError(422, f"invalid_{name}", message, details={"field": name})
+                raise Invalid(f"invalid_{name}", message, details={"field": name})
             upload = values[0]
         else:
             fields[name] = values[0]
@@ -96,7 +97,7 @@ async def read_fields(request: Request, max_upload_bytes: int) -> tuple[dict[str
         # A base64 document may ride in a plain form field: allow fields as large as the body may be.
         return _form_fields(await read_form(request, base64_body_limit(max_upload_bytes)))
     if content_type:
-        raise ServiceError(415, "unsupported_body", "send multipart/form-data or application/json")
+        raise Unsupported("unsupported_body", "send multipart/form-data or application/json")
     return {}, None
 
 

@@ -9,11 +9,12 @@ from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import Receiver, Service
 from app.api.downloads import FILE_RESPONSES, file_response
+from app.api.errors import http_status
 from app.api.intake import REQUEST_BODY, Submission, output_format, submit_document
-from app.api.ocr import ERRORS, accepted, render_result
-from app.jobs.models import JobRecord
+from app.api.responses import ERRORS, accepted, render_result
+from app.jobs.models import JobError, JobRecord
 from app.jobs.service import OcrService
-from app.schemas import DocumentResult, ErrorResponse, JobAccepted, JobError, JobStatus
+from app.schemas import DocumentResult, ErrorResponse, JobAccepted, JobFailure, JobStatus
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -29,7 +30,7 @@ def status_body(request: Request, service: OcrService, record: JobRecord) -> Job
         created_at=record.created_at,
         started_at=record.started_at,
         finished_at=record.finished_at,
-        error=JobError(**record.error.to_dict()) if record.error else None,
+        error=failure(record.error) if record.error else None,
         queue_position=service.queue_position(record),
         owner=record.owner,
         waiting=record.waiting,
@@ -96,3 +97,8 @@ async def job_page_image(
 async def cancel_job(job_id: str, request: Request, service: Service) -> JobStatus:
     """Cancel a queued or running job: pages in progress finish, no new pages start."""
     return status_body(request, service, await service.cancel(job_id))
+
+
+def failure(error: JobError) -> JobFailure:
+    service_error = error.as_service_error()
+    return JobFailure(status=http_status(service_error), code=error.code, message=error.message)

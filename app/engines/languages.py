@@ -41,7 +41,7 @@ _NOT_LANGUAGES = frozenset({"osd", "equ"})
 
 #: What PP-OCRv6's recogniser (the ``rapidocr`` wheel's PP-OCRv6_rec_small) reads: Chinese, Japanese,
 #: English and the Latin-script languages rapidocr routes to it whose letters are all in the model's
-#: dictionary (tests/unit/test_languages.py checks that against the installed model). Left out although
+#: dictionary (tests/unit/engines/test_languages.py checks that against the installed model). Left out although
 #: rapidocr lists them: Vietnamese (most letters with a dot below or hook are missing) and Uzbek (no ``ʻ``).
 #: No Cyrillic, Greek, Korean, Arabic, Hebrew or Indic script at all.
 PP_OCR_LANGUAGES = frozenset({

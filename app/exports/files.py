@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.documents import Limits
-from app.errors import ServiceError
+from app.errors import Gone, Internal, Invalid, OutOfSpace, ServiceError
 from app.exports.formats import FORMATS, ExportFormat
 from app.jobs.models import JobRecord
 from app.jobs.repository.base import JobRepository
@@ -78,8 +78,7 @@ def export_file(
         try:
             return render(store, record, result, fmt, limits)
         except DocumentGone:
-            raise ServiceError(
-                410,
+            raise Gone(
                 "export_unavailable",
                 f"the document of job {record.id} is no longer stored (KEEP_JOB_INPUTS is off or it expired), and "
                 "its PDF was not made before it went; send the document again",
@@ -88,11 +87,10 @@ def export_file(
             raise
         except OSError as exc:
             if exc.errno in _DISK_ERRORS:
-                raise ServiceError(
-                    507,
+                raise OutOfSpace(
                     "disk_full",
                     f"the {fmt.name} file cannot be stored: {exc.strerror}",
-                    headers={"Retry-After": "60"},
+                    retry_after=60,
                 ) from None
             raise _failed(record, fmt, exc) from None
         except Exception as exc:
@@ -124,8 +122,7 @@ def render(store: JobRepository, record: JobRecord, result: DocumentResult, fmt:
         try:
             write_xlsx(result, target)
         except NoTables:
-            raise ServiceError(
-                422,
+            raise Invalid(
                 "no_tables",
                 f"the result of job {record.id} has no tables, so there is no workbook to make; its text is in the "
                 "other outputs (json, markdown, text, pdf, docx)",
@@ -162,6 +159,4 @@ def _render_quietly(
 
 def _failed(record: JobRecord, fmt: ExportFormat, exc: BaseException) -> ServiceError:
     log.error("job %s: %s could not be made: %r", record.id, fmt.file_name, exc)
-    return ServiceError(
-        500, "export_failed", f"the {fmt.name} file of job {record.id} could not be made: {type(exc).__name__}"
-    )
+    return Internal("export_failed", f"the {fmt.name} file of job {record.id} could not be made: {type(exc).__name__}")

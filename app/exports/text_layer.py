@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.exports.html_tables import parse_html_table, strip_tags
+from app.layout.html_tables import parse_html_table, strip_tags
 from app.schemas import Block, PageResult, Table, TextLine, Word
 
 CHAR_WIDTH_EM = 0.55

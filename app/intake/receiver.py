@@ -15,7 +15,7 @@ from pathlib import Path
 from app.documents import Limits
 from app.engines.registry import EngineSet
 from app.engines.select import Choice
-from app.errors import ServiceError
+from app.errors import BadRequest
 from app.intake.sources import DocumentSource, ReceivedDocument, receive
 from app.intake.url_fetch import FetchPolicy
 from app.settings import Settings
@@ -43,8 +43,8 @@ class DocumentReceiver:
         """The guards for fetching a client-given URL; 400 ``url_input_disabled`` when ``ALLOW_URL_INPUT`` is off."""
         settings = self.settings
         if not settings.allow_url_input:
-            raise ServiceError(
-                400, "url_input_disabled", "URL input is disabled on this server (ALLOW_URL_INPUT); send the file"
+            raise BadRequest(
+                "url_input_disabled", "URL input is disabled on this server (ALLOW_URL_INPUT); send the file"
             )
         return FetchPolicy(
             max_bytes=settings.max_upload_bytes,

@@ -21,7 +21,7 @@ import anyio
 import httpx
 
 from app.documents import SUPPORTED_TYPES, sniff_content_type
-from app.errors import ServiceError, bad_request, invalid_field, too_large
+from app.errors import Unsupported, bad_request, invalid_field, too_large
 from app.intake.url_fetch import FetchPolicy, fetch_to_file
 
 _CHUNK = 1024 * 1024
@@ -40,8 +40,7 @@ def check_received(size: int, head: bytes) -> str:
         raise bad_request("empty_file", "the uploaded file is empty")
     content_type = sniff_content_type(head)
     if content_type is None:
-        raise ServiceError(
-            415,
+        raise Unsupported(
             "unsupported_type",
             "the file is not a supported document; send one of: " + ", ".join(SUPPORTED_TYPES),
         )

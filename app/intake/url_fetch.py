@@ -33,7 +33,7 @@ import anyio
 import httpx
 
 from app import __version__
-from app.errors import ServiceError, bad_request, too_large
+from app.errors import TimedOut, UpstreamFailed, bad_request, too_large
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _redirect_target(current: httpx.URL, location: str) -> httpx.URL:
     try:
         joined = current.join(location)
     except (httpx.InvalidURL, TypeError, ValueError):
-        raise ServiceError(502, "url_fetch_failed", f"{current.host} redirected to an invalid URL") from None
+        raise UpstreamFailed("url_fetch_failed", f"{current.host} redirected to an invalid URL") from None
     return parse_url(str(joined))
 
 
@@ -207,9 +207,7 @@ async def fetch_to_file(url: str, target: Path, policy: FetchPolicy) -> Fetched:
                         return got
                     current = _redirect_target(current, got)
     except TimeoutError:
-        raise ServiceError(
-            504, "url_timeout", f"fetching from {current.host} took longer than {policy.timeout_s:g} s"
-        ) from None
+        raise TimedOut("url_timeout", f"fetching from {current.host} took longer than {policy.timeout_s:g} s") from None
     raise bad_request("too_many_redirects", f"the URL redirected more than {policy.max_redirects} times")
 
 
@@ -233,8 +231,8 @@ async def _get_once(
                 if response.status_code in REDIRECT_STATUSES and response.headers.get("location"):
                     return response.headers["location"]
                 if response.status_code >= 300:
-                    raise ServiceError(
-                        502, "url_fetch_failed", f"{url.host} answered HTTP {response.status_code} for the URL"
+                    raise UpstreamFailed(
+                        "url_fetch_failed", f"{url.host} answered HTTP {response.status_code} for the URL"
                     )
                 return await _save_body(response, url, target, policy.max_bytes)
         except httpx.TimeoutException:
@@ -243,10 +241,8 @@ async def _get_once(
             failure = str(exc)[:200] or type(exc).__name__
             continue  # try the next checked address
         except httpx.HTTPError as exc:
-            raise ServiceError(
-                502, "url_fetch_failed", f"fetching from {url.host} failed: {type(exc).__name__}"
-            ) from None
-    raise ServiceError(502, "url_fetch_failed", f"cannot connect to {url.host} ({failure})")
+            raise UpstreamFailed("url_fetch_failed", f"fetching from {url.host} failed: {type(exc).__name__}") from None
+    raise UpstreamFailed("url_fetch_failed", f"cannot connect to {url.host} ({failure})")
 
 
 async def _save_body(response: httpx.Response, url: httpx.URL, target: Path, limit: int) -> Fetched:

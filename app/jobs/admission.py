@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
 from app.engines.registry import EngineSet
-from app.errors import ServiceError
+from app.errors import Busy, Unavailable
 from app.jobs.models import JobRecord
 from app.settings import Settings
 from app.storage.disk import DiskMonitor
@@ -99,23 +99,20 @@ class Admission:
         began: they are in flight and get served), 507 while ``OUTPUT_DIR`` is full or not writable, 503 while
         ``engine`` (default: the default engine) is not ready."""
         if self.drain.active and (arrived is None or arrived >= self.drain.started):
-            raise ServiceError(
-                503, "shutting_down", "the service is restarting; retry shortly", headers={"Retry-After": "15"}
-            )
+            raise Unavailable("shutting_down", "the service is restarting; retry shortly", retry_after=15)
         if self.disk is not None:
             self.disk.check_writable()
         runtime = self.engines.runtimes[engine] if engine else self.engines.default
         if runtime.state == "initializing":
             detail = f": {runtime.engine.detail}" if runtime.engine.detail else ""
-            raise ServiceError(
-                503,
+            raise Unavailable(
                 "engine_initializing",
                 f"the OCR engine {runtime.engine.name} is still initialising "
                 f"({runtime.elapsed_seconds:.0f} s so far){detail}",
-                headers={"Retry-After": "10"},
+                retry_after=10,
             )
         if runtime.state == "failed":
-            raise ServiceError(503, "engine_failed", f"the OCR engine {runtime.engine.name} failed: {runtime.error}")
+            raise Unavailable("engine_failed", f"the OCR engine {runtime.engine.name} failed: {runtime.error}")
 
     @contextlib.contextmanager
     def reserve(self, running: Callable[[], Iterable[JobRecord]], new_pages: int) -> Iterator[None]:
@@ -139,7 +136,7 @@ class Admission:
             reason = ""
         if reason:
             seconds = retry_after(wait, self.rate.per_second())
-            raise ServiceError(429, "queue_full", f"{reason}; retry later", headers={"Retry-After": str(seconds)})
+            raise Busy("queue_full", f"{reason}; retry later", retry_after=seconds)
         self.reserved_jobs += 1
         self.reserved_pages += new_pages
         try:

@@ -11,10 +11,10 @@ import anyio
 
 from app.documents import Limits, open_document
 from app.engines.orientation import turn
-from app.errors import ServiceError
+from app.errors import Gone, Internal, NotFound, StateConflict
 from app.exports.files import ExportPlan
 from app.jobs.models import JobRecord, PageOutcome, utc_now
-from app.jobs.repository.base import JobRepository, ResultCopy, StorageUnavailable
+from app.jobs.repository.base import JobRepository, ResultCopy
 from app.results import join_pages
 from app.schemas import (
     DocumentResult,
@@ -84,16 +84,13 @@ async def read_result(store: JobRepository, record: JobRecord, upload_wait: floa
     ``upload_wait``: how long to wait for the result's S3 upload before reporting it ``pending``.
     """
     if record.status in ("queued", "running", "cancelled"):
-        raise ServiceError(409, f"job_{record.status}", f"job {record.id} is {record.status}; no result")
+        raise StateConflict(f"job_{record.status}", f"job {record.id} is {record.status}; no result")
     if record.status == "failed":
         error = record.error
-        raise ServiceError(error.status, error.code, error.message) if error else ServiceError(500, "ocr_failed", "")
-    try:
-        found = await anyio.to_thread.run_sync(store.read_result, record)
-    except StorageUnavailable as exc:
-        raise unavailable(exc) from None
+        raise error.as_service_error() if error else Internal("ocr_failed", "")
+    found = await anyio.to_thread.run_sync(store.read_result, record)
     if found is None:
-        raise ServiceError(410, "result_expired", f"the result of job {record.id} is no longer stored")
+        raise Gone("result_expired", f"the result of job {record.id} is no longer stored")
     data, folder = found
     result = DocumentResult.model_validate_json(data)
     result.storage = result_storage(record, folder, await store.result_copy(record, folder, upload_wait))
@@ -109,11 +106,10 @@ async def page_image(store: JobRepository, record: JobRecord, number: int, limit
     (``KEEP_JOB_INPUTS=false`` and the job has finished, or the job expired); 503 when the bucket cannot be read.
     """
     if number not in record.pages:
-        raise ServiceError(
-            404, "page_not_found", f"page {number} is not one of the {len(record.pages)} page(s) of job {record.id}"
+        raise NotFound(
+            "page_not_found", f"page {number} is not one of the {len(record.pages)} page(s) of job {record.id}"
         )
-    gone = ServiceError(
-        410,
+    gone = Gone(
         "page_image_unavailable",
         f"the document of job {record.id} is no longer stored (KEEP_JOB_INPUTS is off or the job expired)",
     )
@@ -135,10 +131,7 @@ async def page_image(store: JobRepository, record: JobRecord, number: int, limit
         image.save(buffer, format="JPEG", quality=85)
         return buffer.getvalue()
 
-    try:
-        return await anyio.to_thread.run_sync(render)
-    except StorageUnavailable as exc:
-        raise unavailable(exc) from None
+    return await anyio.to_thread.run_sync(render)
 
 
 def result_storage(record: JobRecord, folder: Path | None, copy: ResultCopy) -> ResultStorage:
@@ -154,8 +147,3 @@ def result_storage(record: JobRecord, folder: Path | None, copy: ResultCopy) -> 
             key=copy.rag_export_key,
         ),
     )
-
-
-def unavailable(exc: StorageUnavailable) -> ServiceError:
-    """503 ``storage_unavailable`` with ``Retry-After``."""
-    return ServiceError(503, "storage_unavailable", str(exc), headers={"Retry-After": "10"})

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from app.errors import ServiceError
+from app.errors import ServiceError, error_of
 from app.schemas import PageResult
 
 log = logging.getLogger("app.jobs.runner")
@@ -21,27 +21,46 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+#: Records written by earlier versions kept an HTTP status instead of the kind (read back as that kind).
+_LEGACY_STATUS_KINDS = {
+    400: "bad_request",
+    404: "not_found",
+    409: "conflict",
+    410: "gone",
+    413: "too_large",
+    415: "unsupported",
+    422: "invalid",
+    429: "busy",
+    502: "upstream_failed",
+    503: "unavailable",
+    504: "timed_out",
+    507: "out_of_space",
+}
+
+
 @dataclass(frozen=True)
 class JobError:
-    """Why a job or a page failed: an HTTP status, a stable code and a sentence for a person."""
+    """Why a job or a page failed, as kept in ``job.json`` and page files: the service error's kind (see
+    :mod:`app.errors`), a stable code and a sentence for a person."""
 
-    status: int
+    kind: str
     code: str
     message: str
 
     @classmethod
     def of(cls, error: ServiceError) -> JobError:
-        return cls(error.status, error.code, error.message)
+        return cls(error.kind, error.code, error.message)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> JobError:
-        return cls(int(raw.get("status", 500)), str(raw.get("code", "ocr_failed")), str(raw.get("message", "")))
+        kind = raw.get("kind") or _LEGACY_STATUS_KINDS.get(int(raw.get("status", 500)), "internal")
+        return cls(str(kind), str(raw.get("code", "ocr_failed")), str(raw.get("message", "")))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def as_service_error(self) -> ServiceError:
-        return ServiceError(self.status, self.code, self.message)
+        return error_of(self.kind, self.code, self.message)
 
 
 @dataclass(frozen=True)

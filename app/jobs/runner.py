@@ -25,7 +25,7 @@ import anyio
 from app.documents import Document, Limits, open_document
 from app.engines.base import EngineRuntime
 from app.engines.registry import EngineSet
-from app.errors import ServiceError, engine_failure
+from app.errors import Internal, ServiceError, TimedOut, engine_failure
 from app.exports.files import ExportPlan
 from app.jobs.admission import Drain, DrainRate
 from app.jobs.assembly import assemble
@@ -97,7 +97,7 @@ class JobRunner:
         except Exception as exc:  # the job fails, the service does not
             log.exception("job %s crashed", record.id)
             if not active.lost:
-                record.fail(JobError(500, "ocr_failed", f"internal error: {type(exc).__name__}"))
+                record.fail(JobError.of(Internal("ocr_failed", f"internal error: {type(exc).__name__}")))
                 try:
                     await self._save(active)
                     await anyio.to_thread.run_sync(self.owner.finish, record)
@@ -211,7 +211,7 @@ class JobRunner:
                     in_flight.pop(waiter)  # the worker finishes on its own; its result is dropped
                     waiter.cancel()
                     for number in batch:
-                        error = JobError(504, "page_timeout", f"page {number} took longer than {timeout:g} s")
+                        error = JobError.of(TimedOut("page_timeout", f"page {number} took longer than {timeout:g} s"))
                         await self._record_page(active, PageOutcome.failed(number, error))
 
     def _runtime_of(self, record: JobRecord) -> EngineRuntime:

@@ -20,12 +20,11 @@ import anyio
 from app.documents import Limits, open_document, parse_page_spec
 from app.engines.registry import EngineSet
 from app.engines.select import Choice
-from app.errors import ServiceError
+from app.errors import Gone, NotFound, StateConflict
 from app.intake.sources import ReceivedDocument
 from app.jobs.admission import Admission, Drain
-from app.jobs.assembly import page_image, read_result, unavailable
+from app.jobs.assembly import page_image, read_result
 from app.jobs.models import JobRecord, OcrOptions
-from app.jobs.repository.base import StorageUnavailable
 from app.jobs.runner import ActiveJob, JobRunner
 from app.jobs.store import JobStore
 from app.metrics import Metrics
@@ -133,10 +132,7 @@ class OcrService:
                 keep_input=self.settings.keep_job_inputs,
                 export_name=options.export_name,
             )
-            try:
-                await anyio.to_thread.run_sync(self.store.create, record, upload, copy_upload)
-            except StorageUnavailable as exc:
-                raise unavailable(exc) from None
+            await anyio.to_thread.run_sync(self.store.create, record, upload, copy_upload)
             self.start(record)
         log.info(
             "job %s accepted: %s, %d of %d page(s), engine %s (%s)",
@@ -197,20 +193,16 @@ class OcrService:
             mine = active.record
             return mine if not mine.finished or self.jobs.final_stored(job_id) else mine.storing()
         if not is_valid_id(job_id):
-            raise ServiceError(404, "job_not_found", f"no job {job_id}")
-        try:
-            record = await anyio.to_thread.run_sync(self.jobs.load, job_id)
-        except StorageUnavailable as exc:
-            raise unavailable(exc) from None
+            raise NotFound("job_not_found", f"no job {job_id}")
+        record = await anyio.to_thread.run_sync(self.jobs.load, job_id)
         if record is None and await anyio.to_thread.run_sync(self.store.retention.expired, job_id):
-            raise ServiceError(
-                410,
+            raise Gone(
                 "job_expired",
                 f"job {job_id} finished more than RESULT_TTL_HOURS ({self.settings.result_ttl_hours:g} h) ago and "
                 "was deleted with its result",
             )
         if record is None:
-            raise ServiceError(404, "job_not_found", f"no job {job_id}")
+            raise NotFound("job_not_found", f"no job {job_id}")
         return record
 
     def queue_position(self, record: JobRecord) -> int | None:
@@ -231,10 +223,7 @@ class OcrService:
         """A file of the finished job's result folder (e.g. an image its Markdown references, ``imgs/...``) on this
         disk, fetched from the shared store when only there; None when it is stored nowhere. 503 when the shared
         store cannot be read."""
-        try:
-            return await anyio.to_thread.run_sync(self.jobs.result_file, record, name)
-        except StorageUnavailable as exc:
-            raise unavailable(exc) from None
+        return await anyio.to_thread.run_sync(self.jobs.result_file, record, name)
 
     async def page_image(self, record: JobRecord, number: int) -> bytes:
         """A page of the job's document as a JPEG (see :func:`~app.jobs.assembly.page_image`)."""
@@ -249,11 +238,8 @@ class OcrService:
             return active.record
         record = await self.find(job_id)
         if record.finished:
-            raise ServiceError(409, f"job_{record.status}", f"job {job_id} is already {record.status}")
-        try:
-            await anyio.to_thread.run_sync(self.owner.request_cancel, record.id)
-        except StorageUnavailable as exc:
-            raise unavailable(exc) from None
+            raise StateConflict(f"job_{record.status}", f"job {job_id} is already {record.status}")
+        await anyio.to_thread.run_sync(self.owner.request_cancel, record.id)
         log.info("job %s: cancel requested for the replica that runs it (%s)", job_id, record.owner or "none yet")
         return record
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from app.errors import Gone, Invalid
 from app.jobs.models import JobError
 
 
@@ -21,11 +22,11 @@ def poison(crashes: int, limit: int) -> JobError | None:
         f"(MAX_JOB_TAKEOVERS={limit}); it is not retried: the document may crash the OCR engine or need more memory "
         "than a replica has"
     )
-    return JobError(422, "document_crashes_service", message)
+    return JobError.of(Invalid("document_crashes_service", message))
 
 
 def document_lost(has_document: bool, every_page_stored: bool) -> JobError | None:
     """The error of a job that cannot go on without its document; None when it can."""
     if has_document or every_page_stored:
         return None
-    return JobError(410, "document_lost", "the job's document is no longer stored; send it again")
+    return JobError.of(Gone("document_lost", "the job's document is no longer stored; send it again"))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from app.errors import ServiceError
+from app.errors import OutOfSpace, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -236,11 +236,10 @@ class DiskMonitor:
         if state.ok or state.status == "unknown":
             return None
         code = "disk_full" if state.status == "low_space" else "disk_unwritable"
-        return ServiceError(
-            507,
+        return OutOfSpace(
             code,
             f"this replica cannot store documents now: {state.reason}; retry later",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
+            retry_after=RETRY_AFTER_S,
         )
 
     def check_writable(self) -> None:

@@ -29,15 +29,25 @@ import logging
 import re
 import unicodedata
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Literal, Protocol
 
-from app.jobs.models import JobRecord
 from app.schemas import DocumentResult, RagExportStorage
 from app.settings import Settings
 from app.storage.local import atomic_write
 from app.storage.s3.client import content_type
 from app.storage.s3.mirror import S3Mirror
 from app.storage.s3.outbox import Item
+
+
+class ExportedJob(Protocol):
+    """What the export needs to know of a job (a job's record has it)."""
+
+    id: str
+    filename: str | None
+    export_name: str | None
+    created_at: str
+    rag_export_key: str | None
+
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +186,7 @@ class RagExport:
         elif self.enabled and mirror is not None:
             log.info("knowledge-base export on: %s/%s/*.%s", mirror.bucket, self.prefix, self.format)
 
-    def export(self, record: JobRecord, result: DocumentResult) -> str | None:
+    def export(self, record: ExportedJob, result: DocumentResult) -> str | None:
         """Write the job's export and record it in the outbox; its object key, or None (off, or it failed)."""
         if not self.enabled or self.mirror is None:
             return None
@@ -194,7 +204,7 @@ class RagExport:
             log.exception("job %s: the knowledge-base export could not be written", record.id)
             return None
 
-    def forget(self, record: JobRecord) -> None:
+    def forget(self, record: ExportedJob) -> None:
         """For the retention clean-up: remove the local copy and (unless ``RAG_EXPORT_KEEP``) record the
         deletion of the object in the outbox; it is deleted only while it is still this job's."""
         try:
@@ -206,7 +216,7 @@ class RagExport:
         except Exception:
             log.exception("job %s: the deletion of its knowledge-base export could not be recorded", record.id)
 
-    def describe(self, record: JobRecord) -> RagExportStorage:
+    def describe(self, record: ExportedJob) -> RagExportStorage:
         """The ``storage.rag_export`` block of the job's result."""
         if not self.enabled or self.mirror is None:
             return RagExportStorage(status="disabled")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +22,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FINAL = ("succeeded", "failed", "cancelled")
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
-
-
-@pytest.fixture
-def fleet(s3: S3Server, tmp_path: Path) -> Iterator[Fleet]:
-    group = Fleet(s3, tmp_path)
-    try:
-        yield group
-    finally:
-        group.stop_all()
 
 
 def replica_name(replica: ServiceProcess) -> str:

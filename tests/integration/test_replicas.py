@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,6 @@ from tests.support.s3server import S3Server
 from tests.support.server import ServiceProcess, page_log_counts, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture
-def fleet(s3: S3Server, tmp_path: Path) -> Iterator[Fleet]:
-    group = Fleet(s3, tmp_path)
-    try:
-        yield group
-    finally:
-        group.stop_all()
 
 
 def test_scale_down_sigterm_hands_the_job_over_at_once(fleet: Fleet) -> None:

@@ -1,5 +1,6 @@
 """A fleet of service replicas on one bucket, each with its own empty disk (as on Cloud.ru, where a replaced
-container starts with nothing), and the job helpers the replica and ownership tests share."""
+container starts with nothing), and the job helpers the replica and ownership tests share. The chaos run
+(scripts/chaos_replicas.py) keeps its slots of replicas on the same :class:`Fleet`."""
 
 from __future__ import annotations
 
@@ -23,12 +24,13 @@ LEASE_S = 8
 class Fleet:
     """Replicas of one deployment: same bucket and settings, each started with an empty OUTPUT_DIR."""
 
-    def __init__(self, s3: S3Server, tmp: Path, **env: str) -> None:
+    def __init__(self, s3: S3Server, tmp: Path, *, bucket: str | None = None, prefix: str = PREFIX, **env: str) -> None:
         self.s3 = s3
         self.tmp = tmp
-        self.bucket = s3.new_bucket()
+        self.prefix = prefix
+        self.bucket = bucket or s3.new_bucket()
         defaults = {
-            "CLOUDRU_S3_PREFIX": PREFIX,
+            "CLOUDRU_S3_PREFIX": prefix,
             "JOB_LEASE_S": str(LEASE_S),
             "JOB_SCAN_INTERVAL_S": "1",
             "OCR_CONCURRENCY": "1",
@@ -38,10 +40,13 @@ class Fleet:
         self.env = s3.service_env(self.bucket, **{**defaults, **env})
         self.replicas: list[ServiceProcess] = []
 
-    def start(self, ready: bool = True, **env: str) -> ServiceProcess:
-        folder = self.tmp / f"replica-{len(self.replicas)}"
+    def start(self, ready: bool = True, name: str | None = None, **env: str) -> ServiceProcess:
+        """A new replica with an empty disk (``name``: its ``REPLICA_ID`` and folder), ready unless ``ready`` is
+        False."""
+        folder = self.tmp / (name or f"replica-{len(self.replicas)}")
         folder.mkdir()
-        replica = ServiceProcess(folder, env={**self.env, **env}).start()
+        named = {"REPLICA_ID": name} if name else {}
+        replica = ServiceProcess(folder, env={**self.env, **named, **env}).start()
         self.replicas.append(replica)
         if ready:
             replica.wait_ready()
@@ -58,7 +63,9 @@ class Fleet:
 
     def record(self, job_id: str) -> dict[str, Any]:
         """The job's record in the bucket (what every replica that does not run it answers with)."""
-        body = self.s3.client().get_object(Bucket=self.bucket, Key=f"{PREFIX}/jobs/{job_id}/job.json")["Body"].read()
+        body = (
+            self.s3.client().get_object(Bucket=self.bucket, Key=f"{self.prefix}/jobs/{job_id}/job.json")["Body"].read()
+        )
         record: dict[str, Any] = json.loads(body)
         return record
 
@@ -66,7 +73,7 @@ class Fleet:
         """The job's lease; None once it has ended."""
         client = self.s3.client()
         try:
-            body = client.get_object(Bucket=self.bucket, Key=f"{PREFIX}/leases/{job_id}.json")["Body"].read()
+            body = client.get_object(Bucket=self.bucket, Key=f"{self.prefix}/leases/{job_id}.json")["Body"].read()
         except client.exceptions.NoSuchKey:
             return None
         lease: dict[str, Any] = json.loads(body)

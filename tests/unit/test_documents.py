@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from app.api.errors import http_status
 from app.documents import Limits, check_dpi, open_document, parse_page_spec, sniff_content_type
 from app.errors import ServiceError
 from tests.support.documents import image_bytes, pdf_bytes, render_page
@@ -54,7 +55,7 @@ def test_parse_page_spec(spec: str | None, count: int, expected: list[int]) -> N
 def test_parse_page_spec_rejects(spec: str) -> None:
     with pytest.raises(ServiceError) as info:
         parse_page_spec(spec, 6)
-    assert info.value.status == 422 and info.value.details["field"] == "pages"
+    assert http_status(info.value) == 422 and info.value.details["field"] == "pages"
 
 
 def test_check_dpi() -> None:

@@ -25,7 +25,7 @@ from typing import Any
 from PIL import Image
 
 from app.engines.base import EnginePage
-from app.exports.html_tables import parse_html_table
+from app.layout.html_tables import parse_html_table
 from app.results import rewrite_image_refs
 from app.schemas import Block
 

@@ -10,13 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from app.errors import Unavailable
 from app.jobs.models import JobRecord, PageOutcome
 from app.schemas import DocumentResult
 from app.storage.s3.mirror import MirrorHealth
 
 
-class StorageUnavailable(Exception):
-    """The shared store cannot be read or written now; the message is safe to show (no secrets)."""
+class StorageUnavailable(Unavailable):
+    """The shared store cannot be read or written now (code ``storage_unavailable``, retry after 10 s); the message
+    is safe to show (no secrets)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("storage_unavailable", message, retry_after=10)
 
 
 @dataclass(frozen=True)

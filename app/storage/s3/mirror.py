@@ -8,7 +8,8 @@ request: the request waits for its result's upload at most ``S3_UPLOAD_WAIT_S`` 
 failing, then reports ``pending``.
 
 ``job.json`` is the one object whose content changes; a ``state_guard`` decides, when its turn comes, whether this
-replica may still write it (it may not once another replica has taken the job over: see :mod:`app.jobs.leases`).
+replica may still write it, and ``state_writer`` writes it (the ownership's fenced write: see
+:mod:`app.jobs.ownership.records`).
 Direct calls (reads, leases, accepting a job) go through :attr:`S3Mirror.objects` (:mod:`app.storage.s3.objects`).
 """
 

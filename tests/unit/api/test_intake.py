@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from starlette.datastructures import FormData, Headers, UploadFile
 
+from app.api.errors import http_status
 from app.api.intake import REQUEST_BODY, _form_fields, document_source, validated
 from app.errors import ServiceError
 from app.intake.request import FIELD_LIMITS, OUTPUTS, SOURCE_FIELDS, DocumentRequest
@@ -26,10 +27,10 @@ def upload(name: str = "scan.pdf") -> UploadFile:
 
 def test_errors_become_413_and_422_naming_the_field() -> None:
     too_long = refused(validated, {"pages": "1" * 5000}, 300)
-    assert (too_long.status, too_long.code) == (413, "field_too_large")
+    assert (http_status(too_long), too_long.code) == (413, "field_too_large")
     assert too_long.details == {"field": "pages", "limit": FIELD_LIMITS["pages"]}
     bad = refused(validated, {"dpi": "10"}, 300)
-    assert (bad.status, bad.code, bad.message) == (422, "invalid_dpi", "dpi: must be between 50 and 300")
+    assert (http_status(bad), bad.code, bad.message) == (422, "invalid_dpi", "dpi: must be between 50 and 300")
     assert bad.details == {"field": "dpi"}
 
 
@@ -53,7 +54,7 @@ def test_form_parts_become_fields_and_the_upload() -> None:
 )
 def test_form_parts_sent_twice_or_misplaced(parts: list[tuple[str, Any]], status: int, code: str) -> None:
     error = refused(_form_fields, FormData(parts))
-    assert (error.status, error.code) == (status, code)
+    assert (http_status(error), error.code) == (status, code)
 
 
 def test_one_source_per_request() -> None:

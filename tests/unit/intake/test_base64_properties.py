@@ -11,6 +11,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.api.errors import http_status
 from app.errors import ServiceError
 from app.intake.sources import save_base64
 
@@ -48,7 +49,7 @@ def test_round_trip(payload: bytes, framing: str) -> None:
 def test_any_text_is_a_document_or_a_4xx(data: str) -> None:
     _, _, error = save(data)
     if error is not None:
-        assert 400 <= error.status < 500
+        assert 400 <= http_status(error) < 500
 
 
 @settings(max_examples=30, deadline=None)
@@ -56,4 +57,4 @@ def test_any_text_is_a_document_or_a_4xx(data: str) -> None:
 def test_over_the_limit_is_413_before_decoding(limit: int) -> None:
     encoded = base64.b64encode(PNG + b"\x00" * (limit + 1)).decode()
     _, _, error = save(encoded, limit=limit)
-    assert error is not None and error.status == 413
+    assert error is not None and http_status(error) == 413

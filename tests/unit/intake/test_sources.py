@@ -8,6 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from app.api.errors import http_status
 from app.errors import ServiceError
 from app.intake.sources import decoded_size, save_base64
 from tests.support.documents import ENGLISH_LINES, image_bytes, render_page
@@ -53,24 +54,24 @@ def test_size_is_checked_before_decoding(tmp_path: Path) -> None:
     # Not even valid base64 past the first characters: a 413 proves nothing was decoded.
     data = "JVBERi0x" + "!" * 4_000_000
     error = error_of(data, tmp_path / "doc", limit=1024 * 1024)
-    assert error.status == 413 and error.code == "upload_too_large"
+    assert http_status(error) == 413 and error.code == "upload_too_large"
 
 
 def test_exactly_at_the_limit_is_accepted(tmp_path: Path) -> None:
     assert save(PNG_B64, tmp_path / "doc", limit=len(PNG)) == "image/png"
-    assert error_of(PNG_B64, tmp_path / "doc2", limit=len(PNG) - 1).status == 413
+    assert http_status(error_of(PNG_B64, tmp_path / "doc2", limit=len(PNG) - 1)) == 413
 
 
 @pytest.mark.parametrize("data", ["not base64!!", PNG_B64[:100] + "*" + PNG_B64[101:], "A", "ftp://host/doc.pdf"])
 def test_invalid_base64_is_422_naming_file(data: str, tmp_path: Path) -> None:
     error = error_of(data, tmp_path / "doc")
-    assert error.status == 422 and error.code == "invalid_file" and "base64" in error.message
+    assert http_status(error) == 422 and error.code == "invalid_file" and "base64" in error.message
 
 
 def test_empty_and_unsupported(tmp_path: Path) -> None:
     assert error_of("", tmp_path / "doc").code == "empty_file"
     unsupported = error_of(base64.b64encode(b"just some text, not a document").decode(), tmp_path / "doc")
-    assert unsupported.status == 415 and unsupported.code == "unsupported_type"
+    assert http_status(unsupported) == 415 and unsupported.code == "unsupported_type"
 
 
 def test_decoded_size() -> None:

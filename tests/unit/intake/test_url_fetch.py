@@ -17,6 +17,7 @@ import anyio
 import pytest
 import trustme
 
+from app.api.errors import http_status
 from app.errors import ServiceError
 from app.intake.url_fetch import Fetched, FetchPolicy, IPAddress, fetch_to_file, non_public_reason, parse_url
 from tests.support.http_source import DocumentSource
@@ -45,7 +46,7 @@ def fetch(url: str, target: Path, **policy: object) -> Fetched:
 def refused(url: str, target: Path, status: int = 400, **policy: object) -> ServiceError:
     with pytest.raises(ServiceError) as caught:
         fetch(url, target, **policy)
-    assert caught.value.status == status, caught.value.message
+    assert http_status(caught.value) == status, caught.value.message
     return caught.value
 
 
@@ -91,7 +92,7 @@ def test_public_addresses_pass(address: str) -> None:
 def test_only_http_urls_with_a_host(url: str) -> None:
     with pytest.raises(ServiceError) as caught:
         parse_url(url)
-    assert caught.value.status == 400 and caught.value.code == "invalid_url"
+    assert http_status(caught.value) == 400 and caught.value.code == "invalid_url"
 
 
 @pytest.mark.parametrize(

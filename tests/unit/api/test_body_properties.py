@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.api.body import MAX_JSON_CONTAINERS, MAX_JSON_DEPTH, parse_json_object
+from app.api.errors import http_status
 from app.errors import ServiceError
 
 scalars = (
@@ -32,7 +33,7 @@ def outcome(body: bytes) -> dict[str, Any] | ServiceError:
     try:
         return parse_json_object(body)
     except ServiceError as exc:
-        assert 400 <= exc.status < 500, exc
+        assert 400 <= http_status(exc) < 500, exc
         return exc
 
 
@@ -90,6 +91,6 @@ def test_a_bom_and_a_large_string_are_fine() -> None:
 
 def test_duplicate_keys() -> None:
     source = outcome(b'{"file": "a", "file": "b"}')
-    assert isinstance(source, ServiceError) and (source.status, source.code) == (400, "several_sources")
+    assert isinstance(source, ServiceError) and (http_status(source), source.code) == (400, "several_sources")
     option = outcome(b'{"file": "a", "pages": "1", "pages": "2"}')
     assert isinstance(option, ServiceError) and option.code == "invalid_json" and "pages" in option.message

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from app.api.errors import http_headers, http_status
 from app.storage.disk import DiskMonitor, check_disk, disk_error_kind, is_disk_full_error
 from app.storage.local import OutputDirError, resolve_output_dir, sweep_incoming
 
@@ -58,8 +59,8 @@ def test_monitor_refuses_then_recovers(tmp_path: Path) -> None:
         monitor.start()
         try:
             refusal = monitor.refusal()
-            assert refusal is not None and (refusal.status, refusal.code) == (507, "disk_full")
-            assert refusal.headers["Retry-After"]
+            assert refusal is not None and (http_status(refusal), refusal.code) == (507, "disk_full")
+            assert http_headers(refusal)["Retry-After"]
             assert monitor.health()["status"] == "low_space"
             assert not await monitor.wait_writable(timeout=0.2)
             monitor.min_free_bytes = 0  # as if space came back

@@ -15,7 +15,7 @@ import yaml
 from app.engines.paddleocr_vl.config import check_settings, normalise_server_url
 from app.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RECIPE = {"--trust-remote-code": None, "--max-num-batched-tokens": "16384", "--mm-processor-cache-gb": "0"}
 SUBSTITUTION = re.compile(r"\$\{([A-Z_]+)(:-([^}]*))?\}")
 

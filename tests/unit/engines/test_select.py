@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from app.api.errors import http_status
 from app.engines.factories import FACTORIES, build_engines
 from app.engines.languages import PP_OCR_LANGUAGES
 from app.engines.measured import Figures, Measurement, load_figures
@@ -191,7 +192,7 @@ def test_forced_engine_serves_requests_that_name_none() -> None:
 def rejected(**kwargs: object) -> ServiceError:
     with pytest.raises(ServiceError) as caught:
         choose_for_request(**kwargs)  # type: ignore[arg-type]
-    assert caught.value.status == 422
+    assert http_status(caught.value) == 422
     return caught.value
 
 

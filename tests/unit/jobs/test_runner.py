@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from app.api.errors import http_headers, http_status
 from app.engines.base import EnginePage
 from app.engines.pp_ocr import PpOcrEngine
 from app.engines.registry import EngineSet
@@ -126,7 +127,7 @@ async def test_cancel_lets_running_pages_finish_and_starts_no_more(make_service,
     assert final.status == "cancelled" and final.pages_done == 2 and len(engine.started) == 2
     with pytest.raises(ServiceError) as refused:
         await service.cancel(record.id)
-    assert refused.value.status == 409 and refused.value.code == "job_cancelled"
+    assert http_status(refused.value) == 409 and refused.value.code == "job_cancelled"
     with pytest.raises(ServiceError) as no_result:
         await service.result(final)
     assert no_result.value.code == "job_cancelled"
@@ -141,7 +142,7 @@ async def test_drain_pauses_jobs_nobody_waits_for_and_finishes_waited_ones(make_
     service.begin_drain()
     with pytest.raises(ServiceError) as refused:
         service.check_accepting()
-    assert refused.value.status == 503 and refused.value.code == "shutting_down"
+    assert http_status(refused.value) == 503 and refused.value.code == "shutting_down"
     engine.open()
     final = await waiter
     assert final.status == "succeeded" and final.pages_done == 2
@@ -156,8 +157,8 @@ async def test_queue_limits_answer_429_until_there_is_room(make_service, engine,
     first = await service.submit(document(tmp_path, 2, "a.pdf"), OPTIONS, ENGINE)
     with pytest.raises(ServiceError) as too_many_pages:
         await service.submit(document(tmp_path, 4, "b.pdf"), OPTIONS, ENGINE)
-    assert too_many_pages.value.status == 429  # no page has finished yet: no measured rate
-    assert too_many_pages.value.headers["Retry-After"] == str(RETRY_AFTER_UNKNOWN_S)
+    assert http_status(too_many_pages.value) == 429  # no page has finished yet: no measured rate
+    assert http_headers(too_many_pages.value)["Retry-After"] == str(RETRY_AFTER_UNKNOWN_S)
     await service.submit(document(tmp_path, 3, "c.pdf"), OPTIONS, ENGINE)
     with pytest.raises(ServiceError) as too_many_jobs:
         await service.submit(document(tmp_path, 1, "d.pdf"), OPTIONS, ENGINE)
@@ -196,7 +197,10 @@ async def test_a_page_over_the_timeout_fails_alone(make_service, engine, tmp_pat
     assert slow.error == f"page {late} took longer than 2.5 s" and slow.text == ""
     assert cer("\n".join(page_lines(fine.index)), fine.text) <= 0.02
     outcome = service.jobs.load_page(final, late)
-    assert outcome.error is not None and (outcome.error.status, outcome.error.code) == (504, "page_timeout")
+    assert outcome.error is not None and (http_status(outcome.error.as_service_error()), outcome.error.code) == (
+        504,
+        "page_timeout",
+    )
 
 
 async def test_a_restart_resumes_at_the_first_page_not_stored(make_service, engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -269,10 +273,10 @@ async def test_a_job_deleted_by_retention_answers_410(make_service, engine, tmp_
     assert await service.cleanup(now=later) == 1
     with pytest.raises(ServiceError) as gone:
         await service.find(record.id)
-    assert (gone.value.status, gone.value.code) == (410, "job_expired")
+    assert (http_status(gone.value), gone.value.code) == (410, "job_expired")
     with pytest.raises(ServiceError) as unknown:
         await service.find("f" * 32)
-    assert unknown.value.status == 404
+    assert http_status(unknown.value) == 404
 
 
 class SharedDisk(SoleOwnership):

@@ -13,6 +13,7 @@ import openai
 import pytest
 from PIL import Image
 
+from app.api.errors import http_headers, http_status
 from app.engines.base import EngineLoadError
 from app.engines.errors import EngineError, VlmAuthFailed, VlmFailed, VlmTimeout, VlmUnavailable
 from app.engines.paddleocr_vl.auth import VlmAuthError
@@ -151,7 +152,7 @@ def http(error: EngineError | None) -> tuple[int, str, str | None]:
     """What the client gets for an engine error (through the one table in app.errors)."""
     assert error is not None
     answer = engine_failure(error, [1], "paddleocr-vl")
-    return answer.status, answer.code, answer.headers.get("Retry-After")
+    return http_status(answer), answer.code, http_headers(answer).get("Retry-After")
 
 
 def test_vlm_errors_become_502_and_504() -> None:

@@ -24,7 +24,7 @@ from app.schemas import Block, DocumentResult, PageResult, Timings, Word
 from tests.support.documents import font, image_bytes, pdf_bytes
 from tests.support.pdf_tools import check_word_positions, page_count, pdf_text, pdf_words, qpdf_check, shown_sizes
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "paddleocr_vl"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "paddleocr_vl"
 LIMITS = Limits(max_pages=1000, max_image_pixels=100_000_000)
 LINES = ["Invoice 2024-117 for the northern warehouse", "Счёт оплачен полностью 15 марта"]
 

@@ -17,7 +17,7 @@ from pydantic.fields import FieldInfo
 
 from app.settings import EMPTY_IS_A_VALUE, Settings
 
-DOC = Path(__file__).resolve().parents[2] / "ML_INFERENCE_ENV_VARS.md"
+DOC = Path(__file__).resolve().parents[3] / "ML_INFERENCE_ENV_VARS.md"
 INTERNAL_HEADING = "## Внутренние переменные"
 ROW = re.compile(r"^\|\s*`([A-Z][A-Za-z0-9_]+)`\s*\|(.*)$", re.MULTILINE)
 #: Defaults written in words rather than as a value.

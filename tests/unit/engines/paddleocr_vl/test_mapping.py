@@ -13,7 +13,7 @@ from PIL import Image
 from app.engines.paddleocr_vl.mapping import page_from_vl_result, reading_positions, safe_image_name
 from app.results import build_page, page_image_names, rewrite_image_refs
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "paddleocr_vl"
+FIXTURES = Path(__file__).resolve().parents[3] / "fixtures" / "paddleocr_vl"
 
 
 def load(name: str) -> Any:

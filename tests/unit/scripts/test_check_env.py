@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.support.server import ROOT
-from tests.unit.test_env_docs import INTERNAL as DOCUMENTED_INTERNAL
+from tests.unit.docs.test_env_docs import INTERNAL as DOCUMENTED_INTERNAL
 
 SCRIPT = ROOT / "scripts" / "check_env.py"
 SECRET = "s3-secret-value-9d2f"  # pragma: allowlist secret

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.exports.html_tables import MAX_GRID, parse_html_table, parse_html_tables, strip_tags, table_rows
+from app.layout.html_tables import MAX_GRID, parse_html_table, parse_html_tables, strip_tags, table_rows
 
 
 def test_simple_table() -> None:
