@@ -154,8 +154,11 @@ class EngineRuntime:
             pages = self.engine.recognize(images, languages)
             if self.orientation is not None:
                 pages = self.orientation.upright(images, pages, lambda turned: self.engine.recognize(turned, languages))
-            if self.engine.line_order != "blocks":
-                pages = [self._lay_out(image, page, languages) for image, page in zip(images, pages, strict=True)]
+            if self.engine.line_order != "blocks":  # a page with figures keeps its engine's Markdown (it links them)
+                pages = [
+                    page if page.images else self._lay_out(image, page, languages)
+                    for image, page in zip(images, pages, strict=True)
+                ]
             return pages
 
     def _lay_out(self, image: Image.Image, page: EnginePage, languages: Sequence[str]) -> EnginePage:
