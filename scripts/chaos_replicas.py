@@ -561,8 +561,10 @@ def main() -> int:
         f"For {sending:.0f} s a client kept {args.in_flight} jobs unfinished ({args.min_pages}–{args.max_pages}"
         f"-page text PDFs at {args.dpi} dpi, each `POST /jobs` to a random running replica, retried elsewhere on "
         f"connection errors, 503 and 429); after the first {args.calm:g} s, every {args.kill_interval:g} s "
-        f"(±50 %) a random ready replica got SIGKILL (probability {args.kill_share:g}) or SIGTERM (only while "
-        "another one was ready) and was replaced by a fresh one with an empty `OUTPUT_DIR`. Then the jobs were "
+        f"(±50 %) a fault, one of {args.faults.replace(',', ', ')}: a random ready replica got SIGKILL (probability "
+        f"{args.kill_share:g}) or SIGTERM (only while another one was ready) and was replaced by a fresh one with an "
+        "empty `OUTPUT_DIR`, or was frozen (SIGSTOP for 1.2–2.5 lease periods, then SIGCONT), or S3 was stopped "
+        "for 0.5–2 lease periods. Then the jobs were "
         f"awaited (at most {args.finish_timeout:.0f} s) and each checked through the replicas: succeeded, one "
         '"succeeded" log line across every replica\'s log, all pages in order and read (CER <= 2 %). '
         f"Whole run: {time.monotonic() - began:.0f} s.",
@@ -585,7 +587,8 @@ def main() -> int:
         f"| Most crashes in a row without progress of one job (it fails above `MAX_JOB_TAKEOVERS`=3) | {crashes} |",
         f"| Kill to the job's next page done on another replica, p50 / p95 s | SIGTERM {p50_p95(gaps['TERM'])} "
         f"({len(gaps['TERM'])}); SIGKILL "
-        f"{p50_p95(gaps['KILL'])} ({len(gaps['KILL'])}); previous owner not killed: {len(gaps['not killed'])} |",
+        f"{p50_p95(gaps['KILL'])} ({len(gaps['KILL'])}); previous owner not killed (frozen, or slow): "
+        f"{len(gaps['not killed'])} |",
         f"| **Jobs lost** (accepted, not succeeded) | **{lost}**"
         + (f" ({', '.join(f'{k} {v}' for k, v in failed_statuses.items())})" if lost else "")
         + " |",
