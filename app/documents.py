@@ -181,6 +181,8 @@ class ImageDocument(Document):
     def __init__(self, path: Path, content_type: str, limits: Limits) -> None:
         self.content_type = content_type
         self._limits = limits
+        self._path = path
+        self._handed_over = False  # the only frame's pixels went to a caller (see render)
         try:
             self._image = Image.open(path)
         except (UnidentifiedImageError, OSError, ValueError):
@@ -202,11 +204,24 @@ class ImageDocument(Document):
             )
 
     def render(self, number: int, dpi: int) -> Image.Image:
+        """The page as an RGB image the caller owns. A one-frame image is decoded straight into the page handed
+        over and turned upright in place: no copy of its pixels (an A4 page at 150 dpi is ~6.5 MB, and the two
+        copies a plain transpose-and-convert makes cost as much CPU as the decoding itself)."""
         try:
-            if number > 1 or self.page_count > 1:
+            frame: Image.Image
+            if self.page_count == 1 and not self._handed_over:
+                frame = self._image
+                ImageOps.exif_transpose(frame, in_place=True)  # decodes it
+                self._handed_over = True
+            elif self.page_count == 1:  # asked again: decoded afresh, the first one is its caller's
+                frame = Image.open(self._path)
+                ImageOps.exif_transpose(frame, in_place=True)
+            else:
                 self._image.seek(number - 1)
                 self._check_pixels()
-            frame: Image.Image = ImageOps.exif_transpose(self._image) or self._image
+                frame = ImageOps.exif_transpose(self._image) or self._image.copy()  # the document keeps its frames
+            if frame.mode == "RGB":
+                return frame
             if frame.mode in ("RGBA", "LA", "PA") or (frame.mode == "P" and "transparency" in frame.info):
                 # Transparent areas become white paper rather than black.
                 rgba = frame.convert("RGBA")
@@ -220,7 +235,8 @@ class ImageDocument(Document):
             raise unprocessable("corrupt_document", f"page {number} of the image could not be decoded") from None
 
     def close(self) -> None:
-        self._image.close()
+        if not self._handed_over:  # once handed over, the frame is its caller's (its file closed when decoded)
+            self._image.close()
 
 
 def pdf_pages_with_text(path: Path, numbers: Sequence[int], minimum: int = 3) -> set[int]:

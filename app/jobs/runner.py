@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from app.cpu_turns import page_began, page_preparation
 from app.documents import Document, Limits, open_document
 from app.engines.base import EngineRuntime
 from app.engines.registry import EngineSet
@@ -229,14 +230,16 @@ class JobRunner:
         """In a worker thread: render the batch's pages and recognise them in one engine call."""
         began = time.perf_counter()
         images, outcomes = [], {}
-        for number in batch:
-            try:
-                with lock:
-                    images.append((number, document.render(number, record.dpi)))
-            except ServiceError as exc:  # this page is unreadable; the others go on
-                outcomes[number] = PageOutcome.failed(number, JobError.of(exc))
-        decoded = time.perf_counter()
-        pages = runtime.recognize_batch([image for _, image in images], tuple(record.languages)) if images else []
+        with page_began():  # the batch's place in the CPU turns (app.cpu_turns): pages begun earlier go first
+            for number in batch:
+                try:
+                    with lock, page_preparation.turn():
+                        images.append((number, document.render(number, record.dpi)))
+                except ServiceError as exc:  # this page is unreadable; the others go on
+                    outcomes[number] = PageOutcome.failed(number, JobError.of(exc))
+            decoded = time.perf_counter()
+            languages = tuple(record.languages)
+            pages = runtime.recognize_batch([image for _, image in images], languages) if images else []
         ocr_ms = (time.perf_counter() - decoded) * 1000 / max(1, len(images))
         decode_ms = (decoded - began) * 1000 / len(batch)
         for (number, image), page in zip(images, pages, strict=True):

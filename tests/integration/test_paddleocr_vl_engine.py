@@ -6,11 +6,14 @@ person has to fix (the message must say what).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from app.cpu_turns import CpuTurns
 from app.engines.base import EngineLoadError
 from app.engines.paddleocr_vl.engine import PaddleOcrVlEngine
 from app.settings import Settings
@@ -117,3 +120,36 @@ def test_unavailable_pipeline_version_fails_with_the_fix(standin: VlmStandin) ->
     engine = PaddleOcrVlEngine(settings(standin, vl_pipeline_version="v1.5"))
     with pytest.raises(EngineLoadError, match=r"VL_PIPELINE_VERSION=v1\.5 needs a newer paddleocr"):
         engine.load()
+
+
+def test_a_page_gives_its_cpu_turn_back_once_its_request_has_left(
+    standin: VlmStandin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The turn a page holds while its VLM request is built (app.cpu_turns) is free while the server thinks: the
+    next page can be decoded meanwhile. With one turn in all, a second taker gets it long before the answer."""
+    import app.engines.paddleocr_vl.engine as engine_module
+
+    turns = CpuTurns(1)
+    monkeypatch.setattr(engine_module, "page_preparation", turns)
+    engine = PaddleOcrVlEngine(settings(standin))
+    try:
+        engine.load()
+        standin.reset()
+        standin.delay_s = 2.0
+        page = render_page(page_lines(1)[:2], size=(900, 200), top=30)
+        done: list[Any] = []
+        worker = threading.Thread(target=lambda: done.append(engine.recognize([page], ("en",))))
+        worker.start()
+        deadline = time.monotonic() + 10
+        while not standin.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert standin.requests, "the request never reached the stand-in"
+        began = time.monotonic()
+        turns.take().release()
+        waited = time.monotonic() - began
+        worker.join(15)
+    finally:
+        standin.delay_s = 0.0
+        engine.close()
+    assert waited < 1.0, f"the turn came free only after {waited:.2f} s (the answer took 2 s)"
+    assert done and len(done[0]) == 1

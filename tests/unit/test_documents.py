@@ -92,3 +92,61 @@ def test_transparent_png_becomes_white(tmp_path: Path) -> None:
     path.write_bytes(image_bytes(Image.new("RGBA", (50, 40), (0, 0, 0, 0)), "PNG"))
     with open_document(path, "image/png", LIMITS) as document:
         assert document.render(1, 150).getpixel((10, 10)) == (255, 255, 255)
+
+
+def _gradient(size: tuple[int, int] = (64, 48)) -> Image.Image:
+    image = Image.new("RGB", size)
+    image.putdata([(x * 4 % 256, y * 5 % 256, (x + y) % 256) for y in range(size[1]) for x in range(size[0])])
+    return image
+
+
+@pytest.mark.parametrize("fmt,content_type", [("PNG", "image/png"), ("BMP", "image/bmp"), ("TIFF", "image/tiff")])
+def test_a_one_frame_page_is_the_callers_own_and_outlives_its_document(
+    tmp_path: Path, fmt: str, content_type: str
+) -> None:
+    """The frame is decoded straight into the page handed over (no copy); closing the document must not take it
+    away, and a second render of the same page is a separate image with the same pixels."""
+    original = _gradient()
+    path = tmp_path / f"page.{fmt.lower()}"
+    path.write_bytes(image_bytes(original, fmt))
+    document = open_document(path, content_type, LIMITS)
+    first = document.render(1, 150)
+    second = document.render(1, 150)
+    document.close()
+    assert first is not second
+    first.putpixel((0, 0), (1, 2, 3))  # the caller's to change: the other copy does not move
+    assert second.getpixel((0, 0)) == original.getpixel((0, 0))
+    assert first.mode == second.mode == "RGB"
+    assert second.tobytes() == original.tobytes()
+    assert first.tobytes()[3:] == original.tobytes()[3:]
+
+
+def test_a_jpeg_with_an_exif_orientation_is_turned_upright_on_every_render(tmp_path: Path) -> None:
+    upright = _gradient((60, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned: "rotate 90 CW to view"
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    path = tmp_path / "turned.jpg"
+    stored.save(path, "JPEG", quality=95, exif=exif)
+    with open_document(path, "image/jpeg", LIMITS) as document:
+        pages = [document.render(1, 150), document.render(1, 150)]
+    for page in pages:
+        assert page.size == (60, 40)
+        assert abs(sum(page.getpixel((59, 39))) - sum(upright.getpixel((59, 39)))) < 30
+
+
+def test_frames_of_a_multi_page_tiff_are_separate_images(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (30, 20), colour) for colour in ("red", "green", "blue")]
+    path = tmp_path / "pages.tif"
+    frames[0].save(path, "TIFF", save_all=True, append_images=frames[1:])
+    with open_document(path, "image/tiff", LIMITS) as document:
+        pages = [document.render(n, 150) for n in (1, 2, 3, 1)]
+    assert [page.getpixel((5, 5)) for page in pages] == [(255, 0, 0), (0, 128, 0), (0, 0, 255), (255, 0, 0)]
+
+
+def test_a_grey_page_comes_as_rgb(tmp_path: Path) -> None:
+    path = tmp_path / "grey.png"
+    path.write_bytes(image_bytes(Image.new("L", (20, 10), 100), "PNG"))
+    with open_document(path, "image/png", LIMITS) as document:
+        page = document.render(1, 150)
+    assert page.mode == "RGB" and page.getpixel((3, 3)) == (100, 100, 100)

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import httpx
 
+from app.cpu_turns import request_leaving
 from app.engines.base import EngineLoadError
 from app.engines.paddleocr_vl.auth import VlmCredentials
 from app.engines.paddleocr_vl.limiter import Outcome
@@ -97,6 +98,7 @@ class VlmTransport(httpx.AsyncBaseTransport):
         tried again in a new slot after a backoff, up to ``attempts`` in all. Then the last answer is returned
         (with :data:`ATTEMPTS_HEADER`) or :class:`VlmConnectionFailed` raised. Timeouts are not retried: the
         deadline is the deadline."""
+        request_leaving()  # the page's CPU turn (app.cpu_turns) is free: its request is built
         request.extensions = {**request.extensions, "timeout": self._timeouts}
         attempt = 1
         while True:

@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 from PIL import Image
 
+from app.cpu_turns import page_preparation
 from app.engines.base import EngineLoadError, EnginePage, OcrEngine
 from app.engines.context import EngineContext
 from app.engines.paddleocr_vl.auth import VlmAuthError, VlmCredentials, credentials_for
@@ -134,6 +135,13 @@ class PaddleOcrVlEngine(OcrEngine):
         """Native: ``VL_BATCH_PAGES`` pages of a document per pipeline call (the GPU batches them).
         Server backends: one page per call; pages of all requests run concurrently instead."""
         return 1 if self._server else self._settings.vl_batch_pages
+
+    def _request_built_here(self, pages: int) -> bool:
+        """Whether the call's one VLM request is built in this thread and leaves through the transport, so that its
+        CPU turn may be held until then: a server backend, one page, no model in this process (no layout detection:
+        one block, built in the calling thread, where several are built in paddlex's own thread pool; no local
+        model: nothing waits for ``_one_call_at_a_time`` while holding the turn; the native backend sends nothing)."""
+        return pages == 1 and not self.needs_local_models
 
     @property
     def needs_local_models(self) -> bool:
@@ -307,19 +315,25 @@ class PaddleOcrVlEngine(OcrEngine):
         """
         if self._pipeline is None:
             raise RuntimeError("the paddleocr-vl engine is not loaded")
-        arrays = [to_bgr(image) for image in images]
+        turn = page_preparation.take()  # CPU turns (app.cpu_turns): the conversions below, then building the request
         try:
-            if self._one_call_at_a_time is None:
-                results = self._pipeline.predict(arrays, use_queues=False)
-            else:
-                with self._one_call_at_a_time:
+            arrays = [to_bgr(image) for image in images]
+            if not self._request_built_here(len(arrays)):
+                turn.release()
+            with turn.until_request_leaves():  # the VLM transport gives the turn back as the request leaves
+                if self._one_call_at_a_time is None:
                     results = self._pipeline.predict(arrays, use_queues=False)
+                else:
+                    with self._one_call_at_a_time:
+                        results = self._pipeline.predict(arrays, use_queues=False)
         except Exception as exc:
             error = vlm_service_error(exc, self._timeout_s)
             if error is None:
                 raise
             log.warning("paddleocr-vl: VLM server %s: %s", self._server_label(), short_error(exc))
             raise error from exc
+        finally:
+            turn.release()
         if len(results) != len(arrays):
             raise RuntimeError(f"the pipeline returned {len(results)} results for {len(arrays)} pages")
         return [page_from_vl_result(result.json["res"], result.markdown) for result in results]
