@@ -317,7 +317,7 @@ class PaddleOcrVlEngine(OcrEngine):
             raise RuntimeError("the paddleocr-vl engine is not loaded")
         turn = page_preparation.take()  # CPU turns (app.cpu_turns): the conversions below, then building the request
         try:
-            arrays = [to_bgr(image) for image in images]
+            arrays = [to_bgr(image, writable=self.needs_local_models) for image in images]
             if not self._request_built_here(len(arrays)):
                 turn.release()
             with turn.until_request_leaves():  # the VLM transport gives the turn back as the request leaves

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
+import numpy as np
 import openai
 import pytest
 from PIL import Image
@@ -270,7 +272,13 @@ def test_serialized_calls_run_one_at_a_time_and_forward_attributes() -> None:
     assert model.batch_size == 8
 
 
-def test_to_bgr() -> None:
-    array = to_bgr(Image.new("RGB", (3, 2), (10, 20, 30)))
-    assert array.shape == (2, 3, 3) and array.flags["C_CONTIGUOUS"]
-    assert tuple(array[0, 0]) == (30, 20, 10)
+@pytest.mark.parametrize("writable", [True, False])
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_to_bgr(writable: bool, mode: str) -> None:
+    image = Image.new("RGB", (5, 4), (10, 20, 30))
+    image.putpixel((4, 3), (200, 100, 50))
+    array = to_bgr(image.convert(mode), writable=writable)
+    expected = cv2.cvtColor(np.asarray(image.convert(mode).convert("RGB")), cv2.COLOR_RGB2BGR)
+    assert array.shape == (4, 5, 3) and array.dtype == np.uint8 and array.flags["C_CONTIGUOUS"]
+    assert array.flags["WRITEABLE"] == writable
+    assert np.array_equal(array, expected)
