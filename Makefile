@@ -47,8 +47,10 @@ compat:
 image-check: system-deps $(STAMP)
 	$(PY) -m pytest -q -rs tests/integration/test_image_install.py
 
+# Whole test modules spread over two pytest-xdist workers (most tests wait on servers, leases and subprocesses, so
+# two at a time keep both cores busy); the modules with the most slow tests start first (tests/conftest.py).
 test: system-deps $(STAMP) lint typecheck compat
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 # The fast in-process tests (no servers): settings, conversions, the job runner.
 unit: system-deps $(STAMP)

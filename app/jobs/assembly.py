@@ -114,6 +114,9 @@ async def page_image(store: JobRepository, record: JobRecord, number: int, limit
         f"the document of job {record.id} is no longer stored (KEEP_JOB_INPUTS is off or the job expired)",
     )
 
+    if record.finished and not record.keep_input:  # its status says so before the removal has quite happened
+        raise gone
+
     def render() -> bytes:
         path = store.input_path(record)
         if path is None:

@@ -74,7 +74,7 @@ def test_redeploy_replaces_every_replica_at_once(fleet: Fleet) -> None:
 
 
 def test_s3_down_while_a_replica_hands_over(fleet: Fleet) -> None:
-    a = fleet.start()
+    a = fleet.start(SHUTDOWN_GRACE_S="8")  # with S3 down it waits for the uploads for most of the grace
     job = submit(a, 30)  # long enough not to finish while S3 stops (a result that only A's disk has is redone)
     pages_done(a, job["id"], 2)
     fleet.s3.stop()
@@ -109,8 +109,9 @@ def test_status_page_images_and_cancel_through_another_replica(fleet: Fleet) -> 
 def test_a_poison_document_fails_after_a_bounded_number_of_takeovers(s3: S3Server, tmp_path: Path) -> None:
     """Every replica that runs the document dies (killed here the moment it starts recognising the job's first page,
     as a crash of the engine would); after MAX_JOB_TAKEOVERS crashes without progress the job fails instead of taking
-    the fleet down."""
-    fleet = Fleet(s3, tmp_path, MAX_JOB_TAKEOVERS="2")
+    the fleet down. One replica runs at a time (each starts once the last one is dead), so a short lease (each
+    takeover waits for one) cannot take the job from a live owner."""
+    fleet = Fleet(s3, tmp_path, MAX_JOB_TAKEOVERS="2", JOB_LEASE_S="4")
 
     def recognising(replica: ServiceProcess) -> bool:
         lease = lease_of(s3, fleet.bucket, job["id"])

@@ -94,6 +94,7 @@ def _pick_ports(count: int, host: str) -> list[int]:
     low = 10000 if high > 12000 else 40000
     if low == 40000:
         high = 55000
+    low, high = _worker_share(low, high)
     rng = random.Random(os.getpid() ^ time.monotonic_ns())
     chosen: list[int] = []
     for _ in range(5000):
@@ -105,6 +106,19 @@ def _pick_ports(count: int, host: str) -> list[int]:
             if len(chosen) == count:
                 return chosen
     raise S3ServerError("could not find free ports")
+
+
+def _worker_share(low: int, high: int) -> tuple[int, int]:
+    """This pytest-xdist worker's own slice of ``[low, high)`` (all of it outside xdist): servers of parallel workers
+    never pick the same ports, not even those of a server that one of them has stopped for a while and will restart
+    on the same ports."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2:
+        return low, high
+    width = (high - low) // count
+    start = low + int(worker[2:]) % count * width
+    return start, start + width
 
 
 def _new_session_and_pdeathsig() -> None:  # runs in the child between fork and exec
