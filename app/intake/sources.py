@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,17 @@ def check_received(size: int, head: bytes) -> str:
     return content_type
 
 
+async def _received(target: Path, store: Callable[[], tuple[int, bytes]]) -> str:
+    """Run ``store`` (writes ``target``, returns its size and first bytes) in a worker thread and return the sniffed
+    content type (:func:`check_received`); ``target`` is removed on any error."""
+    try:
+        size, head = await anyio.to_thread.run_sync(store)
+        return check_received(size, head)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
 def _copy_capped(source: BinaryIO, target: Path, limit: int) -> tuple[int, bytes]:
     """Copy at most ``limit`` bytes; returns (size, first bytes). Raises 413 past the limit."""
     size = 0
@@ -69,12 +81,7 @@ async def save_upload(source: BinaryIO, target: Path, limit: int) -> str:
     Errors: 400 for an empty file, 413 over ``limit`` bytes, 415 for a type we do not read.
     The caller removes ``target`` when done (it is removed here on error).
     """
-    try:
-        size, head = await anyio.to_thread.run_sync(_copy_capped, source, target, limit)
-        return check_received(size, head)
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
+    return await _received(target, functools.partial(_copy_capped, source, target, limit))
 
 
 def decoded_size(data: str) -> int:
@@ -138,12 +145,7 @@ async def save_base64(data: str, target: Path, limit: int) -> str:
     naming ``file``. Also 400 empty and 415 unsupported, as for uploads. ``target`` is removed on error.
     All of it runs in a worker thread, a piece at a time.
     """
-    try:
-        size, head = await anyio.to_thread.run_sync(_store_base64, data, target, limit)
-        return check_received(size, head)
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
+    return await _received(target, functools.partial(_store_base64, data, target, limit))
 
 
 async def save_url(url: str, target: Path, policy: FetchPolicy) -> str:
