@@ -116,17 +116,22 @@ def test_a_request_leaving_on_another_threads_loop_gives_the_turn_back() -> None
         request_leaving()
         await asyncio.sleep(0.5)  # "waiting for the VLM": the turn must be free meanwhile
 
+    got = threading.Event()
+
+    def other_taker() -> None:  # in a thread of its own: a turn never given back fails the test, not hangs it
+        turns.take().release()
+        got.set()
+
     try:
         turn = turns.take()
         with turn.until_request_leaves():
             future = asyncio.run_coroutine_threadsafe(send(), loop)
-            began = time.monotonic()
-            other = turns.take()  # blocks until the request left
-            took = time.monotonic() - began
+            threading.Thread(target=other_taker, daemon=True).start()
+            freed_while_waiting = got.wait(0.4)  # the "VLM" answers after 0.5 s
+            turn.release()  # already given back: no effect (or, if not, lets the taker finish)
             future.result(5)
-        other.release()
-        turn.release()  # already given back: no effect
-        assert took < 0.4
+        assert freed_while_waiting, "the turn was not given back when the request left"
+        assert got.wait(5)
         assert turns.waiting == 0
         with turns.turn():  # exactly one place again
             pass
