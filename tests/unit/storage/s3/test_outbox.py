@@ -31,6 +31,18 @@ def run(outbox: Outbox, entry: Entry) -> list[tuple[str, bytes | None]]:
     return steps
 
 
+def running_state_step(tmp_path: Path) -> tuple[Outbox, Entry, Step]:
+    """An outbox holding the job's 'running' state, claimed, its first step (that state's upload) taken."""
+    outbox = Outbox(tmp_path / ".outbox", tmp_path)
+    outbox.load()
+    outbox.add(JOB, job_state=job_state(tmp_path, "running"))
+    entry = outbox.claim(time.monotonic())
+    assert entry is not None
+    step = outbox.next_step(entry)
+    assert isinstance(step, Step)
+    return outbox, entry, step
+
+
 def test_files_in_order_then_job_state_read_when_its_turn_comes(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / ".outbox", tmp_path)
     outbox.load()
@@ -49,13 +61,8 @@ def test_files_in_order_then_job_state_read_when_its_turn_comes(tmp_path: Path) 
 
 def test_a_final_job_state_never_overtakes_the_result(tmp_path: Path) -> None:
     """The service adds the result files, then writes job.json 'succeeded', while an upload is under way."""
-    outbox = Outbox(tmp_path / ".outbox", tmp_path)
-    outbox.load()
-    outbox.add(JOB, job_state=job_state(tmp_path, "running"))
-    entry = outbox.claim(time.monotonic())
-    assert entry is not None
-    first = outbox.next_step(entry)
-    assert first is not None and first.body == b'{"status": "running"}'
+    outbox, entry, first = running_state_step(tmp_path)
+    assert first.body == b'{"status": "running"}'
     # Meanwhile, on the service's side:
     outbox.add(JOB, [item("result.md"), item("result.json", completes_result=True)], result=True)
     outbox.add(JOB, job_state=job_state(tmp_path, "succeeded"))
@@ -90,13 +97,8 @@ def test_entries_survive_a_restart_in_order(tmp_path: Path) -> None:
 
 
 def test_a_failed_job_state_upload_is_retried_after_the_pause(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / ".outbox", tmp_path)
-    outbox.load()
-    outbox.add(JOB, job_state=job_state(tmp_path, "running"))
-    entry = outbox.claim(time.monotonic())
-    assert entry is not None
-    step = outbox.next_step(entry)
-    assert isinstance(step, Step) and entry.job_state is None
+    outbox, entry, step = running_state_step(tmp_path)
+    assert entry.job_state is None
     retry_at = time.monotonic() + 30
     outbox.failed(entry, step, retry_at)
     assert entry.job_state == step.item and entry.failures == 1 and not entry.busy
