@@ -139,7 +139,15 @@ def test_results_and_job_state_land_with_keys_bodies_and_types(s3: S3Server, mir
         markdown = ocr(client, output="markdown")
         assert markdown.headers["x-s3-status"] == "uploaded"
         assert markdown.headers["content-type"].startswith("text/markdown")
-        stored = client.get(f"/jobs/{markdown.headers['x-result-id']}/result").json()
+        # The job's own final state follows the result into the bucket a moment later; until it lands the job reads
+        # as still storing its end: 409, no result document yet.
+        done = wait_for(
+            lambda: (r := client.get(f"/jobs/{markdown.headers['x-result-id']}/result")).status_code == 200 and r,
+            30,
+            "the job's final state stored",
+            interval=0.1,
+        )
+        stored = done.json()
         assert stored["storage"]["s3"]["status"] == "uploaded"
         assert not list((server.output_dir / ".outbox").glob("*.json"))
         metrics = client.get("/metrics").text
