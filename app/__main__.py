@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from app.http_protocol import header_timeout_protocol
+from app.malloc_arenas import limit_malloc_arenas
 from app.settings import get_settings
 from app.storage.local import OutputDirError, resolve_output_dir
 
@@ -29,6 +30,7 @@ class _Server(uvicorn.Server):
 
 
 def main() -> None:
+    limit_malloc_arenas()  # before any thread starts
     settings = get_settings()
     try:  # the app checks again at start; here a bad OUTPUT_DIR ends the process with one clear line
         resolve_output_dir(settings.output_dir, "output_dir" in settings.model_fields_set)

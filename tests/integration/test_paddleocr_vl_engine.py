@@ -11,11 +11,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from app.cpu_turns import CpuTurns
 from app.engines.base import EngineLoadError
 from app.engines.paddleocr_vl.engine import PaddleOcrVlEngine
+from app.engines.paddleocr_vl.pipeline import vl_recognition_model
 from app.settings import Settings
 from tests.support.documents import cer, page_lines, render_page
 from tests.support.vlm_standin import VlmStandin
@@ -153,3 +155,33 @@ def test_a_page_gives_its_cpu_turn_back_once_its_request_has_left(
         engine.close()
     assert waited < 1.0, f"the turn came free only after {waited:.2f} s (the answer took 2 s)"
     assert done and len(done[0]) == 1
+
+
+def test_block_images_encoded_by_the_engine_reach_the_server_as_paddlex_would_send_them() -> None:
+    """The engine encodes each block itself (app.engines.paddleocr_vl.block_images) and paddlex builds the rest of
+    the request: the same options and prompt as paddlex's own path, the same JPEG pixels, nothing left parked."""
+    with VlmStandin(model_id=MODEL, api_key=API_KEY, reply="text", keep_images=True) as server:
+        engine = PaddleOcrVlEngine(settings(server))
+        try:
+            engine.load()
+            model = vl_recognition_model(engine._pipeline)
+            ours = model._genai_client_process
+            assert getattr(ours, "_block_images", None) is engine._block_images, "the engine did not install it"
+            page = render_page(page_lines(3), size=(1240, 900), top=40)
+            server.reset()
+            [by_engine] = engine.recognize([page], ("en",))
+            model._genai_client_process = ours.__wrapped__  # paddlex's own encoding, for comparison
+            [by_paddlex] = engine.recognize([page], ("en",))
+            model._genai_client_process = ours
+            waiting = engine._block_images.waiting
+        finally:
+            engine.close()
+    ours_sent, paddlex_sent = server.requests
+    assert ours_sent["options"] == paddlex_sent["options"] and ours_sent["options"]["model"] == MODEL
+    assert ours_sent["prompt"] == paddlex_sent["prompt"] == "OCR:"
+    assert ours_sent["image"].format == paddlex_sent["image"].format == "JPEG"
+    mine, theirs = (np.asarray(sent["image"].convert("RGB"), np.int16) for sent in (ours_sent, paddlex_sent))
+    assert mine.shape == theirs.shape == (900, 1240, 3)
+    assert np.abs(mine - theirs).max() <= 2  # one encoder (libjpeg) with one setting: equal, or off by rounding
+    assert by_engine.blocks[0].text == by_paddlex.blocks[0].text == "text"
+    assert waiting == 0

@@ -79,6 +79,7 @@ class VlmStandin:
         capacity: int | None = None,
         authorize: Callable[[str], bool] | None = None,
         metrics: bool = False,
+        keep_images: bool = False,
     ) -> None:
         self.model_id = model_id
         self.api_key = api_key
@@ -91,6 +92,7 @@ class VlmStandin:
         self.delay_s = 0.0
         self.fail_status: int | None = None
         self.requests: list[dict[str, Any]] = []  # what each completion request carried (no image bytes)
+        self.keep_images = keep_images  # each request's decoded image too, under "image"
         self.faults: deque[int | str] = deque()
         self.metrics = metrics
         self.in_flight = 0  # completions being worked on (at most ``capacity``)
@@ -264,6 +266,9 @@ class VlmStandin:
                 except (ValueError, KeyError, TypeError) as exc:
                     return self._error(400, f"bad request: {exc}", "BadRequestError")
                 entry = {"model": request.get("model"), "prompt": prompt, "size": image.size, "time": time.time()}
+                entry["options"] = {key: value for key, value in request.items() if key != "messages"}
+                if standin.keep_images:
+                    entry["image"] = image
                 standin.requests.append(entry)
                 if request.get("model") != standin.model_id:
                     return self._error(404, f"The model `{request.get('model')}` does not exist.", "NotFoundError")

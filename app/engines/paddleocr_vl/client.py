@@ -26,6 +26,7 @@ import httpx
 from app.cpu_turns import request_leaving
 from app.engines.base import EngineLoadError
 from app.engines.paddleocr_vl.auth import VlmCredentials
+from app.engines.paddleocr_vl.block_images import BlockImages
 from app.engines.paddleocr_vl.limiter import Outcome
 from app.engines.paddleocr_vl.slots import RequestSlots
 
@@ -83,6 +84,7 @@ class VlmTransport(httpx.AsyncBaseTransport):
         *,
         attempts: int = 3,
         first_backoff_s: float = BACKOFF_S,
+        block_images: BlockImages | None = None,
     ) -> None:
         self._inner = httpx.AsyncHTTPTransport(limits=POOL_LIMITS)
         connect = min(connect_s, timeout_s)
@@ -91,6 +93,7 @@ class VlmTransport(httpx.AsyncBaseTransport):
         self.slots = slots
         self.attempts = max(1, attempts)
         self.first_backoff_s = first_backoff_s
+        self.block_images = block_images
         self._renewing: asyncio.Lock | None = None  # one IAM exchange at a time (created on paddlex's loop)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -98,6 +101,8 @@ class VlmTransport(httpx.AsyncBaseTransport):
         tried again in a new slot after a backoff, up to ``attempts`` in all. Then the last answer is returned
         (with :data:`ATTEMPTS_HEADER`) or :class:`VlmConnectionFailed` raised. Timeouts are not retried: the
         deadline is the deadline."""
+        if self.block_images is not None:
+            request = self._with_block_images(request)
         request_leaving()  # the page's CPU turn (app.cpu_turns) is free: its request is built
         request.extensions = {**request.extensions, "timeout": self._timeouts}
         attempt = 1
@@ -128,6 +133,23 @@ class VlmTransport(httpx.AsyncBaseTransport):
             await asyncio.sleep(backoff_s(attempt, retry_after, first_s=self.first_backoff_s))
             attempt += 1
             self.slots.count_retry()
+
+    def _with_block_images(self, request: httpx.Request) -> httpx.Request:
+        """``request`` with the block images the engine encoded in place of their placeholders
+        (:mod:`.block_images`)."""
+        assert self.block_images is not None
+        try:
+            body = request.content  # the OpenAI client's JSON body, in memory
+        except httpx.RequestNotRead:
+            return request
+        filled = self.block_images.fill(body)
+        if filled is body:
+            return request
+        headers = request.headers.copy()
+        del headers["content-length"]
+        return httpx.Request(
+            request.method, request.url, headers=headers, content=filled, extensions=request.extensions
+        )
 
     async def _send(self, request: httpx.Request) -> tuple[httpx.Response, float]:
         """The request with the current token; after a 401, once more with a renewed one."""

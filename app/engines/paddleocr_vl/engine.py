@@ -45,6 +45,7 @@ from app.cpu_turns import page_preparation
 from app.engines.base import EngineLoadError, EnginePage, OcrEngine
 from app.engines.context import EngineContext
 from app.engines.paddleocr_vl.auth import VlmAuthError, VlmCredentials, credentials_for
+from app.engines.paddleocr_vl.block_images import BlockImages
 from app.engines.paddleocr_vl.buffers import reuse_page_buffers
 from app.engines.paddleocr_vl.client import VlmServerNotReady, VlmTransport, choose_model, list_models
 from app.engines.paddleocr_vl.config import (
@@ -71,7 +72,13 @@ from app.engines.paddleocr_vl.fleet import LimitKeeper
 from app.engines.paddleocr_vl.limiter import GradientLimit
 from app.engines.paddleocr_vl.mapping import page_from_vl_result
 from app.engines.paddleocr_vl.memory import memory_for
-from app.engines.paddleocr_vl.pipeline import serialise_local_models, spare_size_copies, to_bgr, warmup_page
+from app.engines.paddleocr_vl.pipeline import (
+    serialise_local_models,
+    spare_size_copies,
+    to_bgr,
+    vl_recognition_model,
+    warmup_page,
+)
 from app.engines.paddleocr_vl.server_queue import QueueWatcher, metrics_url
 from app.engines.paddleocr_vl.slots import PageGate, RequestSlots
 from app.engines.paddleocr_vl.status import VlmStatus
@@ -94,6 +101,7 @@ class PaddleOcrVlEngine(OcrEngine):
         self._credentials = credentials_for(settings) if self._server else VlmCredentials()
         self._slots = RequestSlots(request_limit(settings))
         self._gate = PageGate(self._slots) if self._server else None
+        self._block_images = BlockImages() if self._server else None
         self._keeper = self._limit_keeper(context or EngineContext())
         self._watcher = self._queue_watcher()
         self._model: str | None = None  # the name requests carry, found at start
@@ -218,9 +226,14 @@ class PaddleOcrVlEngine(OcrEngine):
             self.detail = None
 
     def _prepare_pipeline(self) -> None:
-        """Its local models guarded for concurrent pages (server backends), a needless copy spared."""
+        """Its local models guarded for concurrent pages (server backends), needless copies spared: block images
+        encoded by the engine (:mod:`.block_images`), block sizes read, not copied."""
         if not spare_size_copies():
             log.info("paddleocr-vl: this paddlex's calc_merged_wh is left as it is")
+        if self._block_images is not None:
+            model = vl_recognition_model(self._pipeline)
+            if model is None or not self._block_images.install(model, self._settings.vl_backend):
+                log.info("paddleocr-vl: paddlex encodes the block images (this version cannot be handed them)")
         if self._server and self.needs_local_models and not serialise_local_models(self._pipeline):
             log.warning("paddleocr-vl: cannot guard the local models of this paddlex version; one call at a time")
             self._one_call_at_a_time = threading.Lock()
@@ -272,7 +285,11 @@ class PaddleOcrVlEngine(OcrEngine):
         if not log.isEnabledFor(logging.DEBUG):  # httpx logs every VLM request (one per block) at INFO
             logging.getLogger("httpx").setLevel(logging.WARNING)
         transport = VlmTransport(
-            self._timeout_s, self._credentials, self._slots, attempts=self._settings.vl_request_attempts
+            self._timeout_s,
+            self._credentials,
+            self._slots,
+            attempts=self._settings.vl_request_attempts,
+            block_images=self._block_images,
         )
         return {"max_retries": 0, "http_client": httpx.AsyncClient(transport=transport, timeout=self._timeout_s)}
 

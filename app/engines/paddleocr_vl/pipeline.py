@@ -11,11 +11,21 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 
+def _inner_pipeline(pipeline: Any) -> Any:
+    """paddlex's pipeline inside ``PaddleOCRVL`` (paddlex wraps it for multi-device use)."""
+    outer = pipeline.paddlex_pipeline
+    return vars(outer).get("_pipeline", outer)
+
+
+def vl_recognition_model(pipeline: Any) -> Any | None:
+    """The predictor that sends blocks to the VLM (``vl_rec_model``), or None where this paddlex has none."""
+    return vars(_inner_pipeline(pipeline)).get("vl_rec_model")
+
+
 def serialise_local_models(pipeline: Any) -> bool:
     """Put one lock around the pipeline's in-process models (layout detection, preprocessing), so pages can
     share the pipeline while their VLM requests stay concurrent; False when this paddlex has none of them."""
-    outer = pipeline.paddlex_pipeline
-    inner = vars(outer).get("_pipeline", outer)  # paddlex wraps the pipeline for multi-device use
+    inner = _inner_pipeline(pipeline)
     lock = threading.Lock()
     found = False
     for attribute in ("layout_det_model", "doc_preprocessor_pipeline"):

@@ -14,6 +14,7 @@ import pytest
 
 from app.engines.base import EngineLoadError
 from app.engines.paddleocr_vl.auth import IamTokens, StaticKey, VlmCredentials
+from app.engines.paddleocr_vl.block_images import PLACEHOLDER_PREFIX, BlockImages, UnknownBlockImage
 from app.engines.paddleocr_vl.client import (
     ATTEMPTS_HEADER,
     BACKOFF_CAP_S,
@@ -87,11 +88,11 @@ def test_model_check_failures_say_what_to_fix(vlm: VlmStandin) -> None:
         list_models(vlm.url, StaticKey("x"), 10)
 
 
-def complete(transport: VlmTransport, url: str, requests: int, gap_s: float = 0.0) -> list[int]:
+def complete(transport: VlmTransport, url: str, requests: int, gap_s: float = 0.0, page: str = PAGE) -> list[int]:
     """``requests`` chat completions through the transport, ``gap_s`` apart; their HTTP statuses."""
     body: dict[str, Any] = {
         "model": MODEL,
-        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": PAGE}},
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": page}},
                                                   {"type": "text", "text": "OCR:"}]}],
     }  # fmt: skip
 
@@ -189,3 +190,17 @@ def test_backoff_doubles_with_jitter_and_honours_retry_after() -> None:
     assert len({round(w, 6) for w in waits}) == len(waits)
     assert backoff_s(1, "5", rng=rng) == 5.0 and backoff_s(1, "600", rng=rng) == BACKOFF_CAP_S
     assert backoff_s(1, "Wed, 21 Oct 2015 07:28:00 GMT", rng=rng) <= 1.0
+
+
+def test_the_transport_puts_parked_block_images_in_before_the_request_leaves(vlm: VlmStandin) -> None:
+    """A placeholder (app.engines.paddleocr_vl.block_images) becomes the data URI in the body the server reads, with
+    its length; one nobody parked fails the request before it is sent."""
+    vlm.api_key, vlm.authorize = "k", None
+    vlm.reset()
+    images = BlockImages()
+    transport = VlmTransport(30, StaticKey("k"), RequestSlots(FixedLimit(4)), block_images=images)
+    assert complete(transport, vlm.url, 1, page=images.park(PAGE)) == [200]
+    assert [request["size"] for request in vlm.requests] == [(1, 1)] and images.waiting == 0
+    with pytest.raises(UnknownBlockImage):
+        complete(transport, vlm.url, 1, page=PLACEHOLDER_PREFIX + "999")
+    assert len(vlm.requests) == 1
