@@ -3,6 +3,7 @@
 one-page requests to it, against the VLM stand-in (fixed reply, no OCR); prints CPU s/page and the samples by part.
 
 Usage: .venv/bin/python scripts/profile_vl.py [--clients 16] [--seconds 30] [--latency 0.5] [--raw profile.txt]
+       [--env NAME=VALUE ...]   (e.g. --env MALLOC_ARENA_MAX=16: glibc's default arenas on 2 cores, for comparison)
 
 py-spy (requirements-dev.txt) needs ptrace rights over the service (root, or CAP_SYS_PTRACE). Samples are of
 threads on a CPU or ready to run, so on a busy machine they lean toward wall time; the CPU s/page line is the
@@ -48,6 +49,11 @@ PARTS = [
 ]
 
 
+def minor_faults(pid: int) -> int:
+    """Minor page faults of process ``pid`` so far (``/proc/<pid>/stat``, field 10)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[7])
+
+
 def breakdown(raw: Path) -> list[tuple[str, float]]:
     """Busy samples by part (waiting threads left out), as shares."""
     counts: collections.Counter[str] = collections.Counter()
@@ -68,6 +74,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--latency", type=float, default=0.5, help="stand-in seconds per request")
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw samples here")
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the service's environment")
     args = parser.parse_args()
     page = a4_page()
     spy_bin = Path(sys.executable).with_name("py-spy")
@@ -75,7 +82,8 @@ def main() -> None:
         tmp = Path(tmp_name)
         raw = args.raw or tmp / "profile.txt"
         vlm.delay_s = args.latency
-        with ServiceProcess(tmp, env=ours_env(vlm.url, tmp)) as service:
+        extra = dict(item.split("=", 1) for item in args.env)
+        with ServiceProcess(tmp, env={**ours_env(vlm.url, tmp), **extra}) as service:
             service.wait_ready(timeout=600)
             assert service.process is not None
             pid = service.process.pid
@@ -94,15 +102,16 @@ def main() -> None:
                         with lock:
                             done[0] += 1
 
-            cpu0, began = cpu_seconds(pid), time.monotonic()
+            cpu0, faults0, began = cpu_seconds(pid), minor_faults(pid), time.monotonic()
             with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
                 list(pool.map(lambda _: client(), range(args.clients)))
             wall = time.monotonic() - began
             cpu = (cpu_seconds(pid) - cpu0) / max(1, done[0])
+            faults = (minor_faults(pid) - faults0) / max(1, done[0])
             spy.wait(args.seconds + 120)
         print(
             f"{done[0]} pages in {wall:.1f} s ({done[0] / wall:.1f} pages/s), {cpu:.3f} CPU s/page, "
-            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            f"{faults:,.0f} minor page faults/page{' with ' + ' '.join(args.env) if args.env else ''}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         )
         for name, share in breakdown(raw):
             print(f"{share:6.1%}  {name}")
