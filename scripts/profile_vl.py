@@ -111,7 +111,8 @@ def main() -> None:
             spy.wait(args.seconds + 120)
         print(
             f"{done[0]} pages in {wall:.1f} s ({done[0] / wall:.1f} pages/s), {cpu:.3f} CPU s/page, "
-            f"{faults:,.0f} minor page faults/page{' with ' + ' '.join(args.env) if args.env else ''}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            f"{faults:,.0f} minor page faults/page{' with ' + ' '.join(args.env) if args.env else ''}, "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         )
         for name, share in breakdown(raw):
             print(f"{share:6.1%}  {name}")
