@@ -1,4 +1,7 @@
-"""Dependencies shared by routes, as ``Annotated`` types: ``service: Service``, ``receiver: Receiver``, ..."""
+"""Dependencies shared by routes, as ``Annotated`` types: ``service: Service``, ``receiver: Receiver``, ...
+
+They only read the app's state, so they are ``async``: FastAPI runs a plain ``def`` dependency in its thread pool,
+a hand-off to a worker thread and back for every dependency of every request."""
 
 from __future__ import annotations
 
@@ -11,17 +14,17 @@ from app.jobs.service import OcrService
 from app.settings import Settings
 
 
-def get_service(request: Request) -> OcrService:
+async def get_service(request: Request) -> OcrService:
     service: OcrService = request.app.state.service
     return service
 
 
-def get_receiver(request: Request) -> DocumentReceiver:
+async def get_receiver(request: Request) -> DocumentReceiver:
     receiver: DocumentReceiver = request.app.state.receiver
     return receiver
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import __version__
-from app.api.deps import get_service
+from app.api.deps import Service
 
 router = APIRouter(tags=["operations"])
 
@@ -45,9 +45,9 @@ def installed_versions() -> dict[str, str]:
 
 
 @router.get("/version")
-async def version(request: Request) -> dict[str, object]:
+async def version(service: Service) -> dict[str, object]:
     """Service version, the default engine, every loaded engine and the versions of the OCR libraries."""
-    engines = get_service(request).engines
+    engines = service.engines
     engine = engines.default.engine
     return {
         "service": __version__,
