@@ -93,40 +93,51 @@ def limit_of(url: str) -> int | None:
 def fresh_and_restarted(
     env: Env, page: bytes, tmp: Path, latency: float, cases: list[tuple[int, int, int, bool]]
 ) -> list[dict[str, Any]]:
-    """For each (capacity, clients, pages, metrics): a stand-in; a fresh service meets the burst; the same service
-    restarted on its OUTPUT_DIR meets it again."""
+    """For each (capacity, clients, pages, metrics): a stand-in; a fresh service meets the burst, then the same
+    service, warm, meets it again; then the service restarted on its OUTPUT_DIR meets it a third time."""
     rows = []
     for capacity, clients, pages, metrics in cases:
         folder = tmp / f"burst-{capacity}-{clients}-{int(metrics)}"
         folder.mkdir()
         with VlmStandin(reply="stand-in text", capacity=capacity, metrics=metrics) as vlm:
             vlm.delay_s = latency
-            for start in ("fresh", "restarted"):
+            for starts in (("fresh", "warm"), ("restarted",)):
                 with ServiceProcess(folder, env=env(vlm.url, folder)) as service:
                     service.wait_ready(timeout=600)
                     assert service.process is not None
-                    limit_before = limit_of(service.url)
-                    vlm.peak_waiting = 0
-                    cpu0, machine0 = cpu_seconds(service.process.pid), machine_busy()
-                    row = burst(service.url, clients, pages, page)
-                    busy, total = (b - a for a, b in zip(machine0, machine_busy(), strict=True))
-                    row.update(
-                        capacity=capacity,
-                        clients=clients,
-                        per_client=pages,
-                        metrics=metrics,
-                        start=start,
-                        limit_before=limit_before,
-                        limit_after=limit_of(service.url),
-                        server_queue=vlm.peak_waiting,
-                        cpu_per_page=(cpu_seconds(service.process.pid) - cpu0) / max(1, row["pages"]),
-                        cores_busy=busy / max(1, total) * (os.cpu_count() or 1),
-                        load=os.getloadavg()[0],
-                        ceiling=min(capacity, clients) / latency,
-                    )
-                    rows.append(row)
-                    print("burst", {k: v for k, v in row.items() if k != "error_kinds"}, flush=True)
+                    for start in starts:
+                        time.sleep(latency)  # the previous burst's last answers are in
+                        row = _measured_burst(service, vlm, page, clients, pages)
+                        row.update(
+                            capacity=capacity,
+                            clients=clients,
+                            per_client=pages,
+                            metrics=metrics,
+                            start=start,
+                            load=os.getloadavg()[0],
+                            ceiling=min(capacity, clients) / latency,
+                        )
+                        rows.append(row)
+                        print("burst", {k: v for k, v in row.items() if k != "error_kinds"}, flush=True)
     return rows
+
+
+def _measured_burst(service: ServiceProcess, vlm: VlmStandin, page: bytes, clients: int, pages: int) -> dict[str, Any]:
+    """One burst on ``service``, with the limit before and after, the server's peak queue, CPU and cores busy."""
+    assert service.process is not None
+    limit_before = limit_of(service.url)
+    vlm.peak_waiting = 0
+    cpu0, machine0 = cpu_seconds(service.process.pid), machine_busy()
+    row = burst(service.url, clients, pages, page)
+    busy, total = (b - a for a, b in zip(machine0, machine_busy(), strict=True))
+    row.update(
+        limit_before=limit_before,
+        limit_after=limit_of(service.url),
+        server_queue=vlm.peak_waiting,
+        cpu_per_page=(cpu_seconds(service.process.pid) - cpu0) / max(1, row["pages"]),
+        cores_busy=busy / max(1, total) * (os.cpu_count() or 1),
+    )
+    return row
 
 
 def replicas(
@@ -188,8 +199,9 @@ def render_bursts(rows: list[dict[str, Any]], latency: float) -> list[str]:
     lines = [
         f"Bursts (stand-in answering after {latency:g} s, `capacity` at once): `clients` x `pages` one-page requests "
         "all starting together; pages/s from the first request to the last answer. *fresh*: a new service, nothing "
-        "learned; *restarted*: the same OUTPUT_DIR again (the limit it learned is kept there, "
-        "`.engines/vlm/limits/`). *metrics*: the stand-in serves vLLM's `/metrics` (the queue is the signal).",
+        "learned; *warm*: the same service's second burst; *restarted*: the same OUTPUT_DIR again (the limit it "
+        "learned is kept there, `.engines/vlm/limits/`). *metrics*: the stand-in serves vLLM's `/metrics` (the "
+        "queue is the signal).",
         "",
         "| Capacity | Clients x pages | start | signal | pages/s | of ceiling | errors | limit before / after | "
         "server queue (peak) | CPU s/page | cores busy | load avg |",
