@@ -20,7 +20,6 @@ import base64
 import functools
 import inspect
 import itertools
-import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -28,15 +27,14 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-log = logging.getLogger("app.engines.paddleocr_vl")
-
 #: Where placeholders point: ``.invalid`` never resolves (RFC 2606).
 PLACEHOLDER_PREFIX = "http://block-image.invalid/"
 #: Pillow's default JPEG quality, which paddlex's ``img.save(buf, format="JPEG")`` uses (4:2:0 chroma, as OpenCV).
 JPEG_QUALITY = 75
 #: Backends paddlex sends JPEG data URIs to.
 JPEG_BACKENDS = frozenset({"vllm-server", "sglang-server", "fastdeploy-server"})
-_PLACEHOLDER = re.compile(re.escape(PLACEHOLDER_PREFIX).encode() + rb"([0-9]+)")
+_PREFIX = PLACEHOLDER_PREFIX.encode()
+_PLACEHOLDER = re.compile(re.escape(_PREFIX) + rb"([0-9]+)")
 
 
 class UnknownBlockImage(RuntimeError):
@@ -87,7 +85,7 @@ class BlockImages:
         """``body`` with every placeholder replaced by its data URI (each handed out once); unchanged without any.
 
         Raises :class:`UnknownBlockImage` for a placeholder not parked (or already sent)."""
-        if PLACEHOLDER_PREFIX.encode() not in body:
+        if _PREFIX not in body:
             return body
 
         def data_uri(match: re.Match[bytes]) -> bytes:
