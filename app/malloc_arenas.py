@@ -5,7 +5,8 @@ encoded request: several MB each) are freed in one thread's arena and asked for 
 holds its own idle copy and hands fresh memory to the next page: every 4 KB of it a page fault the process pays
 for in CPU time. Measured on the VL path (BENCHMARKS.md, "vl-cpu"): with two arenas a page costs about a third
 less CPU and the process a third less memory. ``MALLOC_ARENA_MAX`` in the environment (glibc's own variable, read
-by glibc at start) wins: then nothing is changed here.
+by glibc at start) wins: then nothing is changed here. :func:`mallopt` is the one way to glibc's ``mallopt`` (the
+VL engine's page buffers use it too).
 """
 
 from __future__ import annotations
@@ -19,13 +20,18 @@ ARENAS = 2
 _M_ARENA_MAX = -8
 
 
+def mallopt(option: int, value: int) -> bool:
+    """glibc's ``mallopt(option, value)``; whether it took. False where the C library is not glibc."""
+    try:
+        function = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return False
+    return bool(function(option, value) == 1)
+
+
 def limit_malloc_arenas(environ: Mapping[str, str] = os.environ, arenas: int = ARENAS) -> bool:
     """Cap the arenas at ``arenas`` (before threads start: a thread keeps the arena it first got); whether it was
     set here. Not where ``MALLOC_ARENA_MAX`` is set already, nor where the C library is not glibc."""
     if "MALLOC_ARENA_MAX" in environ:
         return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError):
-        return False
-    return bool(mallopt(_M_ARENA_MAX, arenas) == 1)
+    return mallopt(_M_ARENA_MAX, arenas)

@@ -12,8 +12,9 @@ images plus the heaps' retained part); the CPU engines do not call this.
 
 from __future__ import annotations
 
-import ctypes
 import logging
+
+from app.malloc_arenas import mallopt
 
 log = logging.getLogger("app.engines.paddleocr_vl")
 
@@ -36,10 +37,6 @@ def reuse_page_buffers() -> list[str]:
     if _imaging.get_blocks_max() < PIL_BLOCKS:
         _imaging.set_blocks_max(PIL_BLOCKS)
         done.append(f"Pillow keeps {PIL_BLOCKS} image blocks")
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError):
-        return done
-    if mallopt(_M_MMAP_THRESHOLD, MMAP_BELOW) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_ABOVE) == 1:
+    if mallopt(_M_MMAP_THRESHOLD, MMAP_BELOW) and mallopt(_M_TRIM_THRESHOLD, TRIM_ABOVE):
         done.append(f"malloc keeps up to {TRIM_ABOVE // 2**20} MB freed")
     return done
