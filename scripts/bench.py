@@ -45,9 +45,19 @@ def bench_pages(count: int) -> list[bytes]:
     return pages
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the 3rd field of the file is the first here)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def minor_faults(pid: int) -> int:
+    """Minor page faults of process ``pid`` so far (field 10 of ``/proc/<pid>/stat``)."""
+    return int(_stat(pid)[7])
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -28,7 +28,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench import cpu_seconds  # noqa: E402
+from scripts.bench import cpu_seconds, minor_faults  # noqa: E402
 from scripts.bench_vs_paddlex import a4_page, ours_env  # noqa: E402
 from tests.support.server import ServiceProcess  # noqa: E402
 from tests.support.vlm_standin import VlmStandin  # noqa: E402
@@ -47,11 +47,6 @@ PARTS = [
     ("logging", ("logging/",)),
     ("limit keeper, queue watcher", ("fleet.py", "server_queue.py", "memory.py")),
 ]
-
-
-def minor_faults(pid: int) -> int:
-    """Minor page faults of process ``pid`` so far (``/proc/<pid>/stat``, field 10)."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[7])
 
 
 def breakdown(raw: Path) -> list[tuple[str, float]]:
