@@ -4,6 +4,9 @@ one-page requests to it, against the VLM stand-in (fixed reply, no OCR); prints 
 
 Usage: .venv/bin/python scripts/profile_vl.py [--clients 16] [--seconds 30] [--latency 0.5] [--raw profile.txt]
        [--env NAME=VALUE ...]   (e.g. --env MALLOC_ARENA_MAX=16: glibc's default arenas on 2 cores, for comparison)
+       [--no-spy]               (CPU and page faults only, without py-spy's sampling in the way)
+       .venv/bin/python scripts/profile_vl.py --encode   (the request image of one A4 page: paddlex's encoding
+                                                          against the engine's, single-threaded CPU ms)
 
 py-spy (requirements-dev.txt) needs ptrace rights over the service (root, or CAP_SYS_PTRACE). Samples are of
 threads on a CPU or ready to run, so on a busy machine they lean toward wall time; the CPU s/page line is the
@@ -63,6 +66,42 @@ def breakdown(raw: Path) -> list[tuple[str, float]]:
     return [(name, count / total) for name, count in counts.most_common()]
 
 
+def encodings(page: bytes, rounds: int = 50) -> None:
+    """CPU ms per A4 page of paddlex's JPEG data URI (BGR->RGB copy, PIL copy, PIL encode) and of the engine's
+    (``block_images.jpeg_data_uri``), single-threaded, and the largest pixel difference after decoding."""
+    import base64
+    import io
+
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from app.engines.paddleocr_vl.block_images import jpeg_data_uri
+    from app.engines.paddleocr_vl.pipeline import to_bgr
+
+    block = to_bgr(Image.open(io.BytesIO(page)).convert("RGB"))
+
+    def paddlex_way() -> str:
+        buffer = io.BytesIO()
+        Image.fromarray(cv2.cvtColor(block, cv2.COLOR_BGR2RGB)).save(buffer, format="JPEG")
+        return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    def engine_way() -> str:
+        return jpeg_data_uri(block)
+
+    def pixels(uri: str) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.partition(",")[2]))), np.int16)
+
+    for name, encode in (("paddlex (cvtColor, PIL copy, PIL JPEG)", paddlex_way), ("engine (OpenCV JPEG)", engine_way)):
+        encode()
+        began = time.process_time()
+        for _ in range(rounds):
+            encode()
+        print(f"{name}: {(time.process_time() - began) / rounds * 1000:.1f} CPU ms per page")
+    difference = int(np.abs(pixels(paddlex_way()) - pixels(engine_way())).max())
+    print(f"{block.shape[1]}x{block.shape[0]} page; largest pixel difference after decoding: {difference}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=16)
@@ -70,8 +109,13 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.5, help="stand-in seconds per request")
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw samples here")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the service's environment")
+    parser.add_argument("--no-spy", action="store_true", help="no py-spy: CPU and page faults only")
+    parser.add_argument("--encode", action="store_true", help="time the request image's two encodings, then stop")
     args = parser.parse_args()
     page = a4_page()
+    if args.encode:
+        encodings(page)
+        return
     spy_bin = Path(sys.executable).with_name("py-spy")
     with tempfile.TemporaryDirectory() as tmp_name, VlmStandin(reply="stand-in text", capacity=256) as vlm:
         tmp = Path(tmp_name)
@@ -85,7 +129,9 @@ def main() -> None:
             httpx.post(service.url + "/ocr", files={"file": ("page.png", page)}, timeout=120).raise_for_status()
             command = [str(spy_bin), "record", "--pid", str(pid), "--duration", str(int(args.seconds))]
             command += ["--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking"]
-            spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            spy = (
+                None if args.no_spy else subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            )
             deadline = time.monotonic() + args.seconds
             done = [0]
             lock = threading.Lock()
@@ -103,13 +149,14 @@ def main() -> None:
             wall = time.monotonic() - began
             cpu = (cpu_seconds(pid) - cpu0) / max(1, done[0])
             faults = (minor_faults(pid) - faults0) / max(1, done[0])
-            spy.wait(args.seconds + 120)
+            if spy is not None:
+                spy.wait(args.seconds + 120)
         print(
             f"{done[0]} pages in {wall:.1f} s ({done[0] / wall:.1f} pages/s), {cpu:.3f} CPU s/page, "
             f"{faults:,.0f} minor page faults/page{' with ' + ' '.join(args.env) if args.env else ''}, "
             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         )
-        for name, share in breakdown(raw):
+        for name, share in [] if spy is None else breakdown(raw):
             print(f"{share:6.1%}  {name}")
 
 

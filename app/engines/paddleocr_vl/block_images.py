@@ -2,8 +2,9 @@
 
 paddlex's VLM client turns each block it sends (the whole page without layout detection) into a JPEG data URI:
 a BGR-to-RGB copy, a PIL copy of that, then PIL's JPEG encoder, which holds the interpreter lock: three passes
-over a ~6.5 MB A4 page (~10 ms of CPU) and two of them fresh memory. OpenCV encodes the same JPEG from the BGR
-block in one pass with the lock released (~5.7 ms): the same encoder settings, the same pixels after decoding.
+over a ~6.5 MB A4 page (7.9 CPU ms single-threaded, more where the copies are fresh memory). OpenCV encodes the
+same JPEG from the BGR block in one pass with the lock released (5.2 ms): the same encoder settings, the same pixels
+after decoding (``scripts/profile_vl.py --encode``).
 
 The seam is paddlex's own: a block image given as an ``http(s)://`` URL is sent as that URL, untouched. So
 :meth:`BlockImages.install` wraps the predictor's ``_genai_client_process``: each BGR block is encoded here and
