@@ -5,6 +5,7 @@ one-page requests to it, against the VLM stand-in (fixed reply, no OCR); prints 
 Usage: .venv/bin/python scripts/profile_vl.py [--clients 16] [--seconds 30] [--latency 0.5] [--raw profile.txt]
        [--env NAME=VALUE ...]   (e.g. --env MALLOC_ARENA_MAX=16: glibc's default arenas on 2 cores, for comparison)
        [--no-spy]               (CPU and page faults only, without py-spy's sampling in the way)
+       [--gil]                  (only samples of the thread holding the interpreter lock: what bounds one process)
        .venv/bin/python scripts/profile_vl.py --encode   (the request image of one A4 page: paddlex's encoding
                                                           against the engine's, single-threaded CPU ms)
 
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw samples here")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the service's environment")
     parser.add_argument("--no-spy", action="store_true", help="no py-spy: CPU and page faults only")
+    parser.add_argument("--gil", action="store_true", help="sample only the thread holding the interpreter lock")
     parser.add_argument("--encode", action="store_true", help="time the request image's two encodings, then stop")
     args = parser.parse_args()
     page = a4_page()
@@ -129,6 +131,7 @@ def main() -> None:
             httpx.post(service.url + "/ocr", files={"file": ("page.png", page)}, timeout=120).raise_for_status()
             command = [str(spy_bin), "record", "--pid", str(pid), "--duration", str(int(args.seconds))]
             command += ["--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking"]
+            command += ["--gil"] if args.gil else []
             spy = (
                 None if args.no_spy else subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
             )
