@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
@@ -48,13 +50,11 @@ def arenas(mode: str, **env: str) -> tuple[str, int]:
     return said, int(count)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_threads_share_two_arenas_once_capped() -> None:
     assert arenas("cap") == ("True", 2)
     _, uncapped = arenas("none")
     assert uncapped > 2  # without the cap each thread got its own (glibc allows eight per core)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_malloc_arena_max_in_the_environment_wins() -> None:
     assert arenas("cap", MALLOC_ARENA_MAX="3") == ("False", 3)
