@@ -26,6 +26,7 @@ from tests.support.documents import text_pdf
 from tests.support.fleet import PREFIX, Fleet, assert_complete, finished, pages_done, status, submit
 from tests.support.s3server import S3Server
 from tests.support.server import ServiceProcess, page_log_counts, wait_for
+from tests.support.vlm_standin import VlmStandin
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -107,35 +108,53 @@ def test_status_page_images_and_cancel_through_another_replica(fleet: Fleet) -> 
 
 
 def test_a_poison_document_fails_after_a_bounded_number_of_takeovers(s3: S3Server, tmp_path: Path) -> None:
-    """Every replica that runs the document dies (killed here the moment it starts recognising the job's first page,
+    """Every replica that runs the document dies (killed here once it has started recognising the job's first page,
     as a crash of the engine would); after MAX_JOB_TAKEOVERS crashes without progress the job fails instead of taking
     the fleet down. One replica runs at a time (each starts once the last one is dead), so a short lease (each
-    takeover waits for one) cannot take the job from a live owner."""
-    fleet = Fleet(s3, tmp_path, MAX_JOB_TAKEOVERS="2", JOB_LEASE_S="4")
+    takeover waits for one) cannot take the job from a live owner.
 
-    def recognising(replica: ServiceProcess) -> bool:
-        lease = lease_of(s3, fleet.bucket, job["id"])
-        return bool(lease and lease["running"] and lease["owner"] == replica.health()["s3"]["replica"])  # type: ignore[index]
+    The replicas read through paddleocr-vl on a VLM stand-in that never answers, so no page can finish before its
+    replica is killed, however slow the machine (with a CPU engine a busy machine could finish page 1 first, and
+    that progress rightly starts the count again)."""
+    with VlmStandin(reply="never sent") as vlm:
+        vlm.delay_s, vlm.delay_from_pixels = 3600, 200_000  # no page is answered (the warm-up page is)
+        fleet = Fleet(
+            s3,
+            tmp_path,
+            MAX_JOB_TAKEOVERS="2",
+            JOB_LEASE_S="4",
+            OCR_ENGINE="paddleocr-vl",
+            VL_BACKEND="vllm-server",
+            VL_SERVER_URL=vlm.url,
+            VL_USE_LAYOUT_DETECTION="false",
+        )
 
-    try:
-        first = fleet.start()
-        job = submit(first, 30, dpi=150)
-        wait_for(lambda: recognising(first), 60, "the first page to start")
-        first.stop(signal.SIGKILL)
-        assert status_from_bucket(s3, fleet.bucket, job["id"])["pages_done"] == 0
-        for _ in range(2):
-            replica = fleet.start(ready=True)
-            wait_for(lambda r=replica: recognising(r), 60, "a takeover and its first page to start")
-            replica.stop(signal.SIGKILL)  # the poison strikes before a page is done
-        last = fleet.start()
-        final = finished(last, job["id"], timeout=60)
-        assert final["status"] == "failed" and final["takeovers"] == 3
-        assert final["error"]["code"] == "document_crashes_service" and final["error"]["status"] == 422
-        assert "MAX_JOB_TAKEOVERS=2" in final["error"]["message"]
-        assert f"job {job['id']} taken over" not in last.log()  # failed, not run once more
-        wait_for(lambda: not lease_exists(s3, fleet.bucket, job["id"]), 30, "the lease to go")
-    finally:
-        fleet.stop_all()
+        def recognising(name: str) -> bool:
+            lease = lease_of(s3, fleet.bucket, job["id"])
+            return bool(lease and lease["running"] and lease["owner"] == name)
+
+        try:
+            replica = fleet.start()
+            form = {"dpi": "75", "engine": "paddleocr-vl"}
+            sent = httpx.post(replica.url + "/jobs", files={"file": ("doc.pdf", text_pdf(3))}, data=form, timeout=60)
+            assert sent.status_code == 202, sent.text
+            job = sent.json()
+            for crash in range(3):  # the first owner's, then two takeovers'
+                if crash:
+                    replica = fleet.start()
+                name = replica.wait_ready()["s3"]["replica"]
+                wait_for(lambda n=name: recognising(n), 60, "the replica's first page to start")
+                replica.stop(signal.SIGKILL)  # the poison strikes before a page is done
+                assert status_from_bucket(s3, fleet.bucket, job["id"])["pages_done"] == 0
+            last = fleet.start()
+            final = finished(last, job["id"], timeout=60)
+            assert final["status"] == "failed" and final["takeovers"] == 3
+            assert final["error"]["code"] == "document_crashes_service" and final["error"]["status"] == 422
+            assert "MAX_JOB_TAKEOVERS=2" in final["error"]["message"]
+            assert f"job {job['id']} taken over" not in last.log()  # failed, not run once more
+            wait_for(lambda: not lease_exists(s3, fleet.bucket, job["id"]), 30, "the lease to go")
+        finally:
+            fleet.stop_all()
 
 
 def lease_config(s3: S3Server) -> tuple[Settings, str]:

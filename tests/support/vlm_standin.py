@@ -9,7 +9,8 @@ service and the server is real.
 Auth: ``api_key`` (one static key), or ``authorize`` (a check of the bearer token, e.g. "issued by the IAM
 stand-in and not expired": :meth:`tests.support.cloud.IamState.valid`); 401 otherwise, counted in ``rejected``.
 
-Knobs: ``delay_s`` (answer late), ``fail_status`` (answer every completion with that HTTP error),
+Knobs: ``delay_s`` (answer late; with ``delay_from_pixels``, only images of at least that many pixels, so that a
+service's small warm-up page is answered at once while its pages wait), ``fail_status`` (answer every completion with that HTTP error),
 ``faults`` (what the next completions meet, one each: an HTTP status such as 502, 503 or 504, or ``"reset"``:
 the connection is closed without an answer), ``stop()`` / ``start()`` (the port refuses connections, then serves
 again on the same port), ``metrics`` (serve vLLM's Prometheus ``GET /metrics`` with ``vllm:num_requests_running``
@@ -90,6 +91,7 @@ class VlmStandin:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.delay_s = 0.0
+        self.delay_from_pixels = 0
         self.fail_status: int | None = None
         self.requests: list[dict[str, Any]] = []  # what each completion request carried (no image bytes)
         self.keep_images = keep_images  # each request's decoded image too, under "image"
@@ -138,6 +140,7 @@ class VlmStandin:
     def reset(self) -> None:
         """Back to a healthy, running server with no knobs set and no requests recorded."""
         self.delay_s = 0.0
+        self.delay_from_pixels = 0
         self.fail_status = None
         self.faults.clear()
         if not self.running:
@@ -272,7 +275,8 @@ class VlmStandin:
                 standin.requests.append(entry)
                 if request.get("model") != standin.model_id:
                     return self._error(404, f"The model `{request.get('model')}` does not exist.", "NotFoundError")
-                if standin.delay_s and standin._release.wait(standin.delay_s):
+                delayed = standin.delay_s and image.size[0] * image.size[1] >= standin.delay_from_pixels
+                if delayed and standin._release.wait(standin.delay_s):
                     return None  # stopped while "thinking": drop the answer
                 if standin.fail_status:
                     return self._error(standin.fail_status, "stand-in failure", "InternalServerError")
