@@ -25,7 +25,7 @@ from app.storage.local import new_id
 from tests.support.documents import text_pdf
 from tests.support.fleet import PREFIX, Fleet, assert_complete, finished, pages_done, status, submit
 from tests.support.s3server import S3Server
-from tests.support.server import ServiceProcess, page_log_counts, wait_for
+from tests.support.server import page_log_counts, wait_for
 from tests.support.vlm_standin import VlmStandin
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -10,13 +10,13 @@ Auth: ``api_key`` (one static key), or ``authorize`` (a check of the bearer toke
 stand-in and not expired": :meth:`tests.support.cloud.IamState.valid`); 401 otherwise, counted in ``rejected``.
 
 Knobs: ``delay_s`` (answer late; with ``delay_from_pixels``, only images of at least that many pixels, so that a
-service's small warm-up page is answered at once while its pages wait), ``fail_status`` (answer every completion with that HTTP error),
-``faults`` (what the next completions meet, one each: an HTTP status such as 502, 503 or 504, or ``"reset"``:
-the connection is closed without an answer), ``stop()`` / ``start()`` (the port refuses connections, then serves
-again on the same port), ``metrics`` (serve vLLM's Prometheus ``GET /metrics`` with ``vllm:num_requests_running``
-and ``vllm:num_requests_waiting``; off, it answers 404 as a gateway would), and for benchmarks ``reply`` (a
-fixed answer instead of reading the image: no CPU spent on OCR) and ``capacity`` (at most that many completions
-at once; the rest wait, like a batching server's slots).
+service's small warm-up page is answered at once while its pages wait), ``fail_status`` (answer every completion with
+that HTTP error), ``faults`` (what the next completions meet, one each: an HTTP status such as 502, 503 or 504, or
+``"reset"``: the connection is closed without an answer), ``stop()`` / ``start()`` (the port refuses connections, then
+serves again on the same port), ``metrics`` (serve vLLM's Prometheus ``GET /metrics`` with ``vllm:num_requests_running``
+and ``vllm:num_requests_waiting``; off, it answers 404 as a gateway would), and for benchmarks ``reply`` (a fixed answer
+instead of reading the image: no CPU spent on OCR) and ``capacity`` (at most that many completions at once; the rest
+wait, like a batching server's slots).
 """
 
 from __future__ import annotations
