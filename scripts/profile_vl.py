@@ -41,7 +41,7 @@ WAITING = ("Condition.wait", "EpollSelector.select", "Queue.get", "_wait_for_tst
 #: (part, any frame containing one of these), first match wins.
 PARTS = [
     ("decoding the page (PIL) and its RGB copy", ("ImageDocument.render",)),
-    ("page -> BGR array for paddlex", ("to_bgr",)),
+    ("page -> BGR array for paddlex", ("bgr_array",)),
     ("paddlex pipeline: crops, JPEG, base64, openai client", ("paddlex/", "openai/", "_AsyncThreadManager")),
     ("VLM transport (slots, httpx)", ("VlmTransport", "httpcore")),
     ("job records and results on disk (fsync)", ("atomic_write", "local_store", "assembly", "app/jobs")),
@@ -68,7 +68,8 @@ def breakdown(raw: Path) -> list[tuple[str, float]]:
 
 
 def encodings(page: bytes, rounds: int = 50) -> None:
-    """CPU ms per A4 page of paddlex's JPEG data URI (BGR->RGB copy, PIL copy, PIL encode) and of the engine's
+    """CPU ms per A4 page of the BGR array (Pillow's packing against :func:`app.engines.pixels.bgr_array`), and of
+    paddlex's JPEG data URI (BGR->RGB copy, PIL copy, PIL encode) and of the engine's
     (``block_images.jpeg_data_uri``), single-threaded, and the largest pixel difference after decoding."""
     import base64
     import io
@@ -78,9 +79,22 @@ def encodings(page: bytes, rounds: int = 50) -> None:
     from PIL import Image
 
     from app.engines.paddleocr_vl.block_images import jpeg_data_uri
-    from app.engines.paddleocr_vl.pipeline import to_bgr
+    from app.engines.pixels import bgr_array
 
-    block = to_bgr(Image.open(io.BytesIO(page)).convert("RGB"))
+    decoded = Image.open(io.BytesIO(page)).convert("RGB")
+    block = bgr_array(decoded)
+
+    conversions = (
+        # what the engines did before app.engines.pixels: Pillow packs its pixels, under the interpreter lock
+        ("page -> BGR, Pillow packing", lambda: cv2.cvtColor(np.asarray(decoded), cv2.COLOR_RGB2BGR)),
+        ("page -> BGR, exported memory", lambda: bgr_array(decoded)),
+    )
+    for name, convert in conversions:
+        convert()
+        began = time.process_time()
+        for _ in range(rounds):
+            convert()
+        print(f"{name}: {(time.process_time() - began) / rounds * 1000:.1f} CPU ms per page")
 
     def paddlex_way() -> str:
         buffer = io.BytesIO()

@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 
 from app.engines.base import EnginePage, OcrEngine
 from app.engines.languages import PP_OCR_LANGUAGES
+from app.engines.pixels import bgr_array
 from app.schemas import Block, Word
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class PpOcrEngine(OcrEngine):
     def _read(self, image: Image.Image) -> EnginePage:
         instance = self._pool.get()
         try:
-            bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])  # rapidocr wants BGR
+            bgr = bgr_array(image)  # rapidocr wants BGR
             output = instance(bgr)
         finally:
             self._pool.put(instance)

@@ -75,13 +75,13 @@ from app.engines.paddleocr_vl.memory import memory_for
 from app.engines.paddleocr_vl.pipeline import (
     serialise_local_models,
     spare_size_copies,
-    to_bgr,
     vl_recognition_model,
     warmup_page,
 )
 from app.engines.paddleocr_vl.server_queue import QueueWatcher, metrics_url
 from app.engines.paddleocr_vl.slots import PageGate, RequestSlots
 from app.engines.paddleocr_vl.status import VlmStatus
+from app.engines.pixels import bgr_array
 from app.settings import Settings
 
 log = logging.getLogger("app.engines.paddleocr_vl")  # one name for the whole engine (the guide quotes it)
@@ -300,7 +300,7 @@ class PaddleOcrVlEngine(OcrEngine):
         timeouts mean "not up yet": retried with backoff for as long as it takes, ``/health`` showing what
         we wait for. A 4xx is a configuration error: failed.
         """
-        page = [to_bgr(warmup_page())]
+        page = [bgr_array(warmup_page())]
         attempt = 0
         while True:
             self.detail = "warming up" + (f" (VLM server at {self._server_label()})" if self._server else "")
@@ -334,7 +334,7 @@ class PaddleOcrVlEngine(OcrEngine):
             raise RuntimeError("the paddleocr-vl engine is not loaded")
         turn = page_preparation.take()  # CPU turns (app.cpu_turns): the conversions below, then building the request
         try:
-            arrays = [to_bgr(image, writable=self.needs_local_models) for image in images]
+            arrays = [bgr_array(image) for image in images]
             if not self._request_built_here(len(arrays)):
                 turn.release()
             with turn.until_request_leaves():  # the VLM transport gives the turn back as the request leaves

@@ -83,22 +83,6 @@ def _merged_size(images: list[Any]) -> tuple[int, int]:
     return max(int(w) for w, _ in sizes), sum(int(h) for _, h in sizes)
 
 
-def to_bgr(image: Image.Image, writable: bool = True) -> np.ndarray:
-    """An RGB PIL page as the contiguous BGR ``uint8`` array paddlex reads (like ``cv2.imread``).
-
-    ``writable`` false: one pass, Pillow packing its pixels straight in BGR order into a read-only array (~2.4 ms
-    for an A4 page at 150 dpi, under the interpreter lock) -- for pipelines that only crop the page (paddlex copies
-    each block); models in this process may write into their input, so by default two passes (PIL's buffer, then
-    OpenCV's channel swap, ~3.7 ms; the three copies of converting, viewing backwards and making that contiguous
-    cost ~9 ms)."""
-    page = image if image.mode == "RGB" else image.convert("RGB")
-    if not writable:
-        return np.frombuffer(page.tobytes("raw", "BGR"), np.uint8).reshape(page.height, page.width, 3)
-    import cv2  # paddlex's dependency: present wherever this engine runs
-
-    return cv2.cvtColor(np.asarray(page), cv2.COLOR_RGB2BGR)
-
-
 def warmup_page() -> Image.Image:
     """A small page with a line of text."""
     image = Image.new("RGB", (480, 96), "white")

@@ -8,12 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import httpx
-import numpy as np
 import openai
 import pytest
-from PIL import Image
 
 from app.api.errors import http_headers, http_status
 from app.engines.base import EngineLoadError
@@ -34,7 +31,7 @@ from app.engines.paddleocr_vl.failures import (
     short_error,
     vlm_service_error,
 )
-from app.engines.paddleocr_vl.pipeline import SerializedCalls, to_bgr
+from app.engines.paddleocr_vl.pipeline import SerializedCalls
 from app.errors import engine_failure
 from app.settings import Settings
 
@@ -270,15 +267,3 @@ def test_serialized_calls_run_one_at_a_time_and_forward_attributes() -> None:
     assert most == 1
     assert results == [[1, 2]] * 6  # generators are consumed under the lock
     assert model.batch_size == 8
-
-
-@pytest.mark.parametrize("writable", [True, False])
-@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
-def test_to_bgr(writable: bool, mode: str) -> None:
-    image = Image.new("RGB", (5, 4), (10, 20, 30))
-    image.putpixel((4, 3), (200, 100, 50))
-    array = to_bgr(image.convert(mode), writable=writable)
-    expected = cv2.cvtColor(np.asarray(image.convert(mode).convert("RGB")), cv2.COLOR_RGB2BGR)
-    assert array.shape == (4, 5, 3) and array.dtype == np.uint8 and array.flags["C_CONTIGUOUS"]
-    assert array.flags["WRITEABLE"] == writable
-    assert np.array_equal(array, expected)
