@@ -69,6 +69,7 @@ def burst(url: str, clients: int, pages: int, page: bytes, start: threading.Even
             start.wait()
         ready.wait()
         span.append(time.perf_counter())
+        wall_began = time.time()
         for future in futures:
             future.result()
         span.append(time.perf_counter())
@@ -79,6 +80,7 @@ def burst(url: str, clients: int, pages: int, page: bytes, start: threading.Even
         "wall": wall,
         "began": span[0],
         "ended": span[1],
+        "began_wall": wall_began,
         "errors": sum(errors.values()),
         "error_kinds": dict(errors),
     }
@@ -127,10 +129,15 @@ def _measured_burst(service: ServiceProcess, vlm: VlmStandin, page: bytes, clien
     assert service.process is not None
     limit_before = limit_of(service.url)
     vlm.peak_waiting = 0
+    seen = len(vlm.requests)
     cpu0, machine0 = cpu_seconds(service.process.pid), machine_busy()
     row = burst(service.url, clients, pages, page)
     busy, total = (b - a for a, b in zip(machine0, machine_busy(), strict=True))
+    arrived = sorted(entry["time"] for entry in vlm.requests[seen:])
+    first_round = min(clients, vlm.capacity or clients)
     row.update(
+        # when the first round (as many requests as the server serves at once) had all reached the server
+        first_round_s=arrived[first_round - 1] - row["began_wall"] if len(arrived) >= first_round else None,
         limit_before=limit_before,
         limit_after=limit_of(service.url),
         server_queue=vlm.peak_waiting,
@@ -201,20 +208,26 @@ def render_bursts(rows: list[dict[str, Any]], latency: float) -> list[str]:
         "all starting together; pages/s from the first request to the last answer. *fresh*: a new service, nothing "
         "learned; *warm*: the same service's second burst; *restarted*: the same OUTPUT_DIR again (the limit it "
         "learned is kept there, `.engines/vlm/limits/`). *metrics*: the stand-in serves vLLM's `/metrics` (the "
-        "queue is the signal).",
+        "queue is the signal). *first round in*: seconds from the start until the first min(capacity, clients) "
+        "requests had all reached the stand-in (the service receiving, decoding and preparing the burst's first "
+        "pages; each second of it adds to the burst's time).",
         "",
         "| Capacity | Clients x pages | start | signal | pages/s | of ceiling | errors | limit before / after | "
-        "server queue (peak) | CPU s/page | cores busy | load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "server queue (peak) | first round in (s) | CPU s/page | cores busy | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['capacity']} | {r['clients']} x {r['per_client']} | {r['start']} | "
             f"{'queue' if r['metrics'] else 'latency'} | {r['pages_s']:.2f} | {r['pages_s'] / r['ceiling']:.0%} | "
             f"{r['errors']} | {r['limit_before']} / {r['limit_after']} | {r['server_queue']} | "
-            f"{r['cpu_per_page']:.3f} | {r['cores_busy']:.2f} | {r['load']:.1f} |"
+            f"{_seconds(r.get('first_round_s'))} | {r['cpu_per_page']:.3f} | {r['cores_busy']:.2f} | {r['load']:.1f} |"
         )
     return lines
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def render_replicas(rows: list[dict[str, Any]], latency: float) -> list[str]:
@@ -255,7 +268,7 @@ def verdicts(bursts: list[dict[str, Any]], fleets: list[dict[str, Any]]) -> list
         verdict = "met" if share >= target else ("cores saturated" if saturated else "missed")
         found.append(
             f"- Capacity {r['capacity']}, {r['clients']} x {r['per_client']}, {r['start']} "
-            f"({'queue' if r['metrics'] else 'latency'}): {share:.0%} of the ceiling (target {target:.0%}): "
+            f"({'queue' if r['metrics'] else 'latency'}): {share:.1%} of the ceiling (target {target:.0%}): "
             f"{verdict} (cores busy {r['cores_busy']:.2f} of 2)."
         )
     for r in fleets:

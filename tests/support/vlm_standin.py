@@ -87,6 +87,7 @@ class VlmStandin:
         self.authorize = authorize
         self.rejected = 0  # requests answered 401
         self.reply = reply
+        self.capacity = capacity
         self._slots = threading.BoundedSemaphore(capacity) if capacity else None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
