@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -216,16 +218,57 @@ def main() -> None:
         write_section(args.write, "foundation", report)
 
 
-def write_section(path: Path, name: str, body: str) -> None:
-    """Replace the text between ``<!-- bench:name -->`` markers (append the section when missing)."""
+def write_section(path: Path, name: str, body: str, *, title: str | None = None) -> None:
+    """Replace the text between ``<!-- bench:name -->`` markers (append the section when missing).
+
+    ``title``: the section keeps its runs. ``body`` goes in as ``### Run N: <title> (current code, <date>, main at
+    <commit>)`` above the runs already there (``### Run ...`` headings), which stay as they are, the last one's
+    "current code" mark removed."""
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
+    present = start in text and end in text
+    if title is not None:
+        old = text[text.index(start) + len(start) : text.index(end)] if present else ""
+        body = with_history(body, old, title)
     block = f"{start}\n{body}\n{end}"
-    if start in text and end in text:
+    if present:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+RUN_HEADING = re.compile(r"^### Run (\d+)", re.MULTILINE)
+
+
+def with_history(body: str, old: str, title: str, when: str | None = None, commit: str | None = None) -> str:
+    """``body`` headed as the next run, followed by the runs of ``old`` (its text from its first run heading on)."""
+    numbers = [int(n) for n in RUN_HEADING.findall(old)]
+    first = RUN_HEADING.search(old)
+    earlier = old[first.start() :].strip() if first else ""
+    earlier = earlier.replace("(current code, ", "(", 1)
+    when = when or time.strftime("%Y-%m-%d %H:%M")
+    commit = commit or git_commit()
+    heading = f"### Run {max(numbers, default=0) + 1}: {title} (current code, {when}, main at {commit})"
+    return "\n\n".join(part for part in (heading, body.strip(), earlier) if part)
+
+
+def git_commit() -> str:
+    """The short commit of the working tree (``+`` when it has changes), or ``unknown``."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True, cwd=ROOT
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+" if dirty else "")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,11 @@
 adaptive VLM concurrency against stand-ins of several capacities. One run.
 
 Usage: .venv/bin/python scripts/bench_vs_paddlex.py [--latency 2] [--capacity 16] [--capacities 4,16,64]
-       [--seconds 40] [--write BENCHMARKS.md]   (needs `paddlex[serving]`: `make bench-vs-paddlex` installs it)
+       [--seconds 40] [--write BENCHMARKS.md [--title "what changed"]]
+       (needs `paddlex[serving]`: `make bench-vs-paddlex` installs it)
+
+--write puts the report in BENCHMARKS.md as the next "### Run N" of the vs-paddlex section, above the runs already
+there (kept as written, with the "What it means" paragraphs added to them by hand).
 
 Both servers run the real PaddleOCR-VL pipeline (paddleocr 3.3 / paddlex 3.3, `vllm-server` backend, layout
 detection off) against one OpenAI-compatible stand-in that answers each request after --latency seconds and
@@ -269,6 +273,11 @@ def main() -> None:
     parser.add_argument("--skip-paddlex", action="store_true", help="no PaddleX baseline (as --parts without it)")
     parser.add_argument("--parts", default="baseline,adaptive,bursts,replicas", help="what to run, comma-separated")
     parser.add_argument("--write", type=Path)
+    parser.add_argument(
+        "--title",
+        default="a run of this bench",
+        help="what changed since the last run: with --write the section keeps its earlier runs under this one",
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(",")) - ({"baseline"} if args.skip_paddlex else set())
     levels = [int(c) for c in args.clients.split(",")]
@@ -324,7 +333,7 @@ def main() -> None:
     report = "\n\n".join(sections)
     print(report)
     if args.write:
-        write_section(args.write, "vs-paddlex", report)
+        write_section(args.write, "vs-paddlex", report, title=args.title)
 
 
 def baseline(
