@@ -62,6 +62,19 @@ def minor_faults(pid: int) -> int:
     return int(_stat(pid)[7])
 
 
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def cores_busy(since: tuple[int, int]) -> float:
+    """How many of the machine's cores were busy on average since ``since`` (a :func:`machine_busy` reading)."""
+    busy, total = (now - then for then, now in zip(since, machine_busy(), strict=True))
+    return busy / max(1, total) * (os.cpu_count() or 1)
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):

@@ -22,18 +22,11 @@ from typing import Any
 import httpx
 
 from app.client.api import describe
-from scripts.bench import cpu_seconds
+from scripts.bench import cores_busy, cpu_seconds, machine_busy
 from tests.support.server import ServiceProcess
 from tests.support.vlm_standin import VlmStandin
 
 Env = Callable[[str, Path], dict[str, str]]
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
 
 
 def burst(url: str, clients: int, pages: int, page: bytes, start: threading.Event | None = None) -> dict[str, Any]:
@@ -132,7 +125,7 @@ def _measured_burst(service: ServiceProcess, vlm: VlmStandin, page: bytes, clien
     seen = len(vlm.requests)
     cpu0, machine0 = cpu_seconds(service.process.pid), machine_busy()
     row = burst(service.url, clients, pages, page)
-    busy, total = (b - a for a, b in zip(machine0, machine_busy(), strict=True))
+    busy = cores_busy(machine0)
     arrived = sorted(entry["time"] for entry in vlm.requests[seen:])
     first_round = min(clients, vlm.capacity or clients)
     row.update(
@@ -142,7 +135,7 @@ def _measured_burst(service: ServiceProcess, vlm: VlmStandin, page: bytes, clien
         limit_after=limit_of(service.url),
         server_queue=vlm.peak_waiting,
         cpu_per_page=(cpu_seconds(service.process.pid) - cpu0) / max(1, row["pages"]),
-        cores_busy=busy / max(1, total) * (os.cpu_count() or 1),
+        cores_busy=busy,
     )
     return row
 
@@ -176,7 +169,7 @@ def replicas(
                     machine0 = machine_busy()
                     go.set()
                     results = [future.result() for future in futures]
-                busy, total = (b - a for a, b in zip(machine0, machine_busy(), strict=True))
+                busy = cores_busy(machine0)
                 began, ended = min(r["began"] for r in results), max(r["ended"] for r in results)
                 together = sum(r["pages"] for r in results) / (ended - began)
                 row = {
@@ -191,7 +184,7 @@ def replicas(
                     "error_kinds": dict(sum((Counter(r["error_kinds"]) for r in results), Counter())),
                     "limits_after": [limit_of(s.url) for s in services],
                     "server_queue": vlm.peak_waiting,
-                    "cores_busy": busy / max(1, total) * (os.cpu_count() or 1),
+                    "cores_busy": busy,
                     "load": os.getloadavg()[0],
                 }
                 rows.append(row)

@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.client.api import describe  # noqa: E402
-from scripts.bench import cpu_seconds, percentile, write_section  # noqa: E402
+from scripts.bench import cores_busy, cpu_seconds, machine_busy, percentile, write_section  # noqa: E402
 from scripts.bench_vlm_bursts import fresh_and_restarted, render_bursts, render_replicas, replicas  # noqa: E402
 from scripts.bench_vlm_bursts import verdicts as burst_verdicts  # noqa: E402
 from tests.support.documents import ENGLISH_LINES, image_bytes, render_page, text_pdf  # noqa: E402
@@ -161,13 +161,6 @@ def run_clients(
     }
 
 
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
-
-
 def run_for(send: Callable[[httpx.Client], None], url: str, clients: int, seconds: float, pid: int) -> dict[str, Any]:
     """``clients`` closed-loop clients sending for ``seconds`` (each finishes its last request): pages/s of all
     answers over the whole time, latencies, errors (anything but a 200 page), CPU per page of the server ``pid``
@@ -199,7 +192,7 @@ def run_for(send: Callable[[httpx.Client], None], url: str, clients: int, second
         for future in [pool.submit(client) for _ in range(clients)]:
             future.result()
     wall = time.perf_counter() - began
-    busy, total = (b - a for a, b in zip(machine0, machine_busy(), strict=True))
+    busy = cores_busy(machine0)
     pages = max(1, len(latencies))
     return {
         "pages_s": len(latencies) / wall,
@@ -209,7 +202,7 @@ def run_for(send: Callable[[httpx.Client], None], url: str, clients: int, second
         "error_kinds": dict(errors),
         "cpu_per_page": (cpu_seconds(pid) - cpu0) / pages,
         "own_cpu_per_page": (cpu_seconds(os.getpid()) - own0) / pages,
-        "cores_busy": busy / max(1, total) * (os.cpu_count() or 1),
+        "cores_busy": busy,
         "wall": wall,
     }
 
