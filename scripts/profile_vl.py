@@ -6,8 +6,9 @@ Usage: .venv/bin/python scripts/profile_vl.py [--clients 16] [--seconds 30] [--l
        [--env NAME=VALUE ...]   (e.g. --env MALLOC_ARENA_MAX=16: glibc's default arenas on 2 cores, for comparison)
        [--no-spy]               (CPU and page faults only, without py-spy's sampling in the way)
        [--gil]                  (only samples of the thread holding the interpreter lock: what bounds one process)
-       .venv/bin/python scripts/profile_vl.py --encode   (the request image of one A4 page: paddlex's encoding
-                                                          against the engine's, single-threaded CPU ms)
+       .venv/bin/python scripts/profile_vl.py --encode   (one A4 page, single-threaded CPU ms: its BGR array by
+                                                          Pillow's packing and from its exported memory; its request
+                                                          image by paddlex's encoding and by the engine's)
 
 py-spy (requirements-dev.txt) needs ptrace rights over the service (root, or CAP_SYS_PTRACE). Samples are of
 threads on a CPU or ready to run, so on a busy machine they lean toward wall time; the CPU s/page line is the
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -67,6 +69,15 @@ def breakdown(raw: Path) -> list[tuple[str, float]]:
     return [(name, count / total) for name, count in counts.most_common()]
 
 
+def cpu_ms(function: Callable[[], object], rounds: int) -> float:
+    """CPU ms of one call of ``function`` (this process, all threads), averaged over ``rounds`` after a first call."""
+    function()
+    began = time.process_time()
+    for _ in range(rounds):
+        function()
+    return (time.process_time() - began) / rounds * 1000
+
+
 def encodings(page: bytes, rounds: int = 50) -> None:
     """CPU ms per A4 page of the BGR array (Pillow's packing against :func:`app.engines.pixels.bgr_array`), and of
     paddlex's JPEG data URI (BGR->RGB copy, PIL copy, PIL encode) and of the engine's
@@ -90,11 +101,7 @@ def encodings(page: bytes, rounds: int = 50) -> None:
         ("page -> BGR, exported memory", lambda: bgr_array(decoded)),
     )
     for name, convert in conversions:
-        convert()
-        began = time.process_time()
-        for _ in range(rounds):
-            convert()
-        print(f"{name}: {(time.process_time() - began) / rounds * 1000:.1f} CPU ms per page")
+        print(f"{name}: {cpu_ms(convert, rounds):.1f} CPU ms per page")
 
     def paddlex_way() -> str:
         buffer = io.BytesIO()
@@ -108,11 +115,7 @@ def encodings(page: bytes, rounds: int = 50) -> None:
         return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.partition(",")[2]))), np.int16)
 
     for name, encode in (("paddlex (cvtColor, PIL copy, PIL JPEG)", paddlex_way), ("engine (OpenCV JPEG)", engine_way)):
-        encode()
-        began = time.process_time()
-        for _ in range(rounds):
-            encode()
-        print(f"{name}: {(time.process_time() - began) / rounds * 1000:.1f} CPU ms per page")
+        print(f"{name}: {cpu_ms(encode, rounds):.1f} CPU ms per page")
     difference = int(np.abs(pixels(paddlex_way()) - pixels(engine_way())).max())
     print(f"{block.shape[1]}x{block.shape[0]} page; largest pixel difference after decoding: {difference}")
 
@@ -126,7 +129,9 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the service's environment")
     parser.add_argument("--no-spy", action="store_true", help="no py-spy: CPU and page faults only")
     parser.add_argument("--gil", action="store_true", help="sample only the thread holding the interpreter lock")
-    parser.add_argument("--encode", action="store_true", help="time the request image's two encodings, then stop")
+    parser.add_argument(
+        "--encode", action="store_true", help="time the BGR array and the request image two ways each, then stop"
+    )
     args = parser.parse_args()
     page = a4_page()
     if args.encode:
