@@ -165,6 +165,14 @@ class VlmConcurrencyHealth(BaseModel):
     retries: int = Field(0, description="requests sent again after a broken connection or a 429/502/503/504")
 
 
+class VlmProcessesHealth(BaseModel):
+    """VL_PAGE_PROCESSES: the processes that build and send the VLM requests."""
+
+    count: int
+    ready: int = Field(description="processes ready for pages")
+    restarts: int = Field(0, description="processes started again after one exited")
+
+
 class VlmHealth(BaseModel):
     """The VLM server of ``paddleocr-vl`` with a server backend."""
 
@@ -173,6 +181,9 @@ class VlmHealth(BaseModel):
     models_offered: list[str] | None = Field(None, description="what the server lists at GET /models")
     auth: VlmAuthHealth
     concurrency: VlmConcurrencyHealth
+    page_processes: VlmProcessesHealth | None = Field(
+        None, description="null: the VLM requests are built in the service process (VL_PAGE_PROCESSES=0)"
+    )
 
 
 class EngineHealth(BaseModel):

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     vl_batch_pages: int = Field(4, ge=1, le=64)
     vl_request_timeout_s: float = Field(180, gt=0, le=3600)
     vl_request_attempts: int = Field(3, ge=1, le=10)  # tries of a VLM request on a broken connection or 429/502-504
+    # server backends: processes that build and send the VLM requests; "auto" = 1 per 2 cores (0 below 2), up to 4
+    vl_page_processes: Annotated[int, Field(ge=0, le=16)] | Literal["auto"] = "auto"
     vl_limit_sync_s: float = Field(2.0, ge=0, le=600)  # auto limit: remembered and shared this often; 0 = never
     vl_server_metrics_url: str = ""  # "" = <VL_SERVER_URL's host>/metrics; "off" = latency only
     vl_use_layout_detection: bool = True
@@ -172,7 +174,7 @@ class Settings(BaseSettings):
     def _strip_vl(cls, value: str) -> str:
         return value.strip()
 
-    @field_validator("vl_max_concurrency", mode="before")
+    @field_validator("vl_max_concurrency", "vl_page_processes", mode="before")
     @classmethod
     def _auto_or_number(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

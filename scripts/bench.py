@@ -52,9 +52,27 @@ def _stat(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
+def descendants(pid: int) -> list[int]:
+    """The running processes below ``pid`` (a service's page processes), from ``/proc/<pid>/task/*/children``."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(child) for child in children.read_text().split()]
+        except OSError:  # the thread or process has just ended
+            continue
+    return found + [grandchild for child in found for grandchild in descendants(child)]
+
+
 def cpu_seconds(pid: int) -> float:
+    """CPU seconds of process ``pid`` and of the processes below it: those running, and those it has waited for."""
     fields = _stat(pid)
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    total = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    for child in descendants(pid):
+        try:
+            total += sum(int(value) for value in _stat(child)[11:13])
+        except OSError:  # ended meanwhile: its time is in cutime once waited for
+            continue
+    return total / TICKS
 
 
 def minor_faults(pid: int) -> int:

@@ -149,7 +149,7 @@ def main() -> None:
             pid = service.process.pid
             httpx.post(service.url + "/ocr", files={"file": ("page.png", page)}, timeout=120).raise_for_status()
             command = [str(spy_bin), "record", "--pid", str(pid), "--duration", str(int(args.seconds))]
-            command += ["--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking"]
+            command += ["--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking", "--subprocesses"]
             command += ["--gil"] if args.gil else []
             spy = (
                 None if args.no_spy else subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

@@ -20,6 +20,7 @@ from app.schemas import (
     VlmAuthHealth,
     VlmConcurrencyHealth,
     VlmHealth,
+    VlmProcessesHealth,
 )
 from app.storage.disk import DiskMonitor
 from app.storage.s3.client import missing_settings
@@ -76,6 +77,7 @@ def vlm_health(status: VlmStatus | None) -> VlmHealth | None:
             signal=c.signal,
             retries=c.retries,
         ),
+        page_processes=None if status.processes is None else VlmProcessesHealth(**asdict(status.processes)),
     )
 
 

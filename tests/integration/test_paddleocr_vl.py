@@ -15,6 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from app.cpu_turns import usable_cores
 from tests.support.documents import ENGLISH_LINES, cer, image_bytes, page_lines, pdf_bytes, render_page
 from tests.support.server import ServiceProcess, wait_for
 from tests.support.vlm_standin import VlmStandin
@@ -81,6 +82,10 @@ def test_health_names_the_engine_and_why(vl_service: ServiceProcess) -> None:
     assert engine["selection"] == "OCR_ENGINE=paddleocr-vl"
     assert engine["device"] == "cpu; VLM: vllm-server"
     assert engine["detail"] is None and engine["error"] is None
+    # VL_PAGE_PROCESSES=auto: one page process per two cores (none on one core), at most four
+    count = min(4, usable_cores() // 2)
+    expected = {"count": count, "ready": count, "restarts": 0} if count else None
+    assert engine["vlm"]["page_processes"] == expected
 
 
 def test_page_text_comes_back_in_blocks_and_markdown(vl: httpx.Client, standin: VlmStandin) -> None:

@@ -1,4 +1,5 @@
-"""PaddleOcrVlEngine in this process: the real pipeline against the stand-in VLM server, without HTTP in front.
+"""PaddleOcrVlEngine with its pipeline in this process: the real pipeline against the stand-in VLM server, without
+HTTP in front.
 
 Covers what the service tests do not: several pages in one pipeline call, and loading failures that a
 person has to fix (the message must say what).
@@ -43,6 +44,7 @@ def settings(standin: VlmStandin, **values: Any) -> Settings:
         "vl_api_key": API_KEY,
         "vl_use_layout_detection": False,
         "vl_request_timeout_s": 30,
+        "vl_page_processes": 0,  # the pipeline in this process (page processes: test_paddleocr_vl_processes.py)
     }
     return Settings(**{**base, **values})
 

@@ -99,6 +99,7 @@ class VlmStandin:
         self.faults: deque[int | str] = deque()
         self.metrics = metrics
         self.in_flight = 0  # completions being worked on (at most ``capacity``)
+        self.peak_in_flight = 0
         self.waiting = 0  # completions waiting for one of the ``capacity`` slots
         self.peak_waiting = 0
         self._lock = threading.Lock()
@@ -144,6 +145,7 @@ class VlmStandin:
         self.delay_from_pixels = 0
         self.fail_status = None
         self.faults.clear()
+        self.peak_in_flight = 0
         if not self.running:
             self.start()
         self.requests.clear()
@@ -232,6 +234,7 @@ class VlmStandin:
                     with standin._lock:
                         standin.waiting -= 1
                         standin.in_flight += 1
+                        standin.peak_in_flight = max(standin.peak_in_flight, standin.in_flight)
                     try:
                         self._complete(raw)
                     finally:

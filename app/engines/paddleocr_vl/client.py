@@ -28,7 +28,7 @@ from app.engines.base import EngineLoadError
 from app.engines.paddleocr_vl.auth import VlmCredentials
 from app.engines.paddleocr_vl.block_images import BlockImages
 from app.engines.paddleocr_vl.limiter import Outcome
-from app.engines.paddleocr_vl.slots import RequestSlots
+from app.engines.paddleocr_vl.slots import SlotSource
 
 #: The connection pool of the pipeline's client (paddlex may have ~200 requests in flight).
 POOL_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
@@ -79,7 +79,7 @@ class VlmTransport(httpx.AsyncBaseTransport):
         self,
         timeout_s: float,
         credentials: VlmCredentials,
-        slots: RequestSlots,
+        slots: SlotSource,
         connect_s: float = 10.0,
         *,
         attempts: int = 3,

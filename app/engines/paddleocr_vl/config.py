@@ -135,6 +135,17 @@ def request_limit(settings: Settings) -> Limit:
     return FixedLimit(settings.vl_max_concurrency)
 
 
+def page_processes(settings: Settings, cores: int) -> int:
+    """``VL_PAGE_PROCESSES``: processes that build and send the VLM requests (:mod:`.processes`); 0 = this one.
+    ``auto``: one per two of the ``cores`` this service may use (none below two), at most four. The native backend
+    runs the VLM in this process: always 0."""
+    if settings.vl_backend not in SERVER_BACKENDS:
+        return 0
+    if settings.vl_page_processes == "auto":
+        return min(4, cores // 2)
+    return settings.vl_page_processes
+
+
 def server_label(url: str) -> str:
     """The server URL without credentials or query, for logs and /health."""
     parts = urlsplit(normalise_server_url(url))

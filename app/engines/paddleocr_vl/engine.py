@@ -34,14 +34,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 from PIL import Image
 
-from app.cpu_turns import page_preparation
+from app.cpu_turns import Turn, page_preparation, usable_cores
 from app.engines.base import EngineLoadError, EnginePage, OcrEngine
 from app.engines.context import EngineContext
 from app.engines.paddleocr_vl.auth import VlmAuthError, VlmCredentials, credentials_for
@@ -53,6 +54,7 @@ from app.engines.paddleocr_vl.config import (
     check_settings,
     missing_models,
     normalise_server_url,
+    page_processes,
     parameters,
     pipeline_kwargs,
     request_limit,
@@ -78,8 +80,9 @@ from app.engines.paddleocr_vl.pipeline import (
     vl_recognition_model,
     warmup_page,
 )
+from app.engines.paddleocr_vl.processes import PageProcesses
 from app.engines.paddleocr_vl.server_queue import QueueWatcher, metrics_url
-from app.engines.paddleocr_vl.slots import PageGate, RequestSlots
+from app.engines.paddleocr_vl.slots import PageGate, RequestSlots, SlotSource
 from app.engines.paddleocr_vl.status import VlmStatus
 from app.engines.pixels import bgr_array
 from app.settings import Settings
@@ -95,16 +98,29 @@ _CONFIG_NAMES = {"v1": "PaddleOCR-VL"}
 class PaddleOcrVlEngine(OcrEngine):
     name = "paddleocr-vl"
 
-    def __init__(self, settings: Settings, context: EngineContext | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        context: EngineContext | None = None,
+        *,
+        slots: SlotSource | None = None,
+        credentials: VlmCredentials | None = None,
+        model: str | None = None,
+    ) -> None:
+        """``slots``, ``credentials`` and ``model``: a page process's engine (:mod:`.page_process`), whose requests
+        take their slots and bearer values from the service process and name the model it found."""
         self._settings = settings
         self._server = settings.vl_backend in SERVER_BACKENDS
-        self._credentials = credentials_for(settings) if self._server else VlmCredentials()
+        self._credentials = credentials or (credentials_for(settings) if self._server else VlmCredentials())
         self._slots = RequestSlots(request_limit(settings))
+        self._transport_slots: SlotSource = slots or self._slots
+        self._page_processes = page_processes(settings, usable_cores())
+        self._processes: PageProcesses | None = None
         self._gate = PageGate(self._slots) if self._server else None
         self._block_images = BlockImages() if self._server else None
         self._keeper = self._limit_keeper(context or EngineContext())
         self._watcher = self._queue_watcher()
-        self._model: str | None = None  # the name requests carry, found at start
+        self._model: str | None = model  # the name requests carry, found at start
         self._offered: tuple[str, ...] | None = None
         self._one_call_at_a_time: threading.Lock | None = None  # set when the local models cannot be guarded
         self._pipeline: Any = None
@@ -168,12 +184,16 @@ class PaddleOcrVlEngine(OcrEngine):
             models_offered=self._offered,
             auth=self._credentials.state(),
             concurrency=self._slots.state(),
+            processes=None if self._processes is None else self._processes.state(),
         )
 
     # --- loading -------------------------------------------------------------------------------
     def load(self) -> None:
         s = self._settings
         check_settings(s)
+        if self._page_processes:
+            self._load_page_processes()
+            return
         self.detail = "importing paddleocr"
         try:
             import paddleocr
@@ -190,7 +210,7 @@ class PaddleOcrVlEngine(OcrEngine):
         self.device = f"{local_device}; VLM: {s.vl_backend}" if self._server else local_device
         if not self._server and local_device == "cpu":
             log.warning("paddleocr-vl: the VLM runs natively on the CPU; expect minutes per page")
-        if self._server:
+        if self._server and self._model is None:
             self._model = self._find_model()
 
         from paddlex.inference import load_pipeline_config
@@ -224,6 +244,23 @@ class PaddleOcrVlEngine(OcrEngine):
             raise EngineLoadError(explain_failure(exc, missing=missing, models_dir=models_dir)) from exc
         finally:
             self.detail = None
+
+    def _load_page_processes(self) -> None:
+        """The pipelines in page processes (:mod:`.processes`); this process keeps the limit and its helpers."""
+        if self._keeper is not None:
+            self._keeper.join()
+        self._model = self._find_model()
+        self._start_limit()
+        count = self._page_processes
+        self.detail = f"starting {count} page process{'es' if count > 1 else ''} (paddleocr-vl pipelines)"
+        log.info("paddleocr-vl: %s", self.detail)
+        processes = PageProcesses(count, self._settings, self._model, self._slots, self._credentials)
+        self._processes = processes
+        try:
+            processes.start(self._stop)
+        finally:
+            self.detail = None
+        self.device = processes.processes[0].info.get("device", self.device)  # /health shows the processes apart
 
     def _prepare_pipeline(self) -> None:
         """Its local models guarded for concurrent pages (server backends), needless copies spared: block images
@@ -287,7 +324,7 @@ class PaddleOcrVlEngine(OcrEngine):
         transport = VlmTransport(
             self._timeout_s,
             self._credentials,
-            self._slots,
+            self._transport_slots,
             attempts=self._settings.vl_request_attempts,
             block_images=self._block_images,
         )
@@ -330,11 +367,22 @@ class PaddleOcrVlEngine(OcrEngine):
         VLM server failures raise :class:`VlmUnavailable`, :class:`VlmFailed`, :class:`VlmTimeout` or
         :class:`VlmAuthFailed` (no token for the server); other failures propagate.
         """
-        if self._pipeline is None:
-            raise RuntimeError("the paddleocr-vl engine is not loaded")
+        if self._processes is not None:
+            with page_preparation.turn():  # CPU turns (app.cpu_turns): the conversions
+                arrays = [bgr_array(image) for image in images]
+            return self._processes.recognize(arrays)
         turn = page_preparation.take()  # CPU turns (app.cpu_turns): the conversions below, then building the request
+        return self._recognize(turn, lambda: [bgr_array(image) for image in images])
+
+    def recognize_arrays(self, arrays: Sequence[np.ndarray]) -> list[EnginePage]:
+        """:meth:`recognize` for pages already made BGR arrays (a page process's pages)."""
+        return self._recognize(page_preparation.take(), lambda: list(arrays))
+
+    def _recognize(self, turn: Turn, make_arrays: Callable[[], list[np.ndarray]]) -> list[EnginePage]:
         try:
-            arrays = [bgr_array(image) for image in images]
+            if self._pipeline is None:
+                raise RuntimeError("the paddleocr-vl engine is not loaded")
+            arrays = make_arrays()
             if not self._request_built_here(len(arrays)):
                 turn.release()
             with turn.until_request_leaves():  # the VLM transport gives the turn back as the request leaves
@@ -357,6 +405,8 @@ class PaddleOcrVlEngine(OcrEngine):
 
     def close(self) -> None:
         self._stop.set()
+        if self._processes is not None:
+            self._processes.close()
         for helper in (self._watcher, self._keeper):
             if helper is not None:
                 helper.stop()

@@ -15,9 +15,21 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from app.engines.paddleocr_vl.limiter import Clock, GradientLimit, Learned, Limit, Outcome
 from app.engines.paddleocr_vl.status import LATENCY_BUCKETS, ConcurrencyState
+
+
+class SlotSource(Protocol):
+    """What the VLM transport takes its slots from: :class:`RequestSlots`, or in a page process the service's
+    (:class:`~.page_process.RemoteSlots`). ``acquire`` returns what ``release`` is given back."""
+
+    async def acquire(self) -> Any: ...
+
+    def release(self, started: Any, rtt_s: float, outcome: Outcome) -> None: ...
+
+    def count_retry(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,13 @@ class RequestSlots:
                 started_at=started[0],
                 held_back=self._held_back_now(),
             )
+            self._wake_locked()
+        self.notify_room()
+
+    def give_back(self) -> None:
+        """Free a slot whose request was never sent (its page process gave up waiting, or exited): nothing learned."""
+        with self._lock:
+            self._in_flight -= 1
             self._wake_locked()
         self.notify_room()
 

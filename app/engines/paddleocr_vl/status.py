@@ -44,6 +44,15 @@ class ConcurrencyState:
 
 
 @dataclass(frozen=True)
+class ProcessesState:
+    """The page processes that build and send the VLM requests (``VL_PAGE_PROCESSES``)."""
+
+    count: int
+    ready: int
+    restarts: int  # started again after one exited
+
+
+@dataclass(frozen=True)
 class VlmStatus:
     """The VLM server as the engine sees it."""
 
@@ -52,6 +61,7 @@ class VlmStatus:
     models_offered: tuple[str, ...] | None  # what GET /models listed; None until asked
     auth: TokenState
     concurrency: ConcurrencyState
+    processes: ProcessesState | None = None  # None: the requests are built in the service process
 
 
 @runtime_checkable
