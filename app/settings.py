@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     vl_batch_pages: int = Field(4, ge=1, le=64)
     vl_request_timeout_s: float = Field(180, gt=0, le=3600)
     vl_request_attempts: int = Field(3, ge=1, le=10)  # tries of a VLM request on a broken connection or 429/502-504
-    # server backends: processes that build and send the VLM requests; "auto" = 1 per 2 cores (0 below 2), up to 4
+    # server backends: processes that build and send the VLM requests; "auto" = 1 per 4 cores (0 below 4), up to 4
     vl_page_processes: Annotated[int, Field(ge=0, le=16)] | Literal["auto"] = "auto"
     vl_limit_sync_s: float = Field(2.0, ge=0, le=600)  # auto limit: remembered and shared this often; 0 = never
     vl_server_metrics_url: str = ""  # "" = <VL_SERVER_URL's host>/metrics; "off" = latency only

@@ -63,11 +63,12 @@ def descendants(pid: int) -> list[int]:
     return found + [grandchild for child in found for grandchild in descendants(child)]
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds of process ``pid`` and of the processes below it: those running, and those it has waited for."""
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """CPU seconds of process ``pid`` and of the processes below it: those running, and those it has waited for
+    (``children=False``: its own only)."""
     fields = _stat(pid)
-    total = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
-    for child in descendants(pid):
+    total = sum(int(value) for value in fields[11 : 15 if children else 13])  # utime, stime, cutime, cstime
+    for child in descendants(pid) if children else []:
         try:
             total += sum(int(value) for value in _stat(child)[11:13])
         except OSError:  # ended meanwhile: its time is in cutime once waited for

@@ -6,6 +6,7 @@ Usage: .venv/bin/python scripts/profile_vl.py [--clients 16] [--seconds 30] [--l
        [--env NAME=VALUE ...]   (e.g. --env MALLOC_ARENA_MAX=16: glibc's default arenas on 2 cores, for comparison)
        [--no-spy]               (CPU and page faults only, without py-spy's sampling in the way)
        [--gil]                  (only samples of the thread holding the interpreter lock: what bounds one process)
+       [--service-only]         (py-spy samples the service process only, not its page processes)
        .venv/bin/python scripts/profile_vl.py --encode   (one A4 page, single-threaded CPU ms: its BGR array by
                                                           Pillow's packing and from its exported memory; its request
                                                           image by paddlex's encoding and by the engine's)
@@ -34,7 +35,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench import cpu_seconds, minor_faults  # noqa: E402
+from scripts.bench import cores_busy, cpu_seconds, machine_busy, minor_faults  # noqa: E402
 from scripts.bench_vs_paddlex import a4_page, ours_env  # noqa: E402
 from tests.support.server import ServiceProcess  # noqa: E402
 from tests.support.vlm_standin import VlmStandin  # noqa: E402
@@ -129,6 +130,7 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the service's environment")
     parser.add_argument("--no-spy", action="store_true", help="no py-spy: CPU and page faults only")
     parser.add_argument("--gil", action="store_true", help="sample only the thread holding the interpreter lock")
+    parser.add_argument("--service-only", action="store_true", help="sample the service process, not page processes")
     parser.add_argument(
         "--encode", action="store_true", help="time the BGR array and the request image two ways each, then stop"
     )
@@ -149,7 +151,8 @@ def main() -> None:
             pid = service.process.pid
             httpx.post(service.url + "/ocr", files={"file": ("page.png", page)}, timeout=120).raise_for_status()
             command = [str(spy_bin), "record", "--pid", str(pid), "--duration", str(int(args.seconds))]
-            command += ["--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking", "--subprocesses"]
+            command += ["--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking"]
+            command += [] if args.service_only else ["--subprocesses"]
             command += ["--gil"] if args.gil else []
             spy = (
                 None if args.no_spy else subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -166,17 +169,22 @@ def main() -> None:
                             done[0] += 1
 
             cpu0, faults0, began = cpu_seconds(pid), minor_faults(pid), time.monotonic()
+            own0, machine0, mine0 = cpu_seconds(pid, children=False), machine_busy(), cpu_seconds(os.getpid())
             with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
                 list(pool.map(lambda _: client(), range(args.clients)))
             wall = time.monotonic() - began
             cpu = (cpu_seconds(pid) - cpu0) / max(1, done[0])
+            own = (cpu_seconds(pid, children=False) - own0) / max(1, done[0])
+            busy = cores_busy(machine0)
+            mine = (cpu_seconds(os.getpid()) - mine0) / wall
             faults = (minor_faults(pid) - faults0) / max(1, done[0])
             if spy is not None:
                 spy.wait(args.seconds + 120)
         print(
-            f"{done[0]} pages in {wall:.1f} s ({done[0] / wall:.1f} pages/s), {cpu:.3f} CPU s/page, "
+            f"{done[0]} pages in {wall:.1f} s ({done[0] / wall:.1f} pages/s), {cpu:.3f} CPU s/page "
+            f"({own:.3f} in the service process, {own * done[0] / wall:.2f} of its cores), "
             f"{faults:,.0f} minor page faults/page{' with ' + ' '.join(args.env) if args.env else ''}, "
-            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+            f"machine's cores busy {busy:.2f} of {os.cpu_count()} (this script's clients and stand-in: {mine:.2f})"
         )
         for name, share in [] if spy is None else breakdown(raw):
             print(f"{share:6.1%}  {name}")

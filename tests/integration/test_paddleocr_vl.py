@@ -82,8 +82,8 @@ def test_health_names_the_engine_and_why(vl_service: ServiceProcess) -> None:
     assert engine["selection"] == "OCR_ENGINE=paddleocr-vl"
     assert engine["device"] == "cpu; VLM: vllm-server"
     assert engine["detail"] is None and engine["error"] is None
-    # VL_PAGE_PROCESSES=auto: one page process per two cores (none on one core), at most four
-    count = min(4, usable_cores() // 2)
+    # VL_PAGE_PROCESSES=auto: one page process per four cores (none below four), at most four
+    count = min(4, usable_cores() // 4)
     expected = {"count": count, "ready": count, "restarts": 0} if count else None
     assert engine["vlm"]["page_processes"] == expected
 

@@ -9,15 +9,19 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from app.engines.base import EngineLoadError
 from app.engines.errors import VlmFailed
 from app.engines.paddleocr_vl.engine import PaddleOcrVlEngine
 from app.settings import Settings
-from tests.support.documents import cer, page_lines, render_page
+from scripts.bench import descendants
+from tests.support.documents import cer, image_bytes, page_lines, render_page
+from tests.support.server import ServiceProcess
 from tests.support.vlm_standin import VlmStandin
 
 pytestmark = pytest.mark.integration
@@ -159,3 +163,30 @@ def test_closing_the_engine_ends_its_processes(standin: VlmStandin) -> None:
     assert process.process.poll() is None
     engine.close()
     assert process.process.poll() is not None
+
+
+def test_the_service_reads_pages_through_its_page_processes(standin: VlmStandin, tmp_path: Path) -> None:
+    """The whole path: HTTP, the job, the page decoded here and read in a page process, the result."""
+    standin.reset()
+    env = {
+        "OCR_ENGINE": "paddleocr-vl",
+        "VL_BACKEND": "vllm-server",
+        "VL_SERVER_URL": standin.url,
+        "VL_API_KEY": API_KEY,
+        "VL_USE_LAYOUT_DETECTION": "false",
+        "VL_PAGE_PROCESSES": "1",
+    }
+    lines = page_lines(3)[:3]
+    page = image_bytes(render_page(lines, size=(1000, 230), top=30), "PNG")
+    with ServiceProcess(tmp_path, env=env) as service:
+        health = service.wait_ready(timeout=240)
+        assert health["engine"]["vlm"]["page_processes"] == {"count": 1, "ready": 1, "restarts": 0}
+        assert service.process is not None
+        [child] = descendants(service.process.pid)
+        response = httpx.post(service.url + "/ocr", files={"file": ("page.png", page)}, timeout=60)
+    assert response.status_code == 200, response.text
+    [result] = response.json()["pages"]
+    assert cer("\n".join(lines), result["text"]) <= 0.05, result["text"]
+    assert child not in descendants(os.getpid())  # the page process ended with the service
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)

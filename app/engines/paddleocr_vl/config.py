@@ -137,12 +137,13 @@ def request_limit(settings: Settings) -> Limit:
 
 def page_processes(settings: Settings, cores: int) -> int:
     """``VL_PAGE_PROCESSES``: processes that build and send the VLM requests (:mod:`.processes`); 0 = this one.
-    ``auto``: one per two of the ``cores`` this service may use (none below two), at most four. The native backend
+    ``auto``: one per four of the ``cores`` this service may use, at most four; none below four cores, where the
+    service process alone is about as fast and spends less CPU per page (BENCHMARKS.md, vl-cpu). The native backend
     runs the VLM in this process: always 0."""
     if settings.vl_backend not in SERVER_BACKENDS:
         return 0
     if settings.vl_page_processes == "auto":
-        return min(4, cores // 2)
+        return min(4, cores // 4)
     return settings.vl_page_processes
 
 

@@ -13,10 +13,10 @@ import itertools
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ import numpy as np
 from app.engines.errors import EngineError
 from app.engines.paddleocr_vl.auth import VlmAuthError, VlmCredentials
 from app.engines.paddleocr_vl.limiter import Outcome
-from app.engines.paddleocr_vl.processes import receive, receive_array, send
+from app.engines.paddleocr_vl.processes import Channel
 from app.engines.paddleocr_vl.status import TokenState
 
 log = logging.getLogger("app.engines.paddleocr_vl")
@@ -39,16 +39,15 @@ class RemoteSlots:
     ``acquire`` returns (started, in flight, request id): the first two as :class:`~.slots.RequestSlots` gives them
     (``time.monotonic`` is the same clock in every process), the id to name the slot in ``release``."""
 
-    def __init__(self, conn: Connection, lock: threading.Lock) -> None:
-        self._conn = conn
-        self._send_lock = lock
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[tuple[float, int]]]] = {}
         self.credentials: RemoteCredentials | None = None  # told the bearer value of each grant
 
     def _send(self, message: tuple[Any, ...]) -> None:
-        send(self._conn, self._send_lock, message)
+        self._channel.send(message)
 
     async def acquire(self) -> tuple[float, int, int]:
         rid = next(self._ids)
@@ -88,12 +87,11 @@ class RemoteCredentials(VlmCredentials):
     """The service process's credential: the bearer value to send comes with each slot's grant; a new one (none
     cached, or after a 401) is asked of the service, which exchanges it with IAM once for every process."""
 
-    def __init__(self, conn: Connection, lock: threading.Lock, mode: str, refreshable: bool) -> None:
+    def __init__(self, channel: Channel, mode: str, refreshable: bool) -> None:
         self.mode = mode
         self.refreshable = refreshable
         self.value: str | None = None
-        self._conn = conn
-        self._send_lock = lock
+        self._channel = channel
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._answers: dict[int, tuple[threading.Event, list[tuple[Any, ...]]]] = {}
@@ -112,7 +110,7 @@ class RemoteCredentials(VlmCredentials):
         done: tuple[threading.Event, list[tuple[Any, ...]]] = (threading.Event(), [])
         with self._lock:
             self._answers[query] = done
-        send(self._conn, self._send_lock, ("token", query, renew, rejected))
+        self._channel.send(("token", query, renew, rejected))
         if not done[0].wait(TOKEN_WAIT_S):
             with self._lock:
                 self._answers.pop(query, None)
@@ -140,10 +138,9 @@ def _resolve(future: asyncio.Future[tuple[float, int]], value: tuple[float, int]
 
 
 class PageProcessMain:
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.send_lock = threading.Lock()
-        self.slots = RemoteSlots(conn, self.send_lock)
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.slots = RemoteSlots(channel)
         self.engine: Any = None
         self.credentials: RemoteCredentials | None = None
         self.loaded = threading.Event()
@@ -151,13 +148,13 @@ class PageProcessMain:
 
     def send(self, message: tuple[Any, ...]) -> None:
         try:
-            send(self.conn, self.send_lock, message)
+            self.channel.send(message)
         except OSError:
             os._exit(0)  # the service has gone
 
     def run(self) -> None:
-        _, settings, model, index, mode, refreshable = receive(self.conn)
-        self.credentials = RemoteCredentials(self.conn, self.send_lock, mode, refreshable)
+        _, settings, model, index, mode, refreshable = self.channel.receive()
+        self.credentials = RemoteCredentials(self.channel, mode, refreshable)
         self.slots.credentials = self.credentials
         from app.logging_setup import configure_logging
 
@@ -182,7 +179,7 @@ class PageProcessMain:
     def read(self) -> None:
         try:
             while True:
-                message = receive(self.conn)
+                message = self.channel.receive()
                 kind = message[0]
                 if kind == "grant":
                     self.slots.granted(*message[1:])
@@ -191,7 +188,7 @@ class PageProcessMain:
                     self.credentials.answered(*message[1:])
                 elif kind == "page":
                     _, page_id, shapes = message
-                    arrays = [receive_array(self.conn, tuple(shape)) for shape in shapes]
+                    arrays = [self.channel.receive_array(tuple(shape)) for shape in shapes]
                     self.loaded.wait()
                     assert self.pool is not None
                     self.pool.submit(self.recognise, page_id, arrays)
@@ -220,7 +217,7 @@ def main() -> None:
     limit_malloc_arenas()  # before any thread starts
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    PageProcessMain(Connection(int(sys.argv[1]))).run()
+    PageProcessMain(Channel(socket.socket(fileno=int(sys.argv[1])))).run()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ all of them. A process that exits (a crash, the OOM killer) gives its slots back
 another process (a page is idempotent) and it is started again. A page process ends when its socket closes, so a
 killed service leaves none behind.
 
-Messages are pickled tuples, one per ``send_bytes``; a page's arrays follow its header as raw bytes.
+Messages are pickled tuples (:class:`Channel`); a page's arrays follow its message as raw bytes.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import logging
 import os
 import pickle
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -39,7 +40,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,9 @@ READY_WAIT_S = 120.0
 STOP_WAIT_S = 5.0
 #: Shortest time between two starts of the same page process (one that keeps exiting is not spun).
 RESTART_EVERY_S = 5.0
+#: Socket buffers: a page's pixels (~6.5 MB at A4, 150 dpi) cross in a few system calls.
+SOCKET_BUFFER = 4 * 1024 * 1024
+_LENGTH = struct.Struct("!I")
 _ROOT = Path(__file__).resolve().parents[3]  # the folder holding the ``app`` package
 _ERRORS = {cls.__name__: cls for cls in vars(engine_errors).values() if isinstance(cls, type)}
 
@@ -68,31 +71,52 @@ class PageProcessLost(Exception):
     """The page process running a page exited before answering."""
 
 
-def send(conn: Connection, lock: threading.Lock, message: tuple[Any, ...], *payloads: memoryview) -> None:
-    """One message (and the raw bytes that belong to it) on ``conn``, whole, from any thread."""
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    with lock:
-        conn.send_bytes(data)
-        for payload in payloads:
-            conn.send_bytes(payload)
+class Channel:
+    """One end of the socket pair between the service and a page process: messages (pickled tuples, each after its
+    4-byte length) from any thread, and a page's pixels as raw bytes after its message. Sending and receiving
+    release the interpreter lock for the copies (``sendall``, ``recv_into`` straight into the array)."""
 
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._lock = threading.Lock()
+        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
 
-def receive(conn: Connection) -> tuple[Any, ...]:
-    """The next message; only ever from the other end of our own socket pair (the service or its child)."""
-    message = pickle.loads(conn.recv_bytes())  # noqa: S301 - our own process on a private socket pair
-    assert isinstance(message, tuple)
-    return message
+    def send(self, message: tuple[Any, ...], *arrays: np.ndarray) -> None:
+        """One message and the arrays that belong to it, whole (OSError: the other end is gone)."""
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            self.sock.sendall(_LENGTH.pack(len(data)) + data)
+            for array in arrays:
+                self.sock.sendall(np.ascontiguousarray(array).data.cast("B"))
 
+    def receive(self) -> tuple[Any, ...]:
+        """The next message (EOFError: the other end has closed); only ever from our own process at the other end
+        of a private socket pair."""
+        (size,) = _LENGTH.unpack(self._read(bytearray(_LENGTH.size)))
+        message = pickle.loads(self._read(bytearray(size)))  # noqa: S301 - see the docstring
+        assert isinstance(message, tuple)
+        return message
 
-def array_payload(array: np.ndarray) -> memoryview:
-    return np.ascontiguousarray(array).data.cast("B")
+    def receive_array(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The pixels of a uint8 array of ``shape``, read straight into a new writable array."""
+        array = np.empty(shape, np.uint8)
+        self._read(array.data.cast("B"))
+        return array
 
+    def _read(self, buffer: Any) -> Any:
+        view = memoryview(buffer)
+        while view.nbytes:
+            count = self.sock.recv_into(view)
+            if count == 0:
+                raise EOFError("the other end has closed")
+            view = view[count:]
+        return buffer
 
-def receive_array(conn: Connection, shape: tuple[int, ...]) -> np.ndarray:
-    """The raw bytes of a uint8 array of ``shape``, read straight into a writable buffer."""
-    buffer = bytearray(int(np.prod(shape)))
-    conn.recv_bytes_into(buffer)
-    return np.frombuffer(buffer, np.uint8).reshape(shape)
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
 
 def engine_error(kind: str, message: str, status: int | None) -> Exception:
@@ -125,7 +149,6 @@ class PageProcess:
         self.pages: dict[int, _Page] = {}
         self.answered = 0  # pages answered (done or failed)
         self._lock = threading.Lock()  # pages, acquiring, granted
-        self._send_lock = threading.Lock()
         self._acquiring: dict[int, Future[None]] = {}
         self._granted: dict[int, tuple[float, int]] = {}
         self._closed = False
@@ -134,7 +157,7 @@ class PageProcess:
         command = [sys.executable, "-m", "app.engines.paddleocr_vl.page_process", str(child.fileno())]
         self.process = subprocess.Popen(command, pass_fds=(child.fileno(),), env=env, cwd=str(_ROOT))
         child.close()
-        self.conn = Connection(parent.detach())
+        self.channel = Channel(parent)
         credentials = owner.credentials
         self.send(("init", owner.settings, owner.model, index, credentials.mode, credentials.refreshable))
         self._reader = threading.Thread(target=self._read, name=f"vl-pages-{index}", daemon=True)
@@ -148,19 +171,18 @@ class PageProcess:
     def load(self) -> int:
         return len(self.pages)
 
-    def send(self, message: tuple[Any, ...], *payloads: memoryview) -> None:
-        send(self.conn, self._send_lock, message, *payloads)
+    def send(self, message: tuple[Any, ...], *arrays: np.ndarray) -> None:
+        self.channel.send(message, *arrays)
 
     def submit(self, arrays: Sequence[np.ndarray]) -> _Page:
         page = _Page()
         page_id = next(self.owner.ids)
-        payloads = [array_payload(array) for array in arrays]
         with self._lock:
             if self._closed:
                 raise PageProcessLost(f"page process {self.index} has exited")
             self.pages[page_id] = page
         try:
-            self.send(("page", page_id, [array.shape for array in arrays]), *payloads)
+            self.send(("page", page_id, [array.shape for array in arrays]), *arrays)
         except OSError as exc:
             with self._lock:
                 self.pages.pop(page_id, None)
@@ -171,7 +193,7 @@ class PageProcess:
     def _read(self) -> None:
         try:
             while True:
-                self._handle(receive(self.conn))
+                self._handle(self.channel.receive())
         except (EOFError, OSError):
             pass
         except Exception:  # a message that cannot be read: the process is dropped and started again
@@ -269,8 +291,7 @@ class PageProcess:
         if self.failure is None:
             self.failure = f"exited (code {code}) while loading"
         self.started.set()
-        with contextlib.suppress(OSError):
-            self.conn.close()
+        self.channel.close()
         self.owner.lost(self)
 
     def _exit_code(self) -> int | None:

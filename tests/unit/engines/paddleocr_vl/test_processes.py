@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -17,13 +16,13 @@ from app.engines.errors import VlmFailed, VlmTimeout, VlmUnavailable
 from app.engines.paddleocr_vl.config import page_processes
 from app.engines.paddleocr_vl.limiter import FixedLimit
 from app.engines.paddleocr_vl.page_process import RemoteSlots
-from app.engines.paddleocr_vl.processes import array_payload, engine_error, receive, receive_array, send
+from app.engines.paddleocr_vl.processes import Channel, engine_error
 from app.engines.paddleocr_vl.slots import RequestSlots
 from app.settings import Settings
 
 
-@pytest.mark.parametrize(("cores", "expected"), [(1, 0), (2, 1), (3, 1), (4, 2), (8, 4), (64, 4)])
-def test_auto_is_one_page_process_per_two_cores_up_to_four(cores: int, expected: int) -> None:
+@pytest.mark.parametrize(("cores", "expected"), [(1, 0), (2, 0), (3, 0), (4, 1), (8, 2), (15, 3), (16, 4), (64, 4)])
+def test_auto_is_one_page_process_per_four_cores_up_to_four(cores: int, expected: int) -> None:
     settings = Settings(vl_backend="vllm-server", vl_server_url="http://vlm:8000/v1")
     assert page_processes(settings, cores) == expected
 
@@ -46,22 +45,29 @@ def test_engine_errors_are_rebuilt_with_their_kind() -> None:
 
 
 def test_a_page_array_crosses_the_socket_whole_and_writable() -> None:
-    left, right = (Connection(s.detach()) for s in socket.socketpair())
+    left, right = (Channel(s) for s in socket.socketpair())
     page = np.random.default_rng(1).integers(0, 255, (1754, 1240, 3), dtype=np.uint8)
-    lock = threading.Lock()
-    sender = threading.Thread(target=send, args=(left, lock, ("page", 7, [page.shape]), array_payload(page)))
+    strided = page[:, ::2]  # not contiguous: sent as its pixels all the same
+    sender = threading.Thread(target=left.send, args=(("page", 7, [page.shape, strided.shape]), page, strided))
     sender.start()
-    assert receive(right) == ("page", 7, [page.shape])
-    got = receive_array(right, page.shape)
+    assert right.receive() == ("page", 7, [page.shape, strided.shape])
+    got = right.receive_array(page.shape)
+    got_strided = right.receive_array(strided.shape)
     sender.join()
     assert np.array_equal(got, page) and got.flags.writeable
+    assert np.array_equal(got_strided, strided)
+    left.send(("stop",))
+    assert right.receive() == ("stop",)
+    left.close()
+    with pytest.raises(EOFError):
+        right.receive()
 
 
 def test_the_slot_protocol_from_the_page_process_side() -> None:
     """A page process asks for a slot, waits for the grant, releases with its latency; a wait cancelled before the
     grant says so (the service frees the slot), and a grant that comes after that is ignored."""
-    parent, child = (Connection(s.detach()) for s in socket.socketpair())
-    slots = RemoteSlots(child, threading.Lock())
+    parent, child = (Channel(s) for s in socket.socketpair())
+    slots = RemoteSlots(child)
     service = RequestSlots(FixedLimit(1))
     said: list[tuple[Any, ...]] = []
 
@@ -83,7 +89,7 @@ def test_the_slot_protocol_from_the_page_process_side() -> None:
     def serve() -> None:  # the service process's part (PageProcess), by hand
         while True:
             try:
-                message = receive(parent)
+                message = parent.receive()
             except EOFError:
                 return
             said.append(message)
