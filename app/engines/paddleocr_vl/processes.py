@@ -58,8 +58,10 @@ log = logging.getLogger("app.engines.paddleocr_vl")
 READY_WAIT_S = 120.0
 #: Seconds a page process has to stop after ``stop`` before it is killed.
 STOP_WAIT_S = 5.0
-#: Shortest time between two starts of the same page process (one that keeps exiting is not spun).
+#: A process that exits while loading is started again after this many seconds, doubled at each further failure
+#: up to :data:`RESTART_MAX_S` (one that keeps failing is not spun); one that exits after it was ready, at once.
 RESTART_EVERY_S = 5.0
+RESTART_MAX_S = 60.0
 #: Socket buffers: a page's pixels (~6.5 MB at A4, 150 dpi) cross in a few system calls.
 SOCKET_BUFFER = 4 * 1024 * 1024
 _LENGTH = struct.Struct("!I")
@@ -329,6 +331,7 @@ class PageProcesses:
         self.restarts = 0
         self._closing = threading.Event()
         self._running = False  # all started once: a process lost from now on is started again
+        self._failures: dict[int, int] = {}  # failed starts in a row, by process index
         self._changed = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="vl-slots", daemon=True)
@@ -365,16 +368,26 @@ class PageProcesses:
             self._changed.notify_all()
 
     def lost(self, process: PageProcess) -> None:
-        """Start ``process`` again (unless the engine is closing), at most every :data:`RESTART_EVERY_S`."""
+        """Start ``process`` again (unless the engine is closing): at once if it had been ready, else after a wait
+        that doubles with each failure in a row (:data:`RESTART_EVERY_S`)."""
         self.changed()
         if self._closing.is_set() or not self._running or process not in self.processes:
             return
+        failures = 0 if process.info else self._failures.get(process.index, 0) + 1
+        self._failures[process.index] = failures
+        wait = 0.0 if not failures else min(RESTART_MAX_S, RESTART_EVERY_S * 2 ** (failures - 1))
         why = "exited" if process.info else process.failure
-        log.warning("paddleocr-vl: page process %d (pid %d) %s; starting it again", process.index, process.pid, why)
-        threading.Thread(target=self._restart, args=(process,), name="vl-pages-restart", daemon=True).start()
+        log.warning(
+            "paddleocr-vl: page process %d (pid %d) %s; starting it again in %.0f s",
+            process.index,
+            process.pid,
+            why,
+            wait,
+        )
+        threading.Thread(target=self._restart, args=(process, wait), name="vl-pages-restart", daemon=True).start()
 
-    def _restart(self, old: PageProcess) -> None:
-        if self._closing.wait(RESTART_EVERY_S if not old.info else 0.0):
+    def _restart(self, old: PageProcess, wait: float) -> None:
+        if self._closing.wait(wait):
             return
         new = PageProcess(self, old.index)
         self.restarts += 1
