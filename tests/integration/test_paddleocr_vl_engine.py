@@ -21,7 +21,7 @@ from app.engines.paddleocr_vl.engine import PaddleOcrVlEngine
 from app.engines.paddleocr_vl.pipeline import vl_recognition_model
 from app.settings import Settings
 from tests.support.documents import cer, page_lines, render_page
-from tests.support.vlm_standin import VlmStandin
+from tests.support.vlm_standin import VlmStandin, engine_settings
 
 pytestmark = pytest.mark.integration
 
@@ -36,17 +36,8 @@ def standin() -> Iterator[VlmStandin]:
 
 
 def settings(standin: VlmStandin, **values: Any) -> Settings:
-    base: dict[str, Any] = {
-        "ocr_engine": "paddleocr-vl",
-        "vl_backend": "vllm-server",
-        "vl_server_url": standin.url,
-        "vl_model_name": MODEL,
-        "vl_api_key": API_KEY,
-        "vl_use_layout_detection": False,
-        "vl_request_timeout_s": 30,
-        "vl_page_processes": 0,  # the pipeline in this process (page processes: test_paddleocr_vl_processes.py)
-    }
-    return Settings(**{**base, **values})
+    # the pipeline in this process (page processes: test_paddleocr_vl_processes.py)
+    return engine_settings(standin, **{"vl_page_processes": 0, **values})
 
 
 def test_several_pages_in_one_pipeline_call(standin: VlmStandin) -> None:

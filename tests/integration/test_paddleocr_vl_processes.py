@@ -22,7 +22,7 @@ from app.settings import Settings
 from scripts.bench import descendants
 from tests.support.documents import cer, image_bytes, page_lines, render_page
 from tests.support.server import ServiceProcess
-from tests.support.vlm_standin import VlmStandin
+from tests.support.vlm_standin import VlmStandin, engine_settings
 
 pytestmark = pytest.mark.integration
 
@@ -37,19 +37,8 @@ def standin() -> Iterator[VlmStandin]:
 
 
 def settings(standin: VlmStandin, **values: Any) -> Settings:
-    base: dict[str, Any] = {
-        "ocr_engine": "paddleocr-vl",
-        "vl_backend": "vllm-server",
-        "vl_server_url": standin.url,
-        "vl_model_name": MODEL,
-        "vl_api_key": API_KEY,
-        "vl_use_layout_detection": False,
-        "vl_request_timeout_s": 30,
-        "vl_page_processes": 2,
-        "vl_max_concurrency": 3,
-        "vl_limit_sync_s": 0,
-    }
-    return Settings(**{**base, **values})
+    base: dict[str, Any] = {"vl_page_processes": 2, "vl_max_concurrency": 3, "vl_limit_sync_s": 0}
+    return engine_settings(standin, **{**base, **values})
 
 
 @pytest.fixture(scope="module")

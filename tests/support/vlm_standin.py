@@ -40,6 +40,7 @@ from PIL import Image
 
 from app.engines.pp_ocr import PpOcrEngine
 from app.results import reading_order
+from app.settings import Settings
 from tests.support.server import free_port
 
 _ENGINE_LOCK = threading.Lock()
@@ -320,3 +321,17 @@ def parse_chat_request(request: dict[str, Any], decode: bool = True) -> tuple[st
     except (binascii.Error, OSError) as exc:
         raise ValueError(f"undecodable image: {exc}") from exc
     return prompt, image.convert("RGB")
+
+
+def engine_settings(standin: VlmStandin, **values: Any) -> Settings:
+    """Settings of a paddleocr-vl engine reading through ``standin`` (its model, its key), layout detection off."""
+    base: dict[str, Any] = {
+        "ocr_engine": "paddleocr-vl",
+        "vl_backend": "vllm-server",
+        "vl_server_url": standin.url,
+        "vl_model_name": standin.model_id,
+        "vl_api_key": standin.api_key or "",
+        "vl_use_layout_detection": False,
+        "vl_request_timeout_s": 30,
+    }
+    return Settings(**{**base, **values})
