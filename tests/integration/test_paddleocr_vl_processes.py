@@ -179,3 +179,32 @@ def test_the_service_reads_pages_through_its_page_processes(standin: VlmStandin,
     assert child not in descendants(os.getpid())  # the page process ended with the service
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+def test_a_process_that_cannot_start_again_is_retried_and_pages_wait_for_it(standin: VlmStandin) -> None:
+    """Killed while the server refuses completions: its new start fails (the warm-up gets a 400), the next one comes
+    after a back-off; a page sent meanwhile waits for a ready process instead of failing."""
+    engine = PaddleOcrVlEngine(settings(standin, vl_page_processes=1))
+    try:
+        engine.load()
+        [process] = processes(engine)
+        standin.reset()
+        standin.fail_status = 400
+        os.kill(process.pid, signal.SIGKILL)
+        assert engine._processes is not None
+        wait_for(lambda: engine._processes.restarts == 1 and processes(engine)[0].failure, 60, "a failed start")
+        page = render_page(page_lines(4)[:2], size=(900, 200), top=30)
+        done: list[Any] = []
+        worker = threading.Thread(target=lambda: done.append(engine.recognize([page], ("en",))))
+        worker.start()
+        time.sleep(1.0)
+        assert not done  # waiting for a ready process
+        standin.fail_status = None
+        worker.join(60)
+        state = engine.vlm_status().processes  # type: ignore[union-attr]
+    finally:
+        standin.reset()
+        engine.close()
+    assert done, "the page did not come back"
+    assert cer("\n".join(page_lines(4)[:2]), done[0][0].blocks[0].text) <= 0.05
+    assert state is not None and (state.count, state.ready, state.restarts) == (1, 1, 2)
