@@ -15,7 +15,8 @@ crops, a per-call lock); the VLM client submits each request to paddlex's single
 ``run_coroutine_threadsafe``; the shared ``ThreadPoolExecutor`` that encodes crops is thread-safe. What is
 *not* safe to share is a local Paddle Inference predictor (it owns its input and output tensors), i.e. the
 layout and preprocessing models: those calls are serialised with one lock (:class:`SerializedCalls`) while
-the VLM requests of all pages stay concurrent.
+the VLM requests of all pages stay concurrent. With ``VL_PAGE_PROCESSES`` the pipelines run in page processes
+instead (:mod:`.processes`): this process keeps the limit, the credential and the pages' decoding.
 
 HTTP. The pipeline gets its own HTTP client through ``SubModules.VLRecognition.genai_config.client_kwargs``
 of a full paddlex config: ``max_retries=0`` and :class:`~app.engines.paddleocr_vl.client.VlmTransport`, which puts in
@@ -27,14 +28,15 @@ VLM request: one per page with layout detection off, one per layout block (sent 
 
 Start. Before the pipeline is built, ``GET /models`` on the server says which model to name
 (``VL_MODEL_NAME`` or the only one served) and that the server and the credential work; the engine stays
-``initializing`` (``/ready`` 503) while the server cannot be reached, and fails with the fix on a 4xx.
+``initializing`` (``/ready`` 503) while the server cannot be reached, and fails with the fix on a 4xx
+(:mod:`.startup`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +44,13 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from app.cpu_turns import Turn, page_preparation, usable_cores
+from app.cpu_turns import page_preparation, usable_cores
 from app.engines.base import EngineLoadError, EnginePage, OcrEngine
 from app.engines.context import EngineContext
-from app.engines.paddleocr_vl.auth import VlmAuthError, VlmCredentials, credentials_for
+from app.engines.paddleocr_vl.auth import VlmCredentials, credentials_for
 from app.engines.paddleocr_vl.block_images import BlockImages
 from app.engines.paddleocr_vl.buffers import reuse_page_buffers
-from app.engines.paddleocr_vl.client import VlmServerNotReady, VlmTransport, choose_model, list_models
+from app.engines.paddleocr_vl.client import VlmTransport
 from app.engines.paddleocr_vl.config import (
     SERVER_BACKENDS,
     check_settings,
@@ -83,14 +85,13 @@ from app.engines.paddleocr_vl.pipeline import (
 from app.engines.paddleocr_vl.processes import PageProcesses
 from app.engines.paddleocr_vl.server_queue import QueueWatcher, metrics_url
 from app.engines.paddleocr_vl.slots import PageGate, RequestSlots, SlotSource
+from app.engines.paddleocr_vl.startup import ServerAtStart
 from app.engines.paddleocr_vl.status import VlmStatus
 from app.engines.pixels import bgr_array
 from app.settings import Settings
 
 log = logging.getLogger("app.engines.paddleocr_vl")  # one name for the whole engine (the guide quotes it)
 
-#: Seconds between attempts to reach the VLM server at start: 1, 2, 4, 8, 15, 15, ...
-_RETRY_CAP_S = 15.0
 #: paddlex's pipeline config for each ``pipeline_version`` (paddleocr >= 3.4 has more than v1).
 _CONFIG_NAMES = {"v1": "PaddleOCR-VL"}
 
@@ -121,12 +122,15 @@ class PaddleOcrVlEngine(OcrEngine):
         self._keeper = self._limit_keeper(context or EngineContext())
         self._watcher = self._queue_watcher()
         self._model: str | None = model  # the name requests carry, found at start
-        self._offered: tuple[str, ...] | None = None
         self._one_call_at_a_time: threading.Lock | None = None  # set when the local models cannot be guarded
         self._pipeline: Any = None
         self._stop = threading.Event()
+        self._at_start = ServerAtStart(settings, self._credentials, self._say, self._stop)
         self._timeout_s = settings.vl_request_timeout_s
         self.device = settings.ocr_device or "auto"
+
+    def _say(self, detail: str) -> None:
+        self.detail = detail
 
     def _limit_keeper(self, context: EngineContext) -> LimitKeeper | None:
         """With an adaptive limit and ``VL_LIMIT_SYNC_S`` > 0: what remembers and shares it (:mod:`.fleet`)."""
@@ -181,7 +185,7 @@ class PaddleOcrVlEngine(OcrEngine):
         return VlmStatus(
             server=self._server_label(),
             model=self._model,
-            models_offered=self._offered,
+            models_offered=self._at_start.offered,
             auth=self._credentials.state(),
             concurrency=self._slots.state(),
             processes=None if self._processes is None else self._processes.state(),
@@ -211,7 +215,7 @@ class PaddleOcrVlEngine(OcrEngine):
         if not self._server and local_device == "cpu":
             log.warning("paddleocr-vl: the VLM runs natively on the CPU; expect minutes per page")
         if self._server and self._model is None:
-            self._model = self._find_model()
+            self._model = self._at_start.find_model()
 
         from paddlex.inference import load_pipeline_config
         from paddlex.utils.cache import CACHE_DIR
@@ -249,7 +253,7 @@ class PaddleOcrVlEngine(OcrEngine):
         """The pipelines in page processes (:mod:`.processes`); this process keeps the limit and its helpers."""
         if self._keeper is not None:
             self._keeper.join()
-        self._model = self._find_model()
+        self._model = self._at_start.find_model()
         self._start_limit()
         count = self._page_processes
         self.detail = f"starting {count} page process{'es' if count > 1 else ''} (paddleocr-vl pipelines)"
@@ -287,37 +291,6 @@ class PaddleOcrVlEngine(OcrEngine):
             if helper is not None:
                 helper.start()
 
-    def _find_model(self) -> str:
-        """Ask the server which models it serves (waiting for it); the name requests will carry."""
-        url = normalise_server_url(self._settings.vl_server_url)
-        attempt = 0
-        while True:
-            self.detail = f"checking the VLM server at {self._server_label()} (GET /models)"
-            try:
-                offered = list_models(url, self._credentials, min(self._timeout_s, 30.0))
-                self._offered = tuple(offered)
-                model = choose_model(self._settings.vl_model_name, offered)
-                log.info("paddleocr-vl: the VLM server serves %s; requests name %s", ", ".join(offered), model)
-                return model
-            except VlmAuthError as exc:
-                if exc.refused:
-                    raise EngineLoadError(str(exc)) from exc
-                problem = str(exc)
-            except VlmServerNotReady as exc:
-                problem = str(exc)
-            attempt += 1
-            self._wait_to_retry(attempt, problem)
-
-    def _wait_to_retry(self, attempt: int, problem: str) -> None:
-        """Back off before the next attempt to reach the server (1, 2, 4 ... 15 s), saying so in /health."""
-        wait = min(_RETRY_CAP_S, 2.0 ** (attempt - 1))
-        self.detail = (
-            f"waiting for the VLM server at {self._server_label()}: {problem} (attempt {attempt}, next in {wait:.0f} s)"
-        )
-        log.warning("paddleocr-vl: %s", self.detail)
-        if self._stop.wait(wait):
-            raise EngineLoadError("stopped while waiting for the VLM server")
-
     def _client_kwargs(self) -> dict[str, Any]:
         if not log.isEnabledFor(logging.DEBUG):  # httpx logs every VLM request (one per block) at INFO
             logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -351,7 +324,7 @@ class PaddleOcrVlEngine(OcrEngine):
                 if not is_transient_vlm_error(exc):
                     raise EngineLoadError(explain_vlm_rejection(exc, self._server_label())) from exc
                 attempt += 1
-                self._wait_to_retry(attempt, short_error(exc))
+                self._at_start.wait_to_retry(attempt, short_error(exc))
         if self.needs_local_models:
             self._pipeline.predict(page, use_queues=False)  # the layout / preprocessing models too
         log.info("paddleocr-vl: warm-up done")
@@ -371,18 +344,18 @@ class PaddleOcrVlEngine(OcrEngine):
             with page_preparation.turn():  # CPU turns (app.cpu_turns): the conversions
                 arrays = [bgr_array(image) for image in images]
             return self._processes.recognize(arrays)
-        turn = page_preparation.take()  # CPU turns (app.cpu_turns): the conversions below, then building the request
-        return self._recognize(turn, lambda: [bgr_array(image) for image in images])
+        return self._recognize(images)
 
     def recognize_arrays(self, arrays: Sequence[np.ndarray]) -> list[EnginePage]:
         """:meth:`recognize` for pages already made BGR arrays (a page process's pages)."""
-        return self._recognize(page_preparation.take(), lambda: list(arrays))
+        return self._recognize(arrays)
 
-    def _recognize(self, turn: Turn, make_arrays: Callable[[], list[np.ndarray]]) -> list[EnginePage]:
+    def _recognize(self, pages: Sequence[Image.Image] | Sequence[np.ndarray]) -> list[EnginePage]:
+        turn = page_preparation.take()  # CPU turns (app.cpu_turns): the conversions below, then building the request
         try:
             if self._pipeline is None:
                 raise RuntimeError("the paddleocr-vl engine is not loaded")
-            arrays = make_arrays()
+            arrays = [page if isinstance(page, np.ndarray) else bgr_array(page) for page in pages]
             if not self._request_built_here(len(arrays)):
                 turn.release()
             with turn.until_request_leaves():  # the VLM transport gives the turn back as the request leaves

@@ -23,8 +23,8 @@ import numpy as np
 
 from app.engines.errors import EngineError
 from app.engines.paddleocr_vl.auth import VlmAuthError, VlmCredentials
+from app.engines.paddleocr_vl.channel import Channel
 from app.engines.paddleocr_vl.limiter import Outcome
-from app.engines.paddleocr_vl.processes import Channel
 from app.engines.paddleocr_vl.status import TokenState
 
 log = logging.getLogger("app.engines.paddleocr_vl")
@@ -77,7 +77,7 @@ class RemoteSlots:
             loop.call_soon_threadsafe(_resolve, future, (started, in_flight))
 
     def release(self, started: tuple[float, int, int], rtt_s: float, outcome: Outcome) -> None:
-        self._send(("release", started[2], started[0], started[1], rtt_s, outcome))
+        self._send(("release", started[2], rtt_s, outcome))
 
     def count_retry(self) -> None:
         self._send(("retry",))
@@ -129,7 +129,7 @@ class RemoteCredentials(VlmCredentials):
             done[0].set()
 
     def state(self) -> TokenState:
-        return TokenState(mode="none" if self.mode == "none" else self.mode)  # type: ignore[arg-type]
+        return TokenState(mode=self.mode)  # type: ignore[arg-type]  # the service's mode, one of TokenState's
 
 
 def _resolve(future: asyncio.Future[tuple[float, int]], value: tuple[float, int]) -> None:
@@ -173,7 +173,7 @@ class PageProcessMain:
             os._exit(1)
         self.pool = ThreadPoolExecutor(request_limit(own).maximum + 4, thread_name_prefix=f"page-{index}")
         self.loaded.set()
-        self.send(("ready", {"device": self.engine.device, "pid": os.getpid()}))
+        self.send(("ready", {"device": self.engine.device}))
         threading.Event().wait()  # the reader thread ends the process
 
     def read(self) -> None:

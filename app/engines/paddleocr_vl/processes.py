@@ -20,7 +20,7 @@ all of them. A process that exits (a crash, the OOM killer) gives its slots back
 another process (a page is idempotent) and it is started again. A page process ends when its socket closes, so a
 killed service leaves none behind.
 
-Messages are pickled tuples (:class:`Channel`); a page's arrays follow its message as raw bytes.
+Messages are pickled tuples; a page's arrays follow its message as raw bytes (:mod:`.channel`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,7 @@ import contextlib
 import itertools
 import logging
 import os
-import pickle
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -48,6 +46,7 @@ import numpy as np
 from app.engines import errors as engine_errors
 from app.engines.base import EngineLoadError, EnginePage
 from app.engines.paddleocr_vl.auth import VlmAuthError, VlmCredentials
+from app.engines.paddleocr_vl.channel import Channel, engine_error
 from app.engines.paddleocr_vl.slots import RequestSlots
 from app.engines.paddleocr_vl.status import ProcessesState
 from app.settings import Settings
@@ -62,73 +61,11 @@ STOP_WAIT_S = 5.0
 #: up to :data:`RESTART_MAX_S` (one that keeps failing is not spun); one that exits after it was ready, at once.
 RESTART_EVERY_S = 5.0
 RESTART_MAX_S = 60.0
-#: Socket buffers: a page's pixels (~6.5 MB at A4, 150 dpi) cross in a few system calls.
-SOCKET_BUFFER = 4 * 1024 * 1024
-_LENGTH = struct.Struct("!I")
 _ROOT = Path(__file__).resolve().parents[3]  # the folder holding the ``app`` package
-_ERRORS = {cls.__name__: cls for cls in vars(engine_errors).values() if isinstance(cls, type)}
 
 
 class PageProcessLost(Exception):
     """The page process running a page exited before answering."""
-
-
-class Channel:
-    """One end of the socket pair between the service and a page process: messages (pickled tuples, each after its
-    4-byte length) from any thread, and a page's pixels as raw bytes after its message. Sending and receiving
-    release the interpreter lock for the copies (``sendall``, ``recv_into`` straight into the array)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self._lock = threading.Lock()
-        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-
-    def send(self, message: tuple[Any, ...], *arrays: np.ndarray) -> None:
-        """One message and the arrays that belong to it, whole (OSError: the other end is gone)."""
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        with self._lock:
-            self.sock.sendall(_LENGTH.pack(len(data)) + data)
-            for array in arrays:
-                self.sock.sendall(np.ascontiguousarray(array).data.cast("B"))
-
-    def receive(self) -> tuple[Any, ...]:
-        """The next message (EOFError: the other end has closed); only ever from our own process at the other end
-        of a private socket pair."""
-        (size,) = _LENGTH.unpack(self._read(bytearray(_LENGTH.size)))
-        message = pickle.loads(self._read(bytearray(size)))  # noqa: S301 - see the docstring
-        assert isinstance(message, tuple)
-        return message
-
-    def receive_array(self, shape: tuple[int, ...]) -> np.ndarray:
-        """The pixels of a uint8 array of ``shape``, read straight into a new writable array."""
-        array = np.empty(shape, np.uint8)
-        self._read(array.data.cast("B"))
-        return array
-
-    def _read(self, buffer: Any) -> Any:
-        view = memoryview(buffer)
-        while view.nbytes:
-            count = self.sock.recv_into(view)
-            if count == 0:
-                raise EOFError("the other end has closed")
-            view = view[count:]
-        return buffer
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
-
-
-def engine_error(kind: str, message: str, status: int | None) -> Exception:
-    """The exception a page process reported, rebuilt (engine errors keep their class; anything else is a bug)."""
-    cls = _ERRORS.get(kind)
-    if cls is engine_errors.VlmFailed:
-        return engine_errors.VlmFailed(message, status or 502)
-    if cls is not None and issubclass(cls, engine_errors.EngineError):
-        return cls(message)
-    return RuntimeError(message)
 
 
 @dataclass
@@ -176,7 +113,17 @@ class PageProcess:
     def send(self, message: tuple[Any, ...], *arrays: np.ndarray) -> None:
         self.channel.send(message, *arrays)
 
-    def submit(self, arrays: Sequence[np.ndarray]) -> _Page:
+    def run(self, arrays: Sequence[np.ndarray]) -> list[EnginePage]:
+        """The pages through this process: its answer, or its engine error raised; :class:`PageProcessLost` when it
+        exits first."""
+        page = self._submit(arrays)
+        page.done.wait()
+        if page.error is not None:
+            raise page.error
+        assert page.pages is not None
+        return page.pages
+
+    def _submit(self, arrays: Sequence[np.ndarray]) -> _Page:
         page = _Page()
         page_id = next(self.owner.ids)
         with self._lock:
@@ -211,10 +158,11 @@ class PageProcess:
             with self._lock:
                 self._acquiring[rid] = self.owner.run(self._grant(rid))
         elif kind == "release":
-            _, rid, started_at, in_flight, rtt, outcome = message
+            _, rid, rtt, outcome = message
             with self._lock:
-                self._granted.pop(rid, None)
-            self.owner.slots.release((started_at, in_flight), rtt, outcome)
+                started = self._granted.pop(rid, None)
+            if started is not None:  # None: given back already
+                self.owner.slots.release(started, rtt, outcome)
         elif kind == "cancel":
             with self._lock:
                 waiting = self._acquiring.pop(message[1], None)
@@ -410,24 +358,14 @@ class PageProcesses:
 
     def recognize(self, arrays: Sequence[np.ndarray]) -> list[EnginePage]:
         """The pages through one process; sent once more to another if that one exits before answering."""
-        for attempt in (1, 2):
-            try:
-                page = self._pick().submit(arrays)
-                page.done.wait()
-            except PageProcessLost as exc:
-                if attempt == 2:
-                    raise engine_errors.VlmUnavailable(str(exc)) from exc
-                continue
-            if page.error is None:
-                assert page.pages is not None
-                return page.pages
-            if isinstance(page.error, PageProcessLost) and attempt == 1:
-                log.warning("paddleocr-vl: %s; the page is sent to another", page.error)
-                continue
-            if isinstance(page.error, PageProcessLost):
-                raise engine_errors.VlmUnavailable(str(page.error)) from page.error
-            raise page.error
-        raise AssertionError("unreachable")
+        try:
+            return self._pick().run(arrays)
+        except PageProcessLost as exc:
+            log.warning("paddleocr-vl: %s; the page is sent to another", exc)
+        try:
+            return self._pick().run(arrays)
+        except PageProcessLost as exc:
+            raise engine_errors.VlmUnavailable(str(exc)) from exc
 
     def close(self) -> None:
         self._closing.set()

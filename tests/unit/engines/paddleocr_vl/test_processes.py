@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from app.engines.errors import VlmFailed, VlmTimeout, VlmUnavailable
+from app.engines.paddleocr_vl.channel import Channel, engine_error
 from app.engines.paddleocr_vl.config import page_processes
 from app.engines.paddleocr_vl.limiter import FixedLimit
 from app.engines.paddleocr_vl.page_process import RemoteSlots
-from app.engines.paddleocr_vl.processes import Channel, engine_error
 from app.engines.paddleocr_vl.slots import RequestSlots
 from app.settings import Settings
 
@@ -98,7 +98,7 @@ def test_the_slot_protocol_from_the_page_process_side() -> None:
             elif message[0] == "release":
                 with lock:
                     started = granted.pop(message[1])
-                service.release(started, message[4], message[5])
+                service.release(started, message[2], message[3])
             elif message[0] == "cancel":
                 with lock:
                     cancelled.add(message[1])
