@@ -65,7 +65,7 @@ def wait_for(condition: Any, seconds: float, what: str) -> None:
 
 def test_pages_are_read_by_both_processes_within_the_one_limit(engine: PaddleOcrVlEngine, standin: VlmStandin) -> None:
     standin.reset()
-    standin.delay_s = 0.5
+    standin.delay_s = 2.0  # far longer than preparing a page: three requests are surely at the server at once
     answered = [p.answered for p in processes(engine)]
     texts = [page_lines(n)[:2] for n in range(1, 11)]
     pages = [render_page(lines, size=(900, 200), top=30) for lines in texts]
