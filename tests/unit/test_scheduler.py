@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -35,6 +36,29 @@ def test_exceptions_reach_the_caller_and_workers_survive() -> None:
     with pytest.raises(ValueError, match="bad page"):
         scheduler.submit("a", boom).result(5)
     assert scheduler.submit("a", lambda: 42).result(5) == 42
+    scheduler.shutdown()
+
+
+class _Page:
+    """Stands for what a page task holds (a decoded image): only its lifetime matters here."""
+
+
+def test_idle_workers_hold_nothing_of_their_last_task() -> None:
+    """A worker waiting for work keeps neither its last callable (and the page it closes over) nor its result: with
+    many workers each idle one kept its last page, ~6.5 MB for an A4 page, so memory grew with the worker count."""
+    scheduler = PageScheduler(workers=4)
+    pages, results = [], []
+    for _ in range(8):  # more tasks than workers, one at a time: every worker runs one and goes idle
+        page, result = _Page(), _Page()
+        pages.append(weakref.ref(page))
+        results.append(weakref.ref(result))
+        scheduler.submit("doc", lambda page=page, result=result: (page, result)[1]).result(5)
+        del page, result
+    deadline = time.monotonic() + 5  # a worker lets go right after it hands the result over
+    while any(ref() is not None for ref in pages + results) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [ref() for ref in pages] == [None] * 8
+    assert [ref() for ref in results] == [None] * 8
     scheduler.shutdown()
 
 

@@ -192,6 +192,7 @@ class PageProcessMain:
                     self.loaded.wait()
                     assert self.pool is not None
                     self.pool.submit(self.recognise, page_id, arrays)
+                    del arrays  # not kept here until the next page: the pool holds them while they are read
                 elif kind == "stop":
                     break
         except (EOFError, OSError):
