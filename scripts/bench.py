@@ -76,6 +76,19 @@ def cpu_seconds(pid: int, *, children: bool = True) -> float:
     return total / TICKS
 
 
+def kernel_seconds(pid: int) -> float:
+    """CPU seconds process ``pid`` has spent in the kernel so far (its own ``stime``: page faults, file system)."""
+    return int(_stat(pid)[12]) / TICKS
+
+
+def resident_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` now, MB (``VmRSS`` of ``/proc/<pid>/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def minor_faults(pid: int) -> int:
     """Minor page faults of process ``pid`` so far (field 10 of ``/proc/<pid>/stat``)."""
     return int(_stat(pid)[7])

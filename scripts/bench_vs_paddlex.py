@@ -28,7 +28,13 @@ Bursts and replicas (scripts/bench_vlm_bursts.py): bursts on fresh, warm (the sa
 restarted services (16 x 4 pages against capacity 16, 64 x 4 against 64, with and without the stand-in's /metrics,
 16 x 4 against 4), then two and three replicas on one SeaweedFS bucket and one stand-in (capacity 16 and 64, each
 replica `capacity` clients x 4 pages; three replicas against capacity 4). --parts chooses: baseline (PaddleX),
-adaptive, bursts, replicas.
+cpu, adaptive, bursts, replicas.
+
+CPU per page (cpu): the baseline's figures come from a few pages each (2 per client) and the CPU clock counts in
+10 ms ticks, so this part measures it over more pages: both servers up side by side on one stand-in answering
+after --cpu-latency s, --cpu-pages one-page requests from one client, then from 4, to each server in turn, --cpu-rounds
+rounds alternating; CPU seconds per page (all of the server's CPU while the client sends, as a deployment pays for
+it), of it in the kernel, and minor page faults per page.
 """
 
 from __future__ import annotations
@@ -55,7 +61,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.client.api import describe  # noqa: E402
-from scripts.bench import cores_busy, cpu_seconds, machine_busy, percentile, write_section  # noqa: E402
+from scripts.bench import (  # noqa: E402
+    cores_busy,
+    cpu_seconds,
+    kernel_seconds,
+    machine_busy,
+    minor_faults,
+    percentile,
+    write_section,
+)
 from scripts.bench_vlm_bursts import fresh_and_restarted, render_bursts, render_replicas, replicas  # noqa: E402
 from scripts.bench_vlm_bursts import verdicts as burst_verdicts  # noqa: E402
 from tests.support.documents import ENGLISH_LINES, image_bytes, render_page, text_pdf  # noqa: E402
@@ -264,7 +278,10 @@ def main() -> None:
     parser.add_argument("--adaptive-clients", type=_ints, default=[1, 4, 16, 64])
     parser.add_argument("--seconds", type=float, default=40.0, help="seconds per client level, adaptive part")
     parser.add_argument("--skip-paddlex", action="store_true", help="no PaddleX baseline (as --parts without it)")
-    parser.add_argument("--parts", default="baseline,adaptive,bursts,replicas", help="what to run, comma-separated")
+    parser.add_argument("--parts", default="baseline,cpu,adaptive,bursts,replicas", help="what to run, comma-separated")
+    parser.add_argument("--cpu-latency", type=float, default=0.5, help="stand-in seconds per request, cpu part")
+    parser.add_argument("--cpu-pages", type=int, default=40, help="pages per measurement, cpu part")
+    parser.add_argument("--cpu-rounds", type=int, default=2, help="rounds alternating the servers, cpu part")
     parser.add_argument("--write", type=Path)
     parser.add_argument(
         "--title",
@@ -291,11 +308,14 @@ def main() -> None:
     bursts: list[dict[str, Any]] = []
     fleets: list[dict[str, Any]] = []
     table: dict[int, dict[int, dict[str, Any]]] = {}
+    cpu_rows: list[dict[str, Any]] = []
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if "baseline" in parts:
             fairness = baseline(args, levels, rows, paddlex_send, ours_send, tmp)
+        if "cpu" in parts:
+            cpu_rows = cpu_per_page(args, paddlex_send, ours_send, tmp)
         if "adaptive" in parts:
             table = adaptive(args, page, tmp)
         if "bursts" in parts:
@@ -309,6 +329,8 @@ def main() -> None:
     sections = []
     if "baseline" in parts:
         sections.append(render(args, levels, rows, fairness))
+    if cpu_rows:
+        sections.append(render_cpu(args, cpu_rows))
     if table:
         sections.append(render_adaptive(args, table))
     if bursts or fleets:
@@ -327,6 +349,94 @@ def main() -> None:
     print(report)
     if args.write:
         write_section(args.write, "vs-paddlex", report, title=args.title)
+
+
+def cpu_per_page(
+    args: argparse.Namespace,
+    paddlex_send: Callable[[httpx.Client], None],
+    ours_send: Callable[[httpx.Client], None],
+    tmp: Path,
+) -> list[dict[str, Any]]:
+    """Both servers on one stand-in; per round, 1 and then 4 clients to each in turn (see the module docstring)."""
+    found = []
+    with VlmStandin(reply="stand-in text", capacity=64) as vlm:
+        vlm.delay_s = args.cpu_latency
+        for folder in ("cpu-paddlex", "cpu-ours"):
+            (tmp / folder).mkdir()
+        paddlex = PaddlexServe(tmp / "cpu-paddlex", vlm.url)
+        try:
+            paddlex.wait_ready()
+            with ServiceProcess(tmp / "cpu-ours", env=ours_env(vlm.url, tmp / "cpu-ours")) as ours:
+                ours.wait_ready(timeout=300)
+                assert ours.process is not None
+                servers = [
+                    ("PaddleX", paddlex.url, paddlex.process.pid, paddlex_send),
+                    ("ours", ours.url, ours.process.pid, ours_send),
+                ]
+                for _, url, _, send in servers:  # warm up: the first pages load lazily imported code
+                    with httpx.Client(base_url=url, timeout=600) as http:
+                        for _ in range(4):
+                            send(http)
+                for round_ in range(1, args.cpu_rounds + 1):
+                    for clients in (1, 4):
+                        for name, url, pid, send in servers:
+                            row = _cpu_run(send, url, pid, clients, args.cpu_pages)
+                            row.update(server=name, clients=clients, round=round_)
+                            found.append(row)
+                            print("cpu", row, flush=True)
+        finally:
+            paddlex.stop()
+    return found
+
+
+def _cpu_run(send: Callable[[httpx.Client], None], url: str, pid: int, clients: int, pages: int) -> dict[str, Any]:
+    cpu0, kernel0, faults0, began = cpu_seconds(pid), kernel_seconds(pid), minor_faults(pid), time.perf_counter()
+
+    def client(count: int) -> None:
+        with httpx.Client(base_url=url, timeout=600) as http:
+            for _ in range(count):
+                send(http)
+
+    each = pages // clients
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, [each] * clients))
+    done = each * clients
+    return {
+        "pages": done,
+        "pages_s": done / (time.perf_counter() - began),
+        "cpu_per_page": (cpu_seconds(pid) - cpu0) / done,
+        "kernel_per_page": (kernel_seconds(pid) - kernel0) / done,
+        "faults_per_page": (minor_faults(pid) - faults0) / done,
+    }
+
+
+def render_cpu(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
+    lines = [
+        f"CPU per page: both servers side by side on one stand-in answering after {args.cpu_latency:g} s; "
+        f"{args.cpu_pages} one-page requests per measurement from 1 and from 4 clients, to each server in turn, "
+        f"{args.cpu_rounds} rounds; all of the server process's CPU while its client sent (idle moments included).",
+        "",
+        "| Clients | round | PaddleX CPU s/page (kernel) | ours CPU s/page (kernel) | minor faults per page, PaddleX / "
+        "ours |",
+        "|---|---|---|---|---|",
+    ]
+    by_key = {(r["server"], r["clients"], r["round"]): r for r in rows}
+    for clients in (1, 4):
+        for round_ in range(1, args.cpu_rounds + 1):
+            p, o = by_key[("PaddleX", clients, round_)], by_key[("ours", clients, round_)]
+            lines.append(
+                f"| {clients} | {round_} | {p['cpu_per_page']:.4f} ({p['kernel_per_page']:.4f}) | "
+                f"{o['cpu_per_page']:.4f} ({o['kernel_per_page']:.4f}) | {p['faults_per_page']:,.0f} / "
+                f"{o['faults_per_page']:,.0f} |"
+            )
+    for clients in (1, 4):
+        p = statistics.mean(r["cpu_per_page"] for r in rows if r["server"] == "PaddleX" and r["clients"] == clients)
+        o = statistics.mean(r["cpu_per_page"] for r in rows if r["server"] == "ours" and r["clients"] == clients)
+        lines.append(
+            f"- {clients} client(s): PaddleX {p:.4f}, ours {o:.4f} CPU s/page on average ({o / p - 1:+.0%}); target: "
+            f"PaddleX's figure or below: {'met' if o <= p else 'missed'}."
+        )
+    return "\n".join(lines)
 
 
 def baseline(

@@ -4,7 +4,7 @@ one-page requests to it, against the VLM stand-in (fixed reply, no OCR); prints 
 
 Usage: .venv/bin/python scripts/profile_vl.py [--clients 16] [--seconds 30] [--latency 0.5] [--raw profile.txt]
        [--env NAME=VALUE ...]   (e.g. --env MALLOC_ARENA_MAX=16: glibc's default arenas on 2 cores, for comparison)
-       [--no-spy]               (CPU and page faults only, without py-spy's sampling in the way)
+       [--no-spy]               (CPU, page faults and memory only, without py-spy's sampling in the way)
        [--gil]                  (only samples of the thread holding the interpreter lock: what bounds one process)
        [--service-only]         (py-spy samples the service process only, not its page processes)
        .venv/bin/python scripts/profile_vl.py --encode   (one A4 page, single-threaded CPU ms: its BGR array by
@@ -35,7 +35,14 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench import cores_busy, cpu_seconds, machine_busy, minor_faults  # noqa: E402
+from scripts.bench import (  # noqa: E402
+    cores_busy,
+    cpu_seconds,
+    kernel_seconds,
+    machine_busy,
+    minor_faults,
+    resident_mb,
+)
 from scripts.bench_vs_paddlex import a4_page, ours_env  # noqa: E402
 from tests.support.server import ServiceProcess  # noqa: E402
 from tests.support.vlm_standin import VlmStandin  # noqa: E402
@@ -168,7 +175,7 @@ def main() -> None:
                         with lock:
                             done[0] += 1
 
-            cpu0, faults0, began = cpu_seconds(pid), minor_faults(pid), time.monotonic()
+            cpu0, faults0, kernel0, began = cpu_seconds(pid), minor_faults(pid), kernel_seconds(pid), time.monotonic()
             own0, machine0, mine0 = cpu_seconds(pid, children=False), machine_busy(), cpu_seconds(os.getpid())
             with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
                 list(pool.map(lambda _: client(), range(args.clients)))
@@ -178,12 +185,15 @@ def main() -> None:
             busy = cores_busy(machine0)
             mine = (cpu_seconds(os.getpid()) - mine0) / wall
             faults = (minor_faults(pid) - faults0) / max(1, done[0])
+            kernel = (kernel_seconds(pid) - kernel0) / max(1, done[0])
+            resident = resident_mb(pid)
             if spy is not None:
                 spy.wait(args.seconds + 120)
         print(
             f"{done[0]} pages in {wall:.1f} s ({done[0] / wall:.1f} pages/s), {cpu:.3f} CPU s/page "
-            f"({own:.3f} in the service process, {own * done[0] / wall:.2f} of its cores), "
-            f"{faults:,.0f} minor page faults/page{' with ' + ' '.join(args.env) if args.env else ''}, "
+            f"({own:.3f} in the service process, {own * done[0] / wall:.2f} of its cores, {kernel:.3f} of it in the "
+            f"kernel), {faults:,.0f} minor page faults/page, service process resident {resident:,.0f} MB at the end"
+            f"{' with ' + ' '.join(args.env) if args.env else ''}, "
             f"machine's cores busy {busy:.2f} of {os.cpu_count()} (this script's clients and stand-in: {mine:.2f})"
         )
         for name, share in [] if spy is None else breakdown(raw):
