@@ -429,6 +429,7 @@ def render_cpu(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
                 f"{o['cpu_per_page']:.4f} ({o['kernel_per_page']:.4f}) | {p['faults_per_page']:,.0f} / "
                 f"{o['faults_per_page']:,.0f} |"
             )
+    lines.append("")
     for clients in (1, 4):
         p = statistics.mean(r["cpu_per_page"] for r in rows if r["server"] == "PaddleX" and r["clients"] == clients)
         o = statistics.mean(r["cpu_per_page"] for r in rows if r["server"] == "ours" and r["clients"] == clients)
