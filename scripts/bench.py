@@ -82,11 +82,8 @@ def kernel_seconds(pid: int) -> float:
 
 
 def resident_mb(pid: int) -> float:
-    """Resident memory of process ``pid`` now, MB (``VmRSS`` of ``/proc/<pid>/status``)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of process ``pid`` now, MB."""
+    return _status_mb(pid, "VmRSS")
 
 
 def minor_faults(pid: int) -> int:
@@ -108,8 +105,14 @@ def cores_busy(since: tuple[int, int]) -> float:
 
 
 def peak_rss_mb(pid: int) -> float:
+    """The most resident memory process ``pid`` has had, MB."""
+    return _status_mb(pid, "VmHWM")
+
+
+def _status_mb(pid: int, key: str) -> float:
+    """A memory figure of ``/proc/<pid>/status`` (given there in kB), MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{key}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 

@@ -145,7 +145,8 @@ class PaddlexServe:
 def run_clients(
     send: Callable[[httpx.Client], None], url: str, clients: int, requests: int, pid: int
 ) -> dict[str, float]:
-    """``clients`` threads share ``requests`` requests; latencies, pages/s and server CPU per page."""
+    """``clients`` threads share ``requests`` requests; latencies, pages/s, and the server's CPU, kernel time and
+    minor faults per page."""
     latencies: list[float] = []
     remaining = [requests]
     lock = threading.Lock()
@@ -162,7 +163,7 @@ def run_clients(
                 with lock:
                     latencies.append(time.perf_counter() - began)
 
-    cpu0, began = cpu_seconds(pid), time.perf_counter()
+    cpu0, kernel0, faults0, began = cpu_seconds(pid), kernel_seconds(pid), minor_faults(pid), time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
         for future in [pool.submit(client) for _ in range(clients)]:
             future.result()
@@ -172,6 +173,8 @@ def run_clients(
         "p50": percentile(latencies, 50),
         "p95": percentile(latencies, 95),
         "cpu_per_page": (cpu_seconds(pid) - cpu0) / requests,
+        "kernel_per_page": (kernel_seconds(pid) - kernel0) / requests,
+        "faults_per_page": (minor_faults(pid) - faults0) / requests,
     }
 
 
@@ -380,34 +383,13 @@ def cpu_per_page(
                 for round_ in range(1, args.cpu_rounds + 1):
                     for clients in (1, 4):
                         for name, url, pid, send in servers:
-                            row = _cpu_run(send, url, pid, clients, args.cpu_pages)
+                            row: dict[str, Any] = dict(run_clients(send, url, clients, args.cpu_pages, pid))
                             row.update(server=name, clients=clients, round=round_)
                             found.append(row)
                             print("cpu", row, flush=True)
         finally:
             paddlex.stop()
     return found
-
-
-def _cpu_run(send: Callable[[httpx.Client], None], url: str, pid: int, clients: int, pages: int) -> dict[str, Any]:
-    cpu0, kernel0, faults0, began = cpu_seconds(pid), kernel_seconds(pid), minor_faults(pid), time.perf_counter()
-
-    def client(count: int) -> None:
-        with httpx.Client(base_url=url, timeout=600) as http:
-            for _ in range(count):
-                send(http)
-
-    each = pages // clients
-    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
-        list(pool.map(client, [each] * clients))
-    done = each * clients
-    return {
-        "pages": done,
-        "pages_s": done / (time.perf_counter() - began),
-        "cpu_per_page": (cpu_seconds(pid) - cpu0) / done,
-        "kernel_per_page": (kernel_seconds(pid) - kernel0) / done,
-        "faults_per_page": (minor_faults(pid) - faults0) / done,
-    }
 
 
 def render_cpu(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
