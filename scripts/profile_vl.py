@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.5, help="stand-in seconds per request")
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw samples here")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the service's environment")
-    parser.add_argument("--no-spy", action="store_true", help="no py-spy: CPU and page faults only")
+    parser.add_argument("--no-spy", action="store_true", help="no py-spy: CPU, page faults and memory only")
     parser.add_argument("--gil", action="store_true", help="sample only the thread holding the interpreter lock")
     parser.add_argument("--service-only", action="store_true", help="sample the service process, not page processes")
     parser.add_argument(
