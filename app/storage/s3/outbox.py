@@ -195,8 +195,8 @@ class Outbox:
             except OSError:
                 log.warning("job state %s is gone; not mirrored", state.file)
                 return self.next_step(entry)
+        self._path(entry.job_id).unlink(missing_ok=True)  # first: once it leaves ``entries`` nothing is pending
         self.entries.pop(entry.job_id, None)
-        self._path(entry.job_id).unlink(missing_ok=True)
         self._update_stats()
         return None
 
