@@ -88,8 +88,8 @@ def test_a_frozen_owner_loses_its_job_and_runs_it_again_once_handed_back(fleet: 
     assert_complete(fleet, a, job["id"], 24)
     assert fleet.record(job["id"])["takeovers"] == 2
     wait_for(lambda: fleet.lease(job["id"]) is None, 30, "the lease to end")
-    health = a.health()
-    assert health is not None and health["s3"]["jobs_held"] == 0
+    # A forgets the lease just after deleting it from the bucket
+    wait_for(lambda: ((a.health() or {}).get("s3") or {}).get("jobs_held") == 0, 10, "A to hold no job")
 
 
 def test_an_owner_that_finishes_after_losing_its_job_writes_nothing_over_the_new_owner(fleet: Fleet) -> None:

@@ -53,7 +53,7 @@ def test_crash_sigkill_mid_job_is_taken_over_when_the_lease_expires(fleet: Fleet
     a.stop(signal.SIGKILL)
     final = finished(b, job["id"])
     assert final["takeovers"] == 1
-    assert_complete(fleet, b, job["id"], 12)
+    assert_complete(fleet, b, job["id"], 12, killed=True)
     counts = page_log_counts(fleet.logs(), job["id"])
     assert sum(counts.values()) - 12 <= 2, counts  # at most the pages whose upload the kill cut short
 
@@ -277,8 +277,12 @@ def test_without_kept_inputs_the_document_leaves_the_bucket_only_after_the_job_e
         assert finished(a, job["id"])["status"] == "succeeded"
         key = f"{PREFIX}/jobs/{job['id']}/input"
         wait_for(lambda: not lease_exists(s3, fleet.bucket, job["id"]), 30, "the lease to go")
-        listing = s3.client().list_objects_v2(Bucket=fleet.bucket, Prefix=key)
-        assert not listing.get("Contents")  # deleted with the lease, after job.json said "succeeded"
+        # deleted with the lease (just after it: one DELETE each), after job.json said "succeeded"
+        wait_for(
+            lambda: not s3.client().list_objects_v2(Bucket=fleet.bucket, Prefix=key).get("Contents"),
+            15,
+            "the document deleted after the lease",
+        )
         record = status_from_bucket(s3, fleet.bucket, job["id"])
         assert record["status"] == "succeeded"
     finally:
