@@ -31,7 +31,7 @@ from app.errors import ServiceError
 from app.intake.receiver import DocumentReceiver
 from app.jobs.retention import clean_up_periodically
 from app.jobs.service import OcrService
-from app.jobs.store import JobStore, build_job_store
+from app.jobs.store import JobStore, build_job_store, output_fsync
 from app.jobs.takeover import keep_jobs_moving
 from app.logging_setup import configure_logging
 from app.metrics import Metrics
@@ -39,7 +39,7 @@ from app.middleware import AdmissionMiddleware, ApiKeyMiddleware, BodyLimitMiddl
 from app.settings import Settings, get_settings, warn_about_comments
 from app.shutdown import GracefulStop, InFlight
 from app.storage.disk import DiskMonitor
-from app.storage.local import resolve_output_dir, sweep_incoming
+from app.storage.local import resolve_output_dir, set_fsync, sweep_incoming
 from app.storage.s3.client import missing_settings
 from app.storage.s3.objects import S3Objects
 
@@ -174,6 +174,14 @@ def _open_output(settings: Settings) -> tuple[JobStore, DiskMonitor]:
     Raises :class:`~app.storage.local.OutputDirError` when ``OUTPUT_DIR`` cannot be used."""
     started = time.time()
     root, fallback_from = resolve_output_dir(settings.output_dir, "output_dir" in settings.model_fields_set)
+    fsync = output_fsync(settings)
+    set_fsync(fsync)
+    if not fsync:
+        log.info(
+            "files in OUTPUT_DIR are written without fsync (OUTPUT_FSYNC=%s%s)",
+            str(settings.output_fsync).lower(),
+            ": the S3 bucket keeps what must outlive this container" if settings.output_fsync == "auto" else "",
+        )
     store = build_job_store(settings, root)
     disk = DiskMonitor(root, settings.disk_min_free_bytes, settings.disk_check_interval_s, fallback_from)
     disk.check_now()

@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     disk_min_free_mb: float = Field(256, ge=0)  # below this much free space in OUTPUT_DIR new work gets 507
     disk_wait_s: float = Field(60, gt=0, le=3600)  # with S3: a job that cannot write this long goes to another replica
     disk_check_interval_s: float = Field(5, gt=0, le=600)
+    # fsync each file written to OUTPUT_DIR: "auto" = only without S3 (with S3 the bucket holds what must outlive the
+    # container, and a container's disk does not survive a host's crash anyway)
+    output_fsync: bool | Literal["auto"] = "auto"
 
     # --- S3 mirror (Cloud.ru Object Storage): on only when the first four are all set ----------------
     cloudru_s3_endpoint: str = ""

@@ -34,7 +34,8 @@ CPU per page (cpu): the baseline's figures come from a few pages each (2 per cli
 10 ms ticks, so this part measures it over more pages: both servers up side by side on one stand-in answering
 after --cpu-latency s, --cpu-pages one-page requests from one client, then from 4, to each server in turn, --cpu-rounds
 rounds alternating; CPU seconds per page (all of the server's CPU while the client sends, as a deployment pays for
-it), of it in the kernel, and minor page faults per page.
+it), of it in the kernel, and minor page faults per page. A third server, this service with --cpu-variant's settings
+(by default `OUTPUT_FSYNC=false`: its disk written as with S3 configured, no fsync per file), runs beside them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from __future__ import annotations
 import argparse
 import base64
 import concurrent.futures
+import contextlib
 import os
 import re
 import statistics
@@ -285,6 +287,12 @@ def main() -> None:
     parser.add_argument("--cpu-latency", type=float, default=0.5, help="stand-in seconds per request, cpu part")
     parser.add_argument("--cpu-pages", type=int, default=40, help="pages per measurement, cpu part")
     parser.add_argument("--cpu-rounds", type=int, default=2, help="rounds alternating the servers, cpu part")
+    parser.add_argument(
+        "--cpu-variant",
+        default="OUTPUT_FSYNC=false",
+        help="cpu part: a third server, this service with these settings (NAME=VALUE ...; '' for none); the default "
+        "writes its disk as with S3 configured",
+    )
     parser.add_argument("--write", type=Path)
     parser.add_argument(
         "--title",
@@ -360,65 +368,79 @@ def cpu_per_page(
     ours_send: Callable[[httpx.Client], None],
     tmp: Path,
 ) -> list[dict[str, Any]]:
-    """Both servers on one stand-in; per round, 1 and then 4 clients to each in turn (see the module docstring)."""
+    """PaddleX, this service and (``--cpu-variant``) this service with other settings, on one stand-in; per round, 1
+    and then 4 clients to each in turn (see the module docstring)."""
     found = []
-    with VlmStandin(reply="stand-in text", capacity=64) as vlm:
+    variant = dict(item.split("=", 1) for item in args.cpu_variant.split()) if args.cpu_variant else {}
+    with VlmStandin(reply="stand-in text", capacity=64) as vlm, contextlib.ExitStack() as stack:
         vlm.delay_s = args.cpu_latency
-        for folder in ("cpu-paddlex", "cpu-ours"):
+        folders = ["cpu-paddlex", "cpu-ours"] + (["cpu-variant"] if variant else [])
+        for folder in folders:
             (tmp / folder).mkdir()
         paddlex = PaddlexServe(tmp / "cpu-paddlex", vlm.url)
-        try:
-            paddlex.wait_ready()
-            with ServiceProcess(tmp / "cpu-ours", env=ours_env(vlm.url, tmp / "cpu-ours")) as ours:
-                ours.wait_ready(timeout=300)
-                assert ours.process is not None
-                servers = [
-                    ("PaddleX", paddlex.url, paddlex.process.pid, paddlex_send),
-                    ("ours", ours.url, ours.process.pid, ours_send),
-                ]
-                for _, url, _, send in servers:  # warm up: the first pages load lazily imported code
-                    with httpx.Client(base_url=url, timeout=600) as http:
-                        for _ in range(4):
-                            send(http)
-                for round_ in range(1, args.cpu_rounds + 1):
-                    for clients in (1, 4):
-                        for name, url, pid, send in servers:
-                            row: dict[str, Any] = dict(run_clients(send, url, clients, args.cpu_pages, pid))
-                            row.update(server=name, clients=clients, round=round_)
-                            found.append(row)
-                            print("cpu", row, flush=True)
-        finally:
-            paddlex.stop()
+        stack.callback(paddlex.stop)
+        paddlex.wait_ready()
+        servers = [("PaddleX", paddlex.url, paddlex.process.pid, paddlex_send)]
+        ours_envs: list[tuple[str, str, dict[str, str]]] = [("ours", "cpu-ours", {})]
+        if variant:
+            ours_envs.append(("ours " + args.cpu_variant, "cpu-variant", variant))
+        for name, folder, extra in ours_envs:
+            ours = stack.enter_context(ServiceProcess(tmp / folder, env={**ours_env(vlm.url, tmp / folder), **extra}))
+            ours.wait_ready(timeout=300)
+            assert ours.process is not None
+            servers.append((name, ours.url, ours.process.pid, ours_send))
+        for _, url, _, send in servers:  # warm up: the first pages load lazily imported code
+            with httpx.Client(base_url=url, timeout=600) as http:
+                for _ in range(4):
+                    send(http)
+        for round_ in range(1, args.cpu_rounds + 1):
+            for clients in (1, 4):
+                for name, url, pid, send in servers:
+                    row: dict[str, Any] = dict(run_clients(send, url, clients, args.cpu_pages, pid))
+                    row.update(server=name, clients=clients, round=round_)
+                    found.append(row)
+                    print("cpu", row, flush=True)
     return found
 
 
 def render_cpu(args: argparse.Namespace, rows: list[dict[str, Any]]) -> str:
+    names = list(dict.fromkeys(r["server"] for r in rows))
     lines = [
-        f"CPU per page: both servers side by side on one stand-in answering after {args.cpu_latency:g} s; "
+        f"CPU per page: the servers side by side on one stand-in answering after {args.cpu_latency:g} s; "
         f"{args.cpu_pages} one-page requests per measurement from 1 and from 4 clients, to each server in turn, "
         f"{args.cpu_rounds} rounds; all of the server process's CPU while its client sent (idle moments included).",
         "",
-        "| Clients | round | PaddleX CPU s/page (kernel) | ours CPU s/page (kernel) | minor faults per page, PaddleX / "
-        "ours |",
-        "|---|---|---|---|---|",
+        "| Clients | round | "
+        + " | ".join(f"{name} CPU s/page (kernel)" for name in names)
+        + " | minor faults per page, "
+        + " / ".join(names)
+        + " |",
+        "|---|---|" + "---|" * (len(names) + 1),
     ]
     by_key = {(r["server"], r["clients"], r["round"]): r for r in rows}
     for clients in (1, 4):
         for round_ in range(1, args.cpu_rounds + 1):
-            p, o = by_key[("PaddleX", clients, round_)], by_key[("ours", clients, round_)]
+            found = [by_key[(name, clients, round_)] for name in names]
             lines.append(
-                f"| {clients} | {round_} | {p['cpu_per_page']:.4f} ({p['kernel_per_page']:.4f}) | "
-                f"{o['cpu_per_page']:.4f} ({o['kernel_per_page']:.4f}) | {p['faults_per_page']:,.0f} / "
-                f"{o['faults_per_page']:,.0f} |"
+                f"| {clients} | {round_} | "
+                + " | ".join(f"{r['cpu_per_page']:.4f} ({r['kernel_per_page']:.4f})" for r in found)
+                + " | "
+                + " / ".join(f"{r['faults_per_page']:,.0f}" for r in found)
+                + " |"
             )
     lines.append("")
     for clients in (1, 4):
-        p = statistics.mean(r["cpu_per_page"] for r in rows if r["server"] == "PaddleX" and r["clients"] == clients)
-        o = statistics.mean(r["cpu_per_page"] for r in rows if r["server"] == "ours" and r["clients"] == clients)
-        lines.append(
-            f"- {clients} client(s): PaddleX {p:.4f}, ours {o:.4f} CPU s/page on average ({o / p - 1:+.0%}); target: "
-            f"PaddleX's figure or below: {'met' if o <= p else 'missed'}."
-        )
+        mean = {
+            name: statistics.mean(r["cpu_per_page"] for r in rows if r["server"] == name and r["clients"] == clients)
+            for name in names
+        }
+        p = mean["PaddleX"]
+        for name in names[1:]:
+            o = mean[name]
+            lines.append(
+                f"- {clients} client(s): PaddleX {p:.4f}, {name} {o:.4f} CPU s/page on average ({o / p - 1:+.0%}); "
+                f"target: PaddleX's figure or below: {'met' if o <= p else 'missed'}."
+            )
     return "\n".join(lines)
 
 

@@ -31,7 +31,7 @@ from app.jobs.repository.s3 import S3Repository
 from app.jobs.retention import Retention
 from app.jobs.takeover_policy import document_lost, poison
 from app.settings import Settings
-from app.storage.s3.client import s3_enabled
+from app.storage.s3.client import missing_settings, s3_enabled
 from app.storage.s3.mirror import MirrorHealth
 
 __all__ = ["JobStore", "StorageHealth", "StorageUnavailable", "build_job_store", "local_job_store"]
@@ -125,6 +125,14 @@ class JobStore:
                 claimed.crashes,
             )
         return record
+
+
+def output_fsync(settings: Settings) -> bool:
+    """Whether files written to ``OUTPUT_DIR`` are flushed to the disk one by one (``OUTPUT_FSYNC``; ``auto``: only
+    when the local disk is the only store, without the S3 mirror)."""
+    if isinstance(settings.output_fsync, bool):
+        return settings.output_fsync
+    return bool(missing_settings(settings))
 
 
 def build_job_store(settings: Settings, root: Path) -> JobStore:

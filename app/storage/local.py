@@ -35,16 +35,37 @@ _tmp_numbers = itertools.count()
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 
 
+class _Writes:
+    fsync = True  # see set_fsync
+
+
+_writes = _Writes()
+
+
+def set_fsync(on: bool) -> None:
+    """Whether :func:`atomic_write` flushes each file to the disk before it replaces the old one (``OUTPUT_FSYNC``).
+
+    Off, a write still replaces the file whole (readers see the old file or the new one) and survives the process
+    being killed (the kernel holds it); only a crash of the host itself may then leave a file empty or cut short."""
+    _writes.fsync = on
+
+
+def fsync_enabled() -> bool:
+    return _writes.fsync
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part; the folder is
-    made if missing. The new file is on disk (fsync) before it replaces the old one."""
+    made if missing. The new file is on disk (fsync, unless :func:`set_fsync` turned it off) before it replaces the
+    old one."""
     fd, tmp = _new_temporary(path)
     try:
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if _writes.fsync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)

@@ -123,6 +123,8 @@ def test_results_and_job_state_land_with_keys_bodies_and_types(s3: S3Server, mir
 
         health = drained(server)
         assert health["s3_storage"] == "configured"
+        # with the bucket keeping what must outlive the container, its disk is written without fsync (OUTPUT_FSYNC)
+        assert "written without fsync (OUTPUT_FSYNC=auto: the S3 bucket keeps" in server.log()
         details = health["s3"]
         assert details["status"] == "configured" and details["startup_check"] == "ok"
         assert details["bucket"] == bucket and details["prefix"] == PREFIX

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import threading
 from pathlib import Path
 
 import pytest
 
-from app.storage.local import atomic_write
+from app.jobs.store import output_fsync
+from app.settings import Settings
+from app.storage.local import atomic_write, fsync_enabled, set_fsync
 
 
 def test_writes_the_whole_file_in_a_folder_it_makes(tmp_path: Path) -> None:
@@ -55,3 +58,40 @@ def test_threads_writing_the_same_file_never_leave_a_part(tmp_path: Path) -> Non
     assert target.read_bytes() in versions
     assert seen and all(content in versions for content in seen)
     assert [p.name for p in tmp_path.iterdir()] == ["job.json"]
+
+
+def test_without_fsync_the_file_is_still_replaced_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``OUTPUT_FSYNC=false`` (or ``auto`` with S3): the same file, and no flush to the disk."""
+    flushed: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        flushed.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    target = tmp_path / "job.json"
+    atomic_write(target, b"first")
+    assert len(flushed) == 1 and fsync_enabled()
+    try:
+        set_fsync(False)
+        atomic_write(target, b"second")
+    finally:
+        set_fsync(True)
+    assert target.read_bytes() == b"second" and len(flushed) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.json"]
+
+
+@pytest.mark.parametrize(
+    ("value", "s3", "expected"),
+    [("auto", False, True), ("auto", True, False), ("true", True, True), ("false", False, False)],
+)
+def test_output_fsync_auto_flushes_only_without_s3(value: str, s3: bool, expected: bool) -> None:
+    bucket = {
+        "cloudru_s3_endpoint": "https://s3.cloud.ru",
+        "cloudru_s3_bucket": "results",
+        "cloudru_s3_access_key": "<tenant_id>:<key_id>",
+        "cloudru_s3_secret_key": "<secret>",
+    }
+    settings = Settings(_env_file=None, output_fsync=value, **(bucket if s3 else {}))  # type: ignore[call-arg]
+    assert output_fsync(settings) is expected
