@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.jobs.models import JobRecord
+from app.errors import Invalid
+from app.jobs.models import JobError, JobRecord, PageOutcome
 from app.jobs.ownership.shared import SharedOwnership
 from app.jobs.repository.s3 import S3Repository
 from app.jobs.store import JobStore, build_job_store
@@ -287,3 +288,24 @@ def test_without_kept_inputs_the_document_leaves_the_bucket_only_after_the_job_e
         assert record["status"] == "succeeded"
     finally:
         fleet.stop_all()
+
+
+def test_a_page_left_unreadable_on_the_disk_is_read_from_the_bucket(s3: S3Server, tmp_path: Path) -> None:
+    """With S3 the disk is written without fsync (OUTPUT_FSYNC=auto): after a host crash on a kept volume a page file
+    may be empty or cut short. The bucket's copy is read instead (and this disk's replaced)."""
+    config, _ = lease_config(s3)
+    job_id = accepted_by_a(config, tmp_path)
+    a = store_of(config, tmp_path, "a")
+    a.start()
+    try:
+        record = a.repository.load(job_id)
+        assert record is not None and isinstance(a.repository, S3Repository)
+        page = PageOutcome.failed(1, JobError.of(Invalid("ocr_failed", "page 1: no text")))
+        a.repository.save_page(record, page)
+        assert a.repository.mirror.flush(10)
+        path = a.repository.disk.page_path(job_id, 1)
+        path.write_bytes(path.read_bytes()[:7])  # cut short
+        assert a.repository.load_page(record, 1).page.error == "page 1: no text"
+        assert PageOutcome.from_json(1, path.read_bytes()).page.error == "page 1: no text"
+    finally:
+        a.close(5)

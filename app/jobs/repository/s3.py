@@ -168,10 +168,14 @@ class S3Repository(JobRepository):
         return done
 
     def load_page(self, record: JobRecord, number: int) -> PageOutcome:
+        """This disk's copy, else the bucket's (a job taken over; a copy a host crash left unreadable: files here are
+        written without fsync with ``OUTPUT_FSYNC=auto``)."""
         try:
             return self.disk.load_page(record, number)
         except FileNotFoundError:
             pass
+        except (ValueError, KeyError) as exc:
+            log.warning("job %s: page %d is unreadable on this disk (%s); reading the bucket's", record.id, number, exc)
         try:
             data = self.objects.fetch(self.layout.page(record.id, number))
         except S3Unavailable as exc:
