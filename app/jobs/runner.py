@@ -277,8 +277,8 @@ class JobRunner:
             self.metrics.pages.labels(engine, "ok").inc()
             self.metrics.page_seconds.labels(engine).observe(outcome.ocr_ms / 1000)
         if record.pages_done < len(record.pages):
-            # The last page's progress goes out with the job's end, stored next (a one-page request: one fsynced
-            # write and one upload fewer); were this replica to stop in between, the pages stored say how far it got.
+            # The last page's progress goes out with the job's end, stored next (a one-page request: one write and
+            # one upload fewer); were this replica to stop in between, the pages stored say how far it got.
             await self._save(active)
 
     async def _save(self, active: ActiveJob) -> None:
