@@ -374,9 +374,7 @@ def cpu_per_page(
     variant = dict(item.split("=", 1) for item in args.cpu_variant.split()) if args.cpu_variant else {}
     with VlmStandin(reply="stand-in text", capacity=64) as vlm, contextlib.ExitStack() as stack:
         vlm.delay_s = args.cpu_latency
-        folders = ["cpu-paddlex", "cpu-ours"] + (["cpu-variant"] if variant else [])
-        for folder in folders:
-            (tmp / folder).mkdir()
+        (tmp / "cpu-paddlex").mkdir()
         paddlex = PaddlexServe(tmp / "cpu-paddlex", vlm.url)
         stack.callback(paddlex.stop)
         paddlex.wait_ready()
@@ -385,6 +383,7 @@ def cpu_per_page(
         if variant:
             ours_envs.append(("ours " + args.cpu_variant, "cpu-variant", variant))
         for name, folder, extra in ours_envs:
+            (tmp / folder).mkdir()
             ours = stack.enter_context(ServiceProcess(tmp / folder, env={**ours_env(vlm.url, tmp / folder), **extra}))
             ours.wait_ready(timeout=300)
             assert ours.process is not None
