@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from PIL import Image
 
+from app.heap import freeze_loaded
 from app.scheduler import Gate
 from app.schemas import Block
 
@@ -137,6 +138,7 @@ class EngineRuntime:
             self.state = "failed"
             log.error("engine %s failed to initialise: %s", self.engine.name, self.error)
         else:
+            freeze_loaded()  # the loaded engine's objects out of the collector's way (app.heap)
             self.state = "ready"
             log.info("engine %s ready on %s", self.engine.name, self.engine.device)
         finally:
