@@ -171,6 +171,9 @@ class PageProcessMain:
             message = str(exc) if exc.args else type(exc).__name__
             self.send(("failed", message))
             os._exit(1)
+        from app.heap import freeze_loaded
+
+        freeze_loaded()  # its own paddle and paddlex out of the collector's walks, as in the service (app.heap)
         self.pool = ThreadPoolExecutor(request_limit(own).maximum + 4, thread_name_prefix=f"page-{index}")
         self.loaded.set()
         self.send(("ready", {"device": self.engine.device}))
