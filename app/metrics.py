@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from app.engines.paddleocr_vl.status import LATENCY_BUCKETS as VLM_BUCKETS
 from app.engines.paddleocr_vl.status import VlmStatus
+from app.heap import GENERATIONS, PAUSE_BUCKETS, gc_pauses
 
 if TYPE_CHECKING:
     from app.jobs.store import StorageHealth
@@ -108,6 +110,31 @@ class _VlmState(Collector):
         yield from (*gauges.values(), baseline, requests, latency, renewals, expiry)
 
 
+class _GcState(Collector):
+    """The garbage collector's pauses (app.heap) and the objects frozen out of its walks."""
+
+    def __init__(self) -> None:
+        self.pauses = gc_pauses()  # timed from now on
+
+    def collect(self) -> Iterable[Metric]:
+        pauses = self.pauses
+        histogram = HistogramMetricFamily(
+            "python_gc_pause_seconds", "How long each garbage collection held the process", labels=["generation"]
+        )
+        for generation in GENERATIONS:
+            cumulative = pauses.cumulative(generation)
+            buckets = [(f"{bound:g}", count) for bound, count in zip(PAUSE_BUCKETS, cumulative, strict=True)]
+            histogram.add_metric(
+                [str(generation)], [*buckets, ("+Inf", pauses.counts[generation])], pauses.seconds[generation]
+            )
+        yield histogram
+        yield GaugeMetricFamily(
+            "python_gc_frozen_objects",
+            "Objects set aside from garbage collection once loaded",
+            value=gc.get_freeze_count(),
+        )
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -121,6 +148,7 @@ class Metrics:
             "ocr_page_duration_seconds", "OCR time of one page", ["engine"], buckets=LATENCY_BUCKETS, registry=r
         )
         self.jobs_finished = Counter("ocr_jobs_finished", "Jobs that ended, by status", ["status"], registry=r)
+        r.register(_GcState())
 
     def watch(
         self, read: Callable[[], dict[str, Any]], vlm: Callable[[], dict[str, VlmStatus | None]] | None = None

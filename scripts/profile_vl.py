@@ -22,6 +22,7 @@ import argparse
 import collections
 import concurrent.futures
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,43 @@ def breakdown(raw: Path) -> list[tuple[str, float]]:
         counts[part] += int(number)
     total = sum(counts.values()) or 1
     return [(name, count / total) for name, count in counts.most_common()]
+
+
+def gc_pauses(url: str) -> dict[str, dict[str, float]]:
+    """The service's garbage collections so far, by generation (``/metrics``): count, total seconds, and the
+    histogram's cumulative buckets (``le`` bound -> count); plus the frozen objects under ``"frozen"``."""
+    found: dict[str, dict[str, float]] = collections.defaultdict(dict)
+    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
+        if line.startswith("python_gc_frozen_objects "):
+            found["frozen"]["objects"] = float(line.split()[1])
+        match = re.match(
+            r'python_gc_pause_seconds_(count|sum|bucket)\{generation="(\d)"(?:,le="([^"]+)")?\} (\S+)', line
+        )
+        if match:
+            kind, generation, bound, value = match.groups()
+            found[generation][bound if kind == "bucket" else kind] = float(value)
+    return found
+
+
+def render_gc(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], pages: int) -> list[str]:
+    """One line per generation: collections while the clients sent, their total and mean ms, and the bucket bound
+    the longest of them stayed within."""
+    lines = [f"garbage collections while the clients sent ({after['frozen'].get('objects', 0):,.0f} objects frozen):"]
+    for generation in ("0", "1", "2"):
+        now, then = after.get(generation, {}), before.get(generation, {})
+        count = now.get("count", 0) - then.get("count", 0)
+        total = now.get("sum", 0) - then.get("sum", 0)
+        within = sorted(
+            float(bound)
+            for bound in now
+            if bound not in ("count", "sum", "+Inf") and now[bound] - then.get(bound, 0) >= count
+        )
+        longest = "-" if not count else f"at most {within[0] * 1000:g} ms" if within else "above 1 s"
+        lines.append(
+            f"  generation {generation}: {count:.0f} ({count / max(1, pages):.2f} per page), {total * 1000:.0f} ms in "
+            f"all, {total / count * 1000 if count else 0:.1f} ms on average, the longest {longest}"
+        )
+    return lines
 
 
 def cpu_ms(function: Callable[[], object], rounds: int) -> float:
@@ -175,6 +213,7 @@ def main() -> None:
                         with lock:
                             done[0] += 1
 
+            collections_before = gc_pauses(service.url)
             cpu0, faults0, kernel0, began = cpu_seconds(pid), minor_faults(pid), kernel_seconds(pid), time.monotonic()
             own0, machine0, mine0 = cpu_seconds(pid, children=False), machine_busy(), cpu_seconds(os.getpid())
             with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
@@ -187,6 +226,7 @@ def main() -> None:
             faults = (minor_faults(pid) - faults0) / max(1, done[0])
             kernel = (kernel_seconds(pid) - kernel0) / max(1, done[0])
             resident = resident_mb(pid)
+            collections_after = gc_pauses(service.url)
             if spy is not None:
                 spy.wait(args.seconds + 120)
         print(
@@ -196,6 +236,7 @@ def main() -> None:
             f"{' with ' + ' '.join(args.env) if args.env else ''}, "
             f"machine's cores busy {busy:.2f} of {os.cpu_count()} (this script's clients and stand-in: {mine:.2f})"
         )
+        print("\n".join(render_gc(collections_before, collections_after, done[0])))
         for name, share in [] if spy is None else breakdown(raw):
             print(f"{share:6.1%}  {name}")
 

@@ -17,6 +17,7 @@ from app.engines.pp_ocr import PpOcrEngine
 from app.main import create_app
 from app.settings import Settings
 from tests.support.documents import ENGLISH_LINES, cer, image_bytes, render_page
+from tests.support.faults import metric
 from tests.support.server import ThreadServer
 
 pytestmark = pytest.mark.integration
@@ -73,6 +74,10 @@ def test_initialising_then_ready(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         assert gc.get_freeze_count() > 0  # the loaded engine's objects are out of the collector's walks (app.heap)
+        metrics = client.get("/metrics").text
+        assert metric(metrics, "python_gc_frozen_objects") > 0
+        assert metric(metrics, "python_gc_pause_seconds_count", generation="2") >= 1  # the collection before the freeze
+        assert metric(metrics, "python_gc_pause_seconds_sum", generation="2") > 0
         assert client.get("/ready").status_code == 200
         done = client.post("/ocr", files={"file": ("a.png", page_png())})
         assert done.status_code == 200

@@ -145,9 +145,12 @@ def access_lines(log: str, path: str) -> list[str]:
 def metric(text: str, name: str, **labels: str) -> float:
     """A sample's value from Prometheus text, 0 when absent."""
     for line in text.splitlines():
-        if not line.startswith(name + "{"):
+        if line.startswith(name + " "):  # no labels
+            found: dict[str, str] = {}
+        elif line.startswith(name + "{"):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        else:
             continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
         if all(found.get(key) == value for key, value in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     return 0.0

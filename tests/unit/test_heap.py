@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.heap import freeze_loaded
+from app.heap import GENERATIONS, freeze_loaded, gc_pauses
 
 
 class Node:
@@ -56,3 +56,19 @@ def test_a_full_collection_after_the_freeze_walks_only_what_came_later() -> None
     gc.collect()
     assert len(gc.get_objects(generation=2)) < 20_000
     assert len(heap) == 20_000
+
+
+def test_each_collection_is_timed_by_generation() -> None:
+    pauses = gc_pauses()
+    before = list(pauses.counts), list(pauses.seconds)
+    gc.collect(0)
+    gc.collect()
+    assert pauses.counts[0] >= before[0][0] + 1
+    assert pauses.counts[2] >= before[0][2] + 1
+    assert pauses.seconds[2] > before[1][2]
+    for generation in GENERATIONS:  # every pause falls in one bucket (or above the last bound)
+        assert pauses.cumulative(generation)[-1] <= pauses.counts[generation]
+        assert pauses.cumulative(generation) == sorted(pauses.cumulative(generation))
+    assert gc.callbacks.count(pauses.callback) == 1
+    gc_pauses()
+    assert gc.callbacks.count(pauses.callback) == 1  # installed once
