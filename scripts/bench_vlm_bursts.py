@@ -143,7 +143,7 @@ class RoomSampler:
         found: dict[str, float] = {}
         cores = os.cpu_count() or 1
         for name, wanted in (("room", lambda held: True), ("held", lambda held: held > 0)):
-            seconds = busy = total = service = 0.0
+            seconds = busy = total = service = saturated = 0.0
             pairs = zip(self.samples, self.samples[1:], strict=False)
             for (at, room, held, machine, cpu), (next_at, _, _, next_machine, next_cpu) in pairs:
                 if not room or not wanted(held) or next_at > until:
@@ -152,10 +152,28 @@ class RoomSampler:
                 busy += next_machine[0] - machine[0]
                 total += next_machine[1] - machine[1]
                 service += next_cpu - cpu
+                if (
+                    next_machine[1] > machine[1]
+                    and (next_machine[0] - machine[0]) / (next_machine[1] - machine[1]) >= 0.9
+                ):
+                    saturated += next_at - at  # every core busy in this interval (the clock counts in 10 ms ticks)
             found[f"{name}_s"] = seconds
             found[f"{name}_cores_busy"] = busy / total * cores if total else float("nan")
             found[f"{name}_service_cores"] = service / seconds if seconds else float("nan")
+            found[f"{name}_saturated"] = saturated / seconds if seconds else float("nan")
         return found
+
+
+def run_queue_seconds(pid: int) -> float:
+    """Seconds the threads of ``pid`` alive now have spent ready to run but waiting for a core
+    (``/proc/<pid>/task/*/schedstat``, second field); threads that ended are not counted."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):  # ended meanwhile, or no schedstat in this kernel
+            continue
+    return total / 1e9
 
 
 def limit_of(url: str) -> int | None:
@@ -203,10 +221,13 @@ def _measured_burst(service: ServiceProcess, vlm: VlmStandin, page: bytes, clien
     vlm.peak_waiting = 0
     seen = len(vlm.requests)
     cpu0, machine0 = cpu_seconds(service.process.pid), machine_busy()
+    waited0 = run_queue_seconds(service.process.pid)
     opened = OpenRequests()
     with RoomSampler(vlm, service.process.pid, opened) as sampler:
         row = burst(service.url, clients, pages, page, open_requests=opened)
     busy = cores_busy(machine0)
+    # the service's threads ready to run but without a core, on average over the burst
+    row["run_queue"] = (run_queue_seconds(service.process.pid) - waited0) / row["wall"]
     arrived = sorted(entry["time"] for entry in vlm.requests[seen:])
     if arrived:
         row.update(sampler.while_room(until=arrived[-1]))
@@ -291,12 +312,15 @@ def render_bursts(rows: list[dict[str, Any]], latency: float) -> list[str]:
         "and the machine's cores busy meanwhile (of them, the service's): what held the pages back then (sampled "
         "every 50 ms). *while the service held pages*: the part of those seconds in which requests were sent by a "
         "client and neither answered nor at the server (being received, prepared or finished, or waiting for the "
-        "limit): pages waited on this machine, so the cores busy then say whether its CPU was what they waited for.",
+        "limit): pages waited on this machine, so the cores busy then say whether its CPU was what they waited for; "
+        "*all busy*: the share of those seconds in which every core was busy (50 ms intervals). *run queue*: how "
+        "many of the service's threads were, on average over the burst, ready to run and waiting for a core (the "
+        "kernel's schedstat; threads that ended during the burst not counted).",
         "",
         "| Capacity | Clients x pages | start | signal | pages/s | of ceiling | errors | limit before / after | "
         "server queue (peak) | first round in (s) | CPU s/page | cores busy | while the server had room: s, cores "
-        "busy (service) | while the service held pages: s, cores busy (service) | load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "busy (service) | while the service held pages: s, cores busy (service), all busy | run queue | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -304,7 +328,7 @@ def render_bursts(rows: list[dict[str, Any]], latency: float) -> list[str]:
             f"{'queue' if r['metrics'] else 'latency'} | {r['pages_s']:.2f} | {r['pages_s'] / r['ceiling']:.0%} | "
             f"{r['errors']} | {r['limit_before']} / {r['limit_after']} | {r['server_queue']} | "
             f"{_seconds(r.get('first_round_s'))} | {r['cpu_per_page']:.3f} | {r['cores_busy']:.2f} | {_room(r)} | "
-            f"{_room(r, 'held')} | "
+            f"{_room(r, 'held')}{_saturated(r)} | {r.get('run_queue', float('nan')):.2f} | "
             f"{r['load']:.1f} |"
         )
     return lines
@@ -314,6 +338,10 @@ def _room(row: dict[str, Any], name: str = "room") -> str:
     if f"{name}_s" not in row:
         return "-"
     return f"{row[f'{name}_s']:.1f}, {row[f'{name}_cores_busy']:.2f} ({row[f'{name}_service_cores']:.2f})"
+
+
+def _saturated(row: dict[str, Any]) -> str:
+    return f", {row['held_saturated']:.0%}" if "held_saturated" in row else ""
 
 
 def _seconds(value: float | None) -> str:
@@ -368,8 +396,10 @@ def verdicts(bursts: list[dict[str, Any]], fleets: list[dict[str, Any]]) -> list
         if "held_s" in r:
             room += (
                 f"; of it, with pages held in the service ({r['held_s']:.1f} s): {r['held_cores_busy']:.2f} busy, "
-                f"the service {r['held_service_cores']:.2f}"
+                f"the service {r['held_service_cores']:.2f}, every core busy {r['held_saturated']:.0%} of the time"
             )
+        if "run_queue" in r:
+            room += f"; the service's threads waiting for a core: {r['run_queue']:.2f} on average"
         found.append(
             f"- Capacity {r['capacity']}, {r['clients']} x {r['per_client']}, {r['start']} "
             f"({'queue' if r['metrics'] else 'latency'}): {share:.1%} of the ceiling (target {target:.0%}): "
