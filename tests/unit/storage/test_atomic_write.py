@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,16 @@ import pytest
 from app.jobs.store import output_fsync
 from app.settings import Settings
 from app.storage.local import atomic_write, fsync_enabled, set_fsync
+
+
+@pytest.fixture(autouse=True)
+def flushing() -> Iterator[None]:
+    """Each test starts with the default (fsync on), whatever an app started earlier in this process set, and
+    leaves the setting as it found it (``set_fsync`` is process-wide: an app with S3 turns it off at start)."""
+    before = fsync_enabled()
+    set_fsync(True)
+    yield
+    set_fsync(before)
 
 
 def test_writes_the_whole_file_in_a_folder_it_makes(tmp_path: Path) -> None:
