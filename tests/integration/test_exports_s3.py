@@ -61,7 +61,10 @@ def submit(client: httpx.Client) -> dict[str, str]:
 
 
 def body_uploaded(client: httpx.Client, job_id: str) -> bool:
-    return bool(client.get(f"/jobs/{job_id}/result").json()["storage"]["s3"]["status"] == "uploaded")
+    """The result is in the bucket. Until the job's final record is too, the job reads as still running and its
+    result answers 409 (``JobRecord.storing``), even after ``POST /ocr`` has answered."""
+    response = client.get(f"/jobs/{job_id}/result")
+    return response.status_code == 200 and response.json()["storage"]["s3"]["status"] == "uploaded"
 
 
 def document_gone(s3: S3Server, bucket: str, job_id: str) -> None:
