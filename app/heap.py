@@ -14,6 +14,7 @@ generation, and ``python_gc_frozen_objects``.
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import threading
 import time
@@ -55,11 +56,7 @@ class GcPauses:
 
     def cumulative(self, generation: int) -> list[int]:
         """The histogram's buckets as Prometheus counts them (each includes the ones below it)."""
-        total, found = 0, []
-        for count in self.buckets[generation]:
-            total += count
-            found.append(total)
-        return found
+        return list(itertools.accumulate(self.buckets[generation]))
 
 
 _PAUSES = GcPauses()

@@ -148,14 +148,12 @@ class RoomSampler:
             for (at, room, held, machine, cpu), (next_at, _, _, next_machine, next_cpu) in pairs:
                 if not room or not wanted(held) or next_at > until:
                     continue
+                busy_ticks, all_ticks = next_machine[0] - machine[0], next_machine[1] - machine[1]
                 seconds += next_at - at
-                busy += next_machine[0] - machine[0]
-                total += next_machine[1] - machine[1]
+                busy += busy_ticks
+                total += all_ticks
                 service += next_cpu - cpu
-                if (
-                    next_machine[1] > machine[1]
-                    and (next_machine[0] - machine[0]) / (next_machine[1] - machine[1]) >= 0.9
-                ):
+                if all_ticks and busy_ticks / all_ticks >= 0.9:
                     saturated += next_at - at  # every core busy in this interval (the clock counts in 10 ms ticks)
             found[f"{name}_s"] = seconds
             found[f"{name}_cores_busy"] = busy / total * cores if total else float("nan")

@@ -22,7 +22,6 @@ import argparse
 import collections
 import concurrent.futures
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -82,15 +82,15 @@ def gc_pauses(url: str) -> dict[str, dict[str, float]]:
     """The service's garbage collections so far, by generation (``/metrics``): count, total seconds, and the
     histogram's cumulative buckets (``le`` bound -> count); plus the frozen objects under ``"frozen"``."""
     found: dict[str, dict[str, float]] = collections.defaultdict(dict)
-    for line in httpx.get(url + "/metrics", timeout=30).text.splitlines():
-        if line.startswith("python_gc_frozen_objects "):
-            found["frozen"]["objects"] = float(line.split()[1])
-        match = re.match(
-            r'python_gc_pause_seconds_(count|sum|bucket)\{generation="(\d)"(?:,le="([^"]+)")?\} (\S+)', line
-        )
-        if match:
-            kind, generation, bound, value = match.groups()
-            found[generation][bound if kind == "bucket" else kind] = float(value)
+    text = httpx.get(url + "/metrics", timeout=30).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "python_gc_frozen_objects":
+            found["frozen"]["objects"] = family.samples[0].value
+        elif family.name == "python_gc_pause_seconds":
+            for sample in family.samples:
+                kind = sample.name.removeprefix("python_gc_pause_seconds_")
+                key = sample.labels["le"] if kind == "bucket" else kind
+                found[sample.labels["generation"]][key] = sample.value
     return found
 
 
