@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support import server as servers
 from tests.support.server import ROOT, ServiceProcess
 
 # paddlex (imported by the paddleocr-vl tests, here and in the service processes they start) would
@@ -26,6 +27,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         module = item.nodeid.split("::")[0]
         slow[module] = slow.get(module, 0) + (item.get_closest_marker("slow") is not None)
     items.sort(key=lambda item: -slow[item.nodeid.split("::")[0]])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    """Service processes started by a test are the ones its failure report shows the logs of."""
+    servers.STARTED.clear()
+    try:
+        return (yield)
+    finally:
+        servers.STARTED.clear()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report ends with the last lines of each service process it started (a replica's own account
+    of what it did is what a flaky failure in CI is diagnosed from)."""
+    report = yield
+    if report.failed and report.when in ("setup", "call"):
+        for number, process in enumerate(servers.STARTED):
+            tail = "\n".join(process.log().splitlines()[-LOG_LINES_ON_FAILURE:])
+            report.sections.append((f"service process {number} ({process.url}), last lines", tail))
+    return report
+
+
+LOG_LINES_ON_FAILURE = 80
 
 
 @pytest.fixture(scope="session")

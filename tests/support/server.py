@@ -65,10 +65,14 @@ def page_log_counts(logs: str, job_id: str) -> dict[int, int]:
     return counts
 
 
+STARTED: list[ServiceProcess] = []  # service processes started in this pytest process, in order
+
+
 class ServiceProcess:
     """``python -m app`` (or another command) on a free port, with its output in a log file.
 
     S3 settings of the calling environment are not inherited: a test that wants S3 passes them in ``env``.
+    Each one started is noted in :data:`STARTED` (the failure report shows the logs of those a failed test started).
     """
 
     def __init__(self, tmp: Path, env: dict[str, str] | None = None, command: list[str] | None = None) -> None:
@@ -97,6 +101,7 @@ class ServiceProcess:
         self.process = subprocess.Popen(
             self.command, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
+        STARTED.append(self)
         return self
 
     def health(self) -> dict[str, Any] | None:

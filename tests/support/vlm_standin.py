@@ -190,7 +190,7 @@ class VlmStandin:
                     pass  # the client gave up (its deadline passed)
 
             def _error(self, status: int, message: str, kind: str) -> None:
-                self._send(status, {"error": {"message": message, "type": kind, "code": status}})
+                self._send(*failure(status, message, kind))
 
             def _authorised(self) -> bool:
                 header = self.headers.get("Authorization") or ""
@@ -237,10 +237,12 @@ class VlmStandin:
                         standin.in_flight += 1
                         standin.peak_in_flight = max(standin.peak_in_flight, standin.in_flight)
                     try:
-                        self._complete(raw)
-                    finally:
+                        answer = self._complete(raw)
+                    finally:  # done before the answer is written, as a server counts a request finished once generated
                         with standin._lock:
                             standin.in_flight -= 1
+                if answer is not None:
+                    self._send(*answer)
                 return None
 
             def _reset(self) -> None:
@@ -267,24 +269,25 @@ class VlmStandin:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def _complete(self, raw: bytes) -> None:
+            def _complete(self, raw: bytes) -> tuple[int, dict[str, Any]] | None:
+                """The answer to send (status, body), or None to send nothing."""
                 try:
                     request = json.loads(raw)
                     prompt, image = parse_chat_request(request, decode=standin.reply is None)
                 except (ValueError, KeyError, TypeError) as exc:
-                    return self._error(400, f"bad request: {exc}", "BadRequestError")
+                    return failure(400, f"bad request: {exc}", "BadRequestError")
                 entry = {"model": request.get("model"), "prompt": prompt, "size": image.size, "time": time.time()}
                 entry["options"] = {key: value for key, value in request.items() if key != "messages"}
                 if standin.keep_images:
                     entry["image"] = image
                 standin.requests.append(entry)
                 if request.get("model") != standin.model_id:
-                    return self._error(404, f"The model `{request.get('model')}` does not exist.", "NotFoundError")
+                    return failure(404, f"The model `{request.get('model')}` does not exist.", "NotFoundError")
                 delayed = standin.delay_s and image.size[0] * image.size[1] >= standin.delay_from_pixels
                 if delayed and standin._release.wait(standin.delay_s):
                     return None  # stopped while "thinking": drop the answer
                 if standin.fail_status:
-                    return self._error(standin.fail_status, "stand-in failure", "InternalServerError")
+                    return failure(standin.fail_status, "stand-in failure", "InternalServerError")
                 began = time.monotonic()
                 text = standin.reply if standin.reply is not None else read_text(image)
                 entry["read_s"] = round(time.monotonic() - began, 2)
@@ -298,9 +301,14 @@ class VlmStandin:
                     ],
                     "usage": {"prompt_tokens": 1, "completion_tokens": max(1, len(text) // 4), "total_tokens": 1},
                 }
-                return self._send(200, completion)
+                return 200, completion
 
         return Handler
+
+
+def failure(status: int, message: str, kind: str) -> tuple[int, dict[str, Any]]:
+    """An OpenAI-style error answer."""
+    return status, {"error": {"message": message, "type": kind, "code": status}}
 
 
 def parse_chat_request(request: dict[str, Any], decode: bool = True) -> tuple[str, Image.Image]:
