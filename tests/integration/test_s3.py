@@ -18,9 +18,11 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 
+from app.main import create_app
+from app.settings import Settings
 from tests.support.documents import text_pdf
 from tests.support.s3server import S3Server
-from tests.support.server import ServiceProcess, after_job_ms, wait_for
+from tests.support.server import ServiceProcess, ThreadServer, after_job_ms, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -324,6 +326,40 @@ def test_s3_down_refuses_new_jobs_at_once_then_accepts_them_when_back(tmp_path: 
 
 
 @pytest.mark.slow
+def test_a_sync_answer_comes_once_every_replica_reads_the_job_finished(s3: S3Server, tmp_path: Path) -> None:
+    """POST /ocr answers once the job's final record is in the bucket too (within S3_UPLOAD_WAIT_S), not only its
+    result: the job it names then reads finished at once, here (which shows a job whose end is being stored as still
+    running) and on every other replica (which read the bucket). In process, so that the final record's write can be
+    held for 1 s, far longer than the rest of the job's uploads."""
+    bucket = s3.new_bucket("ocr")
+    env = s3.service_env(bucket, CLOUDRU_S3_PREFIX=PREFIX, OCR_LANGUAGES="en")
+    settings = Settings(_env_file=None, output_dir=tmp_path, **{k.lower(): v for k, v in env.items()})  # type: ignore[call-arg]
+    app = create_app(settings)
+    with ThreadServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+        wait_for(lambda: client.get("/health").json()["status"] == "healthy", 120, "engines ready")
+        mirror = app.state.service.jobs.mirror
+        write = mirror.state_writer
+        held: list[str] = []
+
+        def final_record_held(job_id: str, body: bytes) -> bool:
+            if json.loads(body)["status"] == "succeeded":
+                held.append(job_id)
+                time.sleep(1.0)
+            return bool(write(job_id, body))
+
+        mirror.state_writer = final_record_held
+        answer = ocr(client).json()
+        job_id = answer["id"]
+        in_bucket = json.loads(s3.client().get_object(Bucket=bucket, Key=job_keys(job_id, 1)[0])["Body"].read())
+        status = client.get(f"/jobs/{job_id}").json()
+        result = client.get(f"/jobs/{job_id}/result")
+    assert held == [job_id]  # the final record's write was held
+    assert answer["storage"]["s3"]["status"] == "uploaded"
+    assert in_bucket["status"] == "succeeded"
+    assert status["status"] == "succeeded", status
+    assert result.status_code == 200 and result.json()["pages"] == answer["pages"]
+
+
 def test_a_hanging_s3_delays_answers_of_accepted_jobs_at_most_s3_upload_wait_s(tmp_path: Path) -> None:
     s3 = S3Server(tmp_path / "s3").start()
     try:

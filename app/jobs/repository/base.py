@@ -110,7 +110,7 @@ class JobRepository(ABC):
     @abstractmethod
     async def result_copy(self, record: JobRecord, folder: Path | None, wait: float) -> ResultCopy:
         """Where else the result is kept (``folder``: the local one it was read from, if any), waiting at most
-        ``wait`` s for its upload (event loop)."""
+        ``wait`` s for its upload, and within the same ``wait`` for the job's final record (event loop)."""
 
     def final_stored(self, job_id: str) -> bool:
         """Whether a finished job's final record is kept where every replica reads it (memory only)."""

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -224,7 +225,11 @@ class S3Repository(JobRepository):
             keys = [self.layout.result(record.result_dir, name) for name in result_files(folder)]
         else:
             keys = self.objects.list_result(record.result_dir)
+        began = time.monotonic()
         uploaded = await self.mirror.wait_result(record.id, wait)
+        if uploaded and wait > 0:  # and its final record (the last upload), within the same wait: a GET of the job
+            # right after this answer, on any replica, then finds it finished rather than still storing
+            await self.mirror.wait_stored(record.id, wait - (time.monotonic() - began))
         return ResultCopy(
             s3="uploaded" if uploaded else "pending",
             bucket=self.mirror.bucket,

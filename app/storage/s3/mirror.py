@@ -88,7 +88,8 @@ class S3Mirror:
         self._client_ready = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._waiters = ResultWaiters()
+        self._waiters = ResultWaiters()  # requests waiting for a job's result.json
+        self._stored_waiters = ResultWaiters()  # requests waiting for all of a job's uploads (job.json last)
         self._in_flight: dict[int, float] = {}  # uploader thread -> when its current PUT began
         # Health, written by the uploader threads, read lock-free by /health.
         self.last_ok: bool | None = None
@@ -145,6 +146,7 @@ class S3Mirror:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         self._waiters.resolve_all(False)
+        self._stored_waiters.resolve_all(False)
 
     def _setup(self) -> None:
         """Create the client (retrying with backoff), then check the bucket and the credentials, each try
@@ -224,20 +226,28 @@ class S3Mirror:
     async def wait_result(self, job_id: str, timeout: float) -> bool:
         """True once the job's result is in S3; False after ``timeout`` s, or at once while S3 is failing
         (the last operation failed, or an upload has been hanging for longer than ``timeout``)."""
-        if not self.result_pending(job_id):
+        return await self._wait(self._waiters, self.result_pending, job_id, timeout)
+
+    async def wait_stored(self, job_id: str, timeout: float) -> bool:
+        """True once nothing of the job waits for upload: its final ``job.json``, the last, is in S3, so every
+        replica answers with the finished job. False as :meth:`wait_result`."""
+        return await self._wait(self._stored_waiters, self.pending, job_id, timeout)
+
+    async def _wait(self, waiters: ResultWaiters, pending: Callable[[str], bool], job_id: str, timeout: float) -> bool:
+        if not pending(job_id):
             return True
         if self.last_ok is False or timeout <= 0 or self._hanging_longer_than(timeout):
             return False
-        future = self._waiters.add(job_id)
-        if not self.result_pending(job_id):  # uploaded between the first check and the registration
-            self._waiters.forget(job_id, future)
+        future = waiters.add(job_id)
+        if not pending(job_id):  # uploaded between the first check and the registration
+            waiters.forget(job_id, future)
             return True
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
         except asyncio.TimeoutError:
             return False
         finally:
-            self._waiters.forget(job_id, future)
+            waiters.forget(job_id, future)
 
     def _hanging_longer_than(self, seconds: float) -> bool:
         began = list(self._in_flight.values())
@@ -290,7 +300,8 @@ class S3Mirror:
                     cond.notify()
                     return
                 step = self.outbox.next_step(entry)
-                if step is None:
+                if step is None:  # the entry is gone: nothing of the job is pending
+                    self._stored_waiters.resolve(entry.job_id, True)
                     return
             try:
                 uploaded = self._put(step, entry.job_id)
@@ -300,6 +311,7 @@ class S3Mirror:
                     self.outbox.failed(entry, step, time.monotonic() + retry_in)
                     cond.notify_all()
                 self._waiters.resolve_all(False)  # sync requests stop waiting: their results are pending
+                self._stored_waiters.resolve_all(False)
                 return
             with cond:
                 self.outbox.done(entry, step)
