@@ -145,8 +145,7 @@ class S3Mirror:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self._waiters.resolve_all(False)
-        self._stored_waiters.resolve_all(False)
+        self._stop_waiting()
 
     def _setup(self) -> None:
         """Create the client (retrying with backoff), then check the bucket and the credentials, each try
@@ -249,6 +248,11 @@ class S3Mirror:
         finally:
             waiters.forget(job_id, future)
 
+    def _stop_waiting(self) -> None:
+        """Every request waiting for an upload gets "not uploaded" now."""
+        self._waiters.resolve_all(False)
+        self._stored_waiters.resolve_all(False)
+
     def _hanging_longer_than(self, seconds: float) -> bool:
         began = list(self._in_flight.values())
         return bool(began) and time.monotonic() - min(began) > seconds
@@ -310,8 +314,7 @@ class S3Mirror:
                 with cond:
                     self.outbox.failed(entry, step, time.monotonic() + retry_in)
                     cond.notify_all()
-                self._waiters.resolve_all(False)  # sync requests stop waiting: their results are pending
-                self._stored_waiters.resolve_all(False)
+                self._stop_waiting()  # sync requests stop waiting: their results are pending
                 return
             with cond:
                 self.outbox.done(entry, step)

@@ -1,4 +1,5 @@
-"""Futures that requests wait on until a job's result is uploaded to S3 (see :meth:`S3Mirror.wait_result`)."""
+"""Futures that requests wait on until a job's uploads reach S3 (see :meth:`S3Mirror.wait_result` and
+:meth:`S3Mirror.wait_stored`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from concurrent.futures import Future
 
 
 class ResultWaiters:
-    """Per job, the futures of the requests waiting for its result's upload. Thread-safe."""
+    """Per job, the futures of the requests waiting for an upload of it (its result, or all of it). Thread-safe."""
 
     def __init__(self) -> None:
         self._futures: dict[str, list[Future[bool]]] = {}
