@@ -29,6 +29,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: -slow[item.nodeid.split("::")[0]])
 
 
+#: How much of each service process's log a failed test's report shows.
+LOG_LINES_ON_FAILURE = 80
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
     """Service processes started by a test are the ones its failure report shows the logs of."""
@@ -49,9 +53,6 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
             tail = "\n".join(process.log().splitlines()[-LOG_LINES_ON_FAILURE:])
             report.sections.append((f"service process {number} ({process.url}), last lines", tail))
     return report
-
-
-LOG_LINES_ON_FAILURE = 80
 
 
 @pytest.fixture(scope="session")

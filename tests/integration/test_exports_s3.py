@@ -62,7 +62,7 @@ def submit(client: httpx.Client) -> dict[str, str]:
 
 def body_uploaded(client: httpx.Client, job_id: str) -> bool:
     """The result is in the bucket. Until the job's final record is too, the job reads as still running and its
-    result answers 409 (``JobRecord.storing``), even after ``POST /ocr`` has answered."""
+    result answers 409 (``JobRecord.storing``); ``POST /ocr`` waits for that at most ``S3_UPLOAD_WAIT_S``."""
     response = client.get(f"/jobs/{job_id}/result")
     return response.status_code == 200 and response.json()["storage"]["s3"]["status"] == "uploaded"
 

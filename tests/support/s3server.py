@@ -178,7 +178,7 @@ class S3Server:
         self._ports: dict[str, int] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
-        self._client: Any = None  # the shared default client (see client())
+        self._clients: dict[tuple[str | None, int, float, float], Any] = {}  # by settings (see client())
         self.last_startup_s: float | None = None
 
     def _write_tls(self) -> None:
@@ -406,16 +406,13 @@ class S3Server:
         connect_timeout: float = 2,
         read_timeout: float = 10,
     ) -> Any:
-        """A boto3 client configured like the service's (own session: no ~/.aws profiles). With the defaults, one
-        client shared by every caller (thread-safe): making one costs ~170 ms of CPU, and tests poll the bucket every
-        50 ms while the replicas they watch need the same cores."""
-        defaults = (secret, max_attempts, connect_timeout, read_timeout) == (None, 3, 2, 10)
-        if defaults and self._client is not None:
-            return self._client
-        client = self._new_client(secret, max_attempts, connect_timeout, read_timeout)
-        if defaults:
-            self._client = client
-        return client
+        """A boto3 client configured like the service's (own session: no ~/.aws profiles), made once per settings and
+        shared by every caller (thread-safe): making one costs ~170 ms of CPU, and tests poll the bucket every 50 ms
+        while the replicas they watch need the same cores."""
+        settings = (secret, max_attempts, connect_timeout, read_timeout)
+        if settings not in self._clients:
+            self._clients[settings] = self._new_client(*settings)
+        return self._clients[settings]
 
     def _new_client(self, secret: str | None, max_attempts: int, connect_timeout: float, read_timeout: float) -> Any:
         import boto3
