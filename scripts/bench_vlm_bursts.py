@@ -181,18 +181,36 @@ def limit_of(url: str) -> int | None:
 
 
 def fresh_and_restarted(
-    env: Env, page: bytes, tmp: Path, latency: float, cases: list[tuple[int, int, int, bool]]
+    env: Env,
+    page: bytes,
+    tmp: Path,
+    latency: float,
+    cases: list[tuple[int, int, int, bool]],
+    *,
+    fixed: bool = True,
 ) -> list[dict[str, Any]]:
     """For each (capacity, clients, pages, metrics): a stand-in; a fresh service meets the burst, then the same
-    service, warm, meets it again; then the service restarted on its OUTPUT_DIR meets it a third time."""
+    service, warm, meets it again; then the service restarted on its OUTPUT_DIR meets it a third time.
+
+    ``fixed`` (capacities from 16, latency signal): then a fresh service whose limit is set to the stand-in's
+    capacity (``VL_MAX_CONCURRENCY``), the limit an operator who knew the server would give, meets the burst twice
+    (fresh, warm): what this machine delivers when the limit costs nothing, the yardstick for the learned limit's
+    rows (``fixed`` in the row: that capacity)."""
     rows = []
     for capacity, clients, pages, metrics in cases:
         folder = tmp / f"burst-{capacity}-{clients}-{int(metrics)}"
         folder.mkdir()
+        runs: list[tuple[tuple[str, ...], Path, dict[str, str]]] = [
+            (("fresh", "warm"), folder, {}),
+            (("restarted",), folder, {}),
+        ]
+        if fixed and capacity >= 16 and not metrics:
+            runs.append((("fresh", "warm"), tmp / f"{folder.name}-fixed", {"VL_MAX_CONCURRENCY": str(capacity)}))
         with VlmStandin(reply="stand-in text", capacity=capacity, metrics=metrics) as vlm:
             vlm.delay_s = latency
-            for starts in (("fresh", "warm"), ("restarted",)):
-                with ServiceProcess(folder, env=env(vlm.url, folder)) as service:
+            for starts, where, extra in runs:
+                where.mkdir(exist_ok=True)
+                with ServiceProcess(where, env={**env(vlm.url, where), **extra}) as service:
                     service.wait_ready(timeout=600)
                     assert service.process is not None
                     for start in starts:
@@ -204,6 +222,7 @@ def fresh_and_restarted(
                             per_client=pages,
                             metrics=metrics,
                             start=start,
+                            fixed=capacity if extra else None,
                             load=os.getloadavg()[0],
                             ceiling=min(capacity, clients) / latency,
                         )
@@ -303,7 +322,10 @@ def render_bursts(rows: list[dict[str, Any]], latency: float) -> list[str]:
         "all starting together; pages/s from the first request to the last answer. *fresh*: a new service, nothing "
         "learned; *warm*: the same service's second burst; *restarted*: the same OUTPUT_DIR again (the limit it "
         "learned is kept there, `.engines/vlm/limits/`). *metrics*: the stand-in serves vLLM's `/metrics` (the "
-        "queue is the signal). *first round in*: seconds from the start until the first min(capacity, clients) "
+        "queue is the signal). *fixed N*: a fresh service whose limit is set to the stand-in's capacity "
+        "(`VL_MAX_CONCURRENCY=N`, nothing to learn), its first and second burst: what this machine gives the burst "
+        "when the limit costs nothing, the yardstick of the learned limit's rows. *first round in*: seconds from "
+        "the start until the first min(capacity, clients) "
         "requests had all reached the stand-in (the service receiving, decoding and preparing the burst's first "
         "pages; each second of it adds to the burst's time). *while the server had room*: the seconds, until the "
         "burst's last request reached it, in which the stand-in had fewer requests at work than it serves at once, "
@@ -323,13 +345,19 @@ def render_bursts(rows: list[dict[str, Any]], latency: float) -> list[str]:
     for r in rows:
         lines.append(
             f"| {r['capacity']} | {r['clients']} x {r['per_client']} | {r['start']} | "
-            f"{'queue' if r['metrics'] else 'latency'} | {r['pages_s']:.2f} | {r['pages_s'] / r['ceiling']:.0%} | "
+            f"{_signal(r)} | {r['pages_s']:.2f} | {r['pages_s'] / r['ceiling']:.0%} | "
             f"{r['errors']} | {r['limit_before']} / {r['limit_after']} | {r['server_queue']} | "
             f"{_seconds(r.get('first_round_s'))} | {r['cpu_per_page']:.3f} | {r['cores_busy']:.2f} | {_room(r)} | "
             f"{_room(r, 'held')}{_saturated(r)} | {r.get('run_queue', float('nan')):.2f} | "
             f"{r['load']:.1f} |"
         )
     return lines
+
+
+def _signal(row: dict[str, Any]) -> str:
+    if row.get("fixed"):
+        return f"fixed {row['fixed']}"
+    return "queue" if row["metrics"] else "latency"
 
 
 def _room(row: dict[str, Any], name: str = "room") -> str:
@@ -371,7 +399,15 @@ def render_replicas(rows: list[dict[str, Any]], latency: float) -> list[str]:
 def verdicts(bursts: list[dict[str, Any]], fleets: list[dict[str, Any]]) -> list[str]:
     """The issue's targets read from the rows."""
     found = []
+    yardsticks = {(r["capacity"], r["clients"], r["start"]): r for r in bursts if r.get("fixed")}
     for r in bursts:
+        if r.get("fixed"):
+            found.append(
+                f"- Capacity {r['capacity']}, {r['clients']} x {r['per_client']}, {r['start']}, the limit fixed at "
+                f"{r['fixed']} (nothing to learn): {r['pages_s'] / r['ceiling']:.1%} of the ceiling, CPU "
+                f"{r['cpu_per_page']:.3f} s/page: what this machine gives this burst."
+            )
+            continue
         if r["capacity"] < 16:
             found.append(
                 f"- Capacity {r['capacity']}, {r['start']} ({'queue' if r['metrics'] else 'latency'}): "
@@ -398,10 +434,18 @@ def verdicts(bursts: list[dict[str, Any]], fleets: list[dict[str, Any]]) -> list
             )
         if "run_queue" in r:
             room += f"; the service's threads waiting for a core: {r['run_queue']:.2f} on average"
+        # a learned limit is judged against the fixed one's same start; warm and restarted against its warm burst
+        yardstick = yardsticks.get((r["capacity"], r["clients"], "fresh" if r["start"] == "fresh" else "warm"))
+        against = (
+            f"; {r['pages_s'] / yardstick['pages_s']:.0%} of the pages/s the limit fixed at {yardstick['fixed']} gets "
+            f"({yardstick['pages_s'] / yardstick['ceiling']:.0%} of the ceiling)"
+            if yardstick
+            else ""
+        )
         found.append(
             f"- Capacity {r['capacity']}, {r['clients']} x {r['per_client']}, {r['start']} "
-            f"({'queue' if r['metrics'] else 'latency'}): {share:.1%} of the ceiling (target {target:.0%}): "
-            f"{verdict} (cores busy {r['cores_busy']:.2f} of {cores}{room})."
+            f"({_signal(r)}): {share:.1%} of the ceiling (target {target:.0%}): "
+            f"{verdict}{against} (cores busy {r['cores_busy']:.2f} of {cores}{room})."
         )
     for r in fleets:
         mean = sum(r["each"]) / len(r["each"])

@@ -26,8 +26,9 @@ end of the level (`vlm_concurrency_limit` on /metrics), CPU seconds per page of 
 
 Bursts and replicas (scripts/bench_vlm_bursts.py): bursts on fresh, warm (the same service's second burst) and
 restarted services (16 x 4 pages against capacity 16, 64 x 4 against 64, with and without the stand-in's /metrics,
-16 x 4 against 4), then two and three replicas on one SeaweedFS bucket and one stand-in (capacity 16 and 64, each
-replica `capacity` clients x 4 pages; three replicas against capacity 4). --parts chooses: baseline (PaddleX),
+16 x 4 against 4) and, as their yardstick, on a service whose limit is fixed at the capacity; then two and three
+replicas on one SeaweedFS bucket and one stand-in (capacity 16 and 64, each replica `capacity` clients x 4 pages;
+three replicas against capacity 4). --parts chooses: baseline (PaddleX),
 cpu, adaptive, bursts, replicas.
 
 CPU per page (cpu): the baseline's figures come from a few pages each (2 per client) and the CPU clock counts in

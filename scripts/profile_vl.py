@@ -215,14 +215,15 @@ def main() -> None:
 
             collections_before = gc_pauses(service.url)
             cpu0, faults0, kernel0, began = cpu_seconds(pid), minor_faults(pid), kernel_seconds(pid), time.monotonic()
-            own0, machine0, mine0 = cpu_seconds(pid, children=False), machine_busy(), cpu_seconds(os.getpid())
+            own0, machine0 = cpu_seconds(pid, children=False), machine_busy()
+            mine0 = cpu_seconds(os.getpid(), children=False)  # the clients and the stand-in; the service is a child
             with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
                 list(pool.map(lambda _: client(), range(args.clients)))
             wall = time.monotonic() - began
             cpu = (cpu_seconds(pid) - cpu0) / max(1, done[0])
             own = (cpu_seconds(pid, children=False) - own0) / max(1, done[0])
             busy = cores_busy(machine0)
-            mine = (cpu_seconds(os.getpid()) - mine0) / wall
+            mine = (cpu_seconds(os.getpid(), children=False) - mine0) / wall
             faults = (minor_faults(pid) - faults0) / max(1, done[0])
             kernel = (kernel_seconds(pid) - kernel0) / max(1, done[0])
             resident = resident_mb(pid)
