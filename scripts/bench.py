@@ -98,6 +98,17 @@ def machine_busy() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
+def cpu_pressure_us() -> int:
+    """Microseconds since boot in which at least one task was ready to run and waited for a core (the kernel's
+    pressure stall information, ``/proc/pressure/cpu``, line ``some``): its growth per second of wall time is the
+    share of the time the machine's CPU was saturated. 0 where the kernel does not keep it."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        return int(line.rsplit("total=", 1)[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 def cores_busy(since: tuple[int, int]) -> float:
     """How many of the machine's cores were busy on average since ``since`` (a :func:`machine_busy` reading)."""
     busy, total = (now - then for then, now in zip(since, machine_busy(), strict=True))

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from app.client.api import describe
-from scripts.bench import cores_busy, cpu_seconds, machine_busy
+from scripts.bench import cores_busy, cpu_pressure_us, cpu_seconds, machine_busy
 from tests.support.server import ServiceProcess
 from tests.support.vlm_standin import VlmStandin
 
@@ -112,8 +112,9 @@ class RoomSampler:
     ) -> None:
         self.vlm, self.pid, self.every_s = vlm, pid, every_s
         self.open_requests = open_requests
-        # (epoch s, the server had room, requests the service held outside the server, machine, service CPU s)
-        self.samples: list[tuple[float, bool, int, tuple[int, int], float]] = []
+        # (epoch s, the server had room, requests the service held outside the server, machine, service CPU s,
+        # the machine's CPU pressure in µs)
+        self.samples: list[tuple[float, bool, int, tuple[int, int], float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="room-sampler", daemon=True)
 
@@ -132,20 +133,21 @@ class RoomSampler:
             room = self.vlm.in_flight < capacity
             # sent by a client, not answered, and not at the server: being received, prepared or finished
             held = max(0, self.open_requests.count - at_server) if self.open_requests is not None else 0
-            self.samples.append((time.time(), room, held, machine_busy(), cpu_seconds(self.pid)))
+            self.samples.append((time.time(), room, held, machine_busy(), cpu_seconds(self.pid), cpu_pressure_us()))
             self._stop.wait(self.every_s)
 
     def while_room(self, until: float) -> dict[str, float]:
         """Up to ``until`` (epoch s: when the burst's last request reached the server): the seconds the server had
         room, the machine's cores busy and the service's cores meanwhile (intervals that began with room); then the
         same for the seconds in which the server had room *and* the service held requests (``held_*``: work was
-        waiting on this machine, not on the server)."""
+        waiting on this machine, not on the server). ``*_pressure``: the share of those seconds in which some task
+        was ready to run and waited for a core (the kernel's CPU pressure): the CPU saturated."""
         found: dict[str, float] = {}
         cores = os.cpu_count() or 1
         for name, wanted in (("room", lambda held: True), ("held", lambda held: held > 0)):
-            seconds = busy = total = service = saturated = 0.0
+            seconds = busy = total = service = saturated = pressure = 0.0
             pairs = zip(self.samples, self.samples[1:], strict=False)
-            for (at, room, held, machine, cpu), (next_at, _, _, next_machine, next_cpu) in pairs:
+            for (at, room, held, machine, cpu, stalled), (next_at, _, _, next_machine, next_cpu, next_stalled) in pairs:
                 if not room or not wanted(held) or next_at > until:
                     continue
                 busy_ticks, all_ticks = next_machine[0] - machine[0], next_machine[1] - machine[1]
@@ -153,12 +155,14 @@ class RoomSampler:
                 busy += busy_ticks
                 total += all_ticks
                 service += next_cpu - cpu
+                pressure += (next_stalled - stalled) / 1e6
                 if all_ticks and busy_ticks / all_ticks >= 0.9:
                     saturated += next_at - at  # every core busy in this interval (the clock counts in 10 ms ticks)
             found[f"{name}_s"] = seconds
             found[f"{name}_cores_busy"] = busy / total * cores if total else float("nan")
             found[f"{name}_service_cores"] = service / seconds if seconds else float("nan")
             found[f"{name}_saturated"] = saturated / seconds if seconds else float("nan")
+            found[f"{name}_pressure"] = min(1.0, pressure / seconds) if seconds else float("nan")
         return found
 
 
@@ -238,13 +242,15 @@ def _measured_burst(service: ServiceProcess, vlm: VlmStandin, page: bytes, clien
     vlm.peak_waiting = 0
     seen = len(vlm.requests)
     cpu0, machine0 = cpu_seconds(service.process.pid), machine_busy()
-    waited0 = run_queue_seconds(service.process.pid)
+    waited0, stalled0 = run_queue_seconds(service.process.pid), cpu_pressure_us()
     opened = OpenRequests()
     with RoomSampler(vlm, service.process.pid, opened) as sampler:
         row = burst(service.url, clients, pages, page, open_requests=opened)
     busy = cores_busy(machine0)
     # the service's threads ready to run but without a core, on average over the burst
     row["run_queue"] = (run_queue_seconds(service.process.pid) - waited0) / row["wall"]
+    # the share of the burst in which some task on this machine waited for a core
+    row["cpu_pressure"] = min(1.0, (cpu_pressure_us() - stalled0) / 1e6 / row["wall"])
     arrived = sorted(entry["time"] for entry in vlm.requests[seen:])
     if arrived:
         row.update(sampler.while_room(until=arrived[-1]))
@@ -333,14 +339,17 @@ def render_bursts(rows: list[dict[str, Any]], latency: float) -> list[str]:
         "every 50 ms). *while the service held pages*: the part of those seconds in which requests were sent by a "
         "client and neither answered nor at the server (being received, prepared or finished, or waiting for the "
         "limit): pages waited on this machine, so the cores busy then say whether its CPU was what they waited for; "
-        "*all busy*: the share of those seconds in which every core was busy (50 ms intervals). *run queue*: how "
-        "many of the service's threads were, on average over the burst, ready to run and waiting for a core (the "
-        "kernel's schedstat; threads that ended during the burst not counted).",
+        "*all busy*: the share of those seconds in which every core was busy (50 ms intervals); *stalled*: the share "
+        "of them in which some task of this machine was ready to run and waited for a core (the kernel's CPU "
+        "pressure, `/proc/pressure/cpu`: the CPU saturated). *run queue*: how many of the service's threads were, on "
+        "average over the burst, ready to run and waiting for a core (the kernel's schedstat; threads that ended "
+        "during the burst not counted). *CPU stalled*: the kernel's CPU pressure over the whole burst.",
         "",
         "| Capacity | Clients x pages | start | signal | pages/s | of ceiling | errors | limit before / after | "
         "server queue (peak) | first round in (s) | CPU s/page | cores busy | while the server had room: s, cores "
-        "busy (service) | while the service held pages: s, cores busy (service), all busy | run queue | load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "busy (service) | while the service held pages: s, cores busy (service), all busy, stalled | run queue | "
+        "CPU stalled | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -349,7 +358,7 @@ def render_bursts(rows: list[dict[str, Any]], latency: float) -> list[str]:
             f"{r['errors']} | {r['limit_before']} / {r['limit_after']} | {r['server_queue']} | "
             f"{_seconds(r.get('first_round_s'))} | {r['cpu_per_page']:.3f} | {r['cores_busy']:.2f} | {_room(r)} | "
             f"{_room(r, 'held')}{_saturated(r)} | {r.get('run_queue', float('nan')):.2f} | "
-            f"{r['load']:.1f} |"
+            f"{r.get('cpu_pressure', float('nan')):.0%} | {r['load']:.1f} |"
         )
     return lines
 
@@ -367,7 +376,8 @@ def _room(row: dict[str, Any], name: str = "room") -> str:
 
 
 def _saturated(row: dict[str, Any]) -> str:
-    return f", {row['held_saturated']:.0%}" if "held_saturated" in row else ""
+    found = f", {row['held_saturated']:.0%}" if "held_saturated" in row else ""
+    return found + (f", {row['held_pressure']:.0%}" if "held_pressure" in row else "")
 
 
 def _seconds(value: float | None) -> str:
