@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+
+class QuietHTTPServer(ThreadingHTTPServer):
+    """A test server for which a client dropping its connection (a deadline passed, a process a test killed, a
+    limit reached) is not an error: no traceback for it in the test output; anything else is printed as usual."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class DocumentSource:
@@ -78,7 +89,7 @@ class DocumentSource:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         if tls is not None:  # https: the listening socket hands out TLS connections
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)

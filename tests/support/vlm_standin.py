@@ -28,7 +28,6 @@ import io
 import json
 import socket
 import struct
-import sys
 import threading
 import time
 import uuid
@@ -42,6 +41,7 @@ from PIL import Image
 from app.engines.pp_ocr import PpOcrEngine
 from app.results import reading_order
 from app.settings import Settings
+from tests.support.http_source import QuietHTTPServer
 from tests.support.server import free_port
 
 _ENGINE_LOCK = threading.Lock()
@@ -64,17 +64,11 @@ def read_text(image: Image.Image) -> str:
     return "\n".join(" ".join(block.text for block in band) for band in bands)
 
 
-class _Server(ThreadingHTTPServer):
-    """A listen backlog like a real server's (socketserver's default of 5 refuses bursts of connections). A client
-    that drops its connection (a replica killed by a test, a deadline passed) is not an error of the stand-in: no
-    traceback for it in the test output."""
+class _Server(QuietHTTPServer):
+    """A listen backlog like a real server's (socketserver's default of 5 refuses bursts of connections); a client
+    dropping its connection prints no traceback (:class:`QuietHTTPServer`)."""
 
     request_queue_size = 1024
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
 
 
 class VlmStandin:
