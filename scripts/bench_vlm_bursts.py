@@ -420,7 +420,7 @@ def verdicts(bursts: list[dict[str, Any]], fleets: list[dict[str, Any]]) -> list
             continue
         if r["capacity"] < 16:
             found.append(
-                f"- Capacity {r['capacity']}, {r['start']} ({'queue' if r['metrics'] else 'latency'}): "
+                f"- Capacity {r['capacity']}, {r['start']} ({_signal(r)}): "
                 f"{r['errors']} errors, at most {r['server_queue']} requests waiting inside the server."
             )
             continue

@@ -539,7 +539,8 @@ def main() -> int:
     def took(job: Job) -> float:
         """On the client's clock: the job's record has its accepting and finishing replicas' clocks, which differ
         by ``--skew`` when one of them is the skewed slot (a taken-over job then "took" a negative time)."""
-        return (job.seen_final or job.submitted) - job.submitted
+        assert job.seen_final is not None  # only jobs in ``timed``
+        return job.seen_final - job.submitted
 
     timed = [j for j in done if j.submitted and j.seen_final]  # not those whose 202 was lost (found in the logs)
     moved = [took(j) for j in timed if j.status.get("takeovers")]
